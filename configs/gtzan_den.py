@@ -1,0 +1,57 @@
+"""DEN over five GTZAN genre pairs, task-incremental, fold 0 held out."""
+
+import ml_collections
+
+from mcl import tasks
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.method = "den"
+  config.seed = 0
+  config.tasks = [list(pair) for pair in tasks.GTZAN_GENRE_PAIRS]
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source_dir = "../shared/data/gtzan_excerpts"
+  config.data.data_dir = "runs/tfds"
+  config.data.num_folds = 5
+  config.data.fold = 0  # Test fold; validation is the next one.
+  config.data.chunk_seconds = 3.0
+  config.data.eval_chunks = 8  # Evenly spaced chunks averaged per clip.
+
+  # Log-mel front end (mcl.audio.FeatureConfig): 16 kHz, n_fft 512,
+  # hop 256 samples, 128 mels up to 8 kHz, dB.
+  config.features = ml_collections.ConfigDict()
+  config.features.sample_rate = 16_000
+  config.features.n_fft = 512
+  config.features.hop_length = 256
+  config.features.n_mels = 128
+  config.features.f_min = 0.0
+  config.features.f_max = 8_000.0
+  config.features.top_db = 80.0
+  config.features.min_seconds = 3.0
+  config.features.silence_db = -60.0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "conv_classifier"
+  config.model.widths = ml_collections.ConfigDict()
+  config.model.widths.conv_widths = (8, 16, 32, 32)
+  config.model.widths.dense_widths = (32,)
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 16
+  config.train.eval_batch_size = 4
+  config.train.fit = ml_collections.ConfigDict()
+  config.train.fit.learning_rate = 1e-3
+  config.train.fit.max_steps = 150
+  config.train.fit.eval_every = 10
+  config.train.fit.patience = 5
+
+  config.den = ml_collections.ConfigDict()
+  config.den.l1 = 1e-2
+  config.den.l2 = 1e-4
+  config.den.group_lasso = 1e-1
+  config.den.k = 4
+  config.den.tau = 0.1
+  config.den.sigma = 0.05
+  return config

@@ -1,0 +1,176 @@
+"""Audio decoding and time-frequency features: numpy in, numpy out.
+
+Decoding uses soundfile (libsndfile: wav, flac, ogg, mp3, au), resampling
+uses soxr through librosa, and the mel filter bank and MFCC are librosa's.
+This module knows nothing of JAX or TensorFlow.
+"""
+
+import dataclasses
+import os
+
+import librosa
+import numpy as np
+import soundfile
+
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac", ".au")
+
+
+class AudioError(ValueError):
+  """An audio file that cannot be turned into features.
+
+  Attributes:
+    path: the offending file.
+    problem: what is wrong with it, in words.
+  """
+
+  def __init__(self, path: str, problem: str):
+    super().__init__(f"{path}: {problem}")
+    self.path = path
+    self.problem = problem
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+  """Parameters of the log-mel front end (defaults of Won et al. 2020).
+
+  Attributes:
+    sample_rate: target sample rate in Hz.
+    n_fft: FFT window length in samples.
+    hop_length: hop between frames in samples (62.5 frames/s at 16 kHz).
+    n_mels: number of mel bands.
+    f_min: lowest mel band edge in Hz.
+    f_max: highest mel band edge in Hz.
+    top_db: dynamic range kept below the clip's peak, in dB.
+    min_seconds: clips shorter than this (after decoding) are rejected.
+    silence_db: clips whose RMS is below this level in dBFS are rejected.
+  """
+
+  sample_rate: int = 16_000
+  n_fft: int = 512
+  hop_length: int = 256
+  n_mels: int = 128
+  f_min: float = 0.0
+  f_max: float = 8_000.0
+  top_db: float = 80.0
+  min_seconds: float = 3.0
+  silence_db: float = -60.0
+
+
+def load_audio(path: str, sample_rate: int) -> np.ndarray:
+  """Decodes a file, mixes it to mono and resamples it.
+
+  Args:
+    path: a wav/mp3/ogg/flac/au file.
+    sample_rate: target sample rate in Hz.
+
+  Returns:
+    float32 waveform of shape [samples] in [-1, 1] at `sample_rate`. The
+    length is the decoded one; header durations are not trusted.
+
+  Raises:
+    AudioError: the file is missing, empty, or cannot be decoded.
+  """
+  if not os.path.exists(path):
+    raise AudioError(path, "file does not exist")
+  if os.path.getsize(path) == 0:
+    raise AudioError(path, "file is empty (0 bytes)")
+  try:
+    waveform, source_rate = soundfile.read(
+        path, dtype="float32", always_2d=True
+    )
+  except (soundfile.LibsndfileError, RuntimeError, EOFError) as e:
+    raise AudioError(path, f"cannot decode audio ({e})") from e
+  if waveform.shape[0] == 0:
+    raise AudioError(path, "decodes to zero samples")
+  mono = waveform.mean(axis=1)
+  if source_rate != sample_rate:
+    mono = librosa.resample(
+        mono, orig_sr=source_rate, target_sr=sample_rate, res_type="soxr_hq"
+    )
+  return mono.astype(np.float32)
+
+
+def check_audio(path: str, waveform: np.ndarray, config: FeatureConfig):
+  """Rejects audio too short or too quiet to classify.
+
+  Args:
+    path: the file the waveform came from (for the error message).
+    waveform: float32 [samples] at `config.sample_rate`.
+    config: gives `min_seconds` and `silence_db`.
+
+  Raises:
+    AudioError: shorter than `config.min_seconds`, non-finite samples, or
+      RMS below `config.silence_db` dBFS.
+  """
+  seconds = waveform.shape[0] / config.sample_rate
+  if seconds < config.min_seconds:
+    raise AudioError(
+        path, f"too short: {seconds:.2f} s < {config.min_seconds:.2f} s"
+    )
+  if not np.all(np.isfinite(waveform)):
+    raise AudioError(path, "contains non-finite samples")
+  rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+  rms_db = 20.0 * np.log10(max(rms, 1e-12))
+  if rms_db < config.silence_db:
+    raise AudioError(
+        path, f"silent: RMS {rms_db:.1f} dBFS < {config.silence_db:.1f} dBFS"
+    )
+
+
+def log_mel(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
+  """Log-magnitude mel spectrogram.
+
+  Power mel spectrogram (Hann window, centred frames, Slaney mel scale) in
+  dB relative to 1.0, floored at `config.top_db` below the clip's peak.
+
+  Args:
+    waveform: float32 [samples] at `config.sample_rate` Hz.
+    config: front-end parameters.
+
+  Returns:
+    float32 [frames, n_mels] in dB, frames = 1 + samples // hop_length.
+  """
+  power = librosa.feature.melspectrogram(
+      y=waveform,
+      sr=config.sample_rate,
+      n_fft=config.n_fft,
+      hop_length=config.hop_length,
+      n_mels=config.n_mels,
+      fmin=config.f_min,
+      fmax=config.f_max,
+      power=2.0,
+  )
+  db = librosa.power_to_db(power, ref=1.0, top_db=config.top_db)
+  return db.T.astype(np.float32)
+
+
+def mfcc(log_mel_db: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
+  """Mel-frequency cepstral coefficients from a log-mel spectrogram.
+
+  Args:
+    log_mel_db: float32 [frames, n_mels] in dB, as from `log_mel`.
+    n_mfcc: number of coefficients (type-II orthonormal DCT over mels).
+
+  Returns:
+    float32 [frames, n_mfcc].
+  """
+  coefficients = librosa.feature.mfcc(S=log_mel_db.T, n_mfcc=n_mfcc)
+  return coefficients.T.astype(np.float32)
+
+
+def file_log_mel(path: str, config: FeatureConfig) -> np.ndarray:
+  """Decodes, checks and featurises one file.
+
+  Args:
+    path: audio file.
+    config: front-end parameters.
+
+  Returns:
+    float32 [frames, n_mels] log-mel in dB.
+
+  Raises:
+    AudioError: the file is corrupt, empty, too short or silent.
+  """
+  waveform = load_audio(path, config.sample_rate)
+  check_audio(path, waveform, config)
+  return log_mel(waveform, config)

@@ -1,0 +1,77 @@
+"""Orbax checkpoints of a growing network, one per finished task.
+
+Each checkpoint holds the parameter tree and JSON metadata (widths, unit
+timestamps, task index, per-task records). The metadata is read first and
+the restore target rebuilt from it with `jax.eval_shape`, so a checkpoint
+restores into the grown shapes it was saved with.
+"""
+
+import os
+from collections.abc import Callable
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+Params = dict
+
+
+class TaskCheckpoints:
+  """Checkpoints under `<directory>/<task>`, kept for every task."""
+
+  def __init__(self, directory: str):
+    self._manager = ocp.CheckpointManager(
+        os.path.abspath(directory),
+        options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
+        item_names=("params", "metadata"),
+    )
+
+  def save(self, task: int, params: Params, metadata: dict) -> None:
+    """Writes task `task`'s checkpoint and waits until it is on disk."""
+    self._manager.save(
+        task,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardSave(params),
+            metadata=ocp.args.JsonSave(metadata),
+        ),
+        force=True,
+    )
+    self._manager.wait_until_finished()
+
+  def tasks(self) -> list[int]:
+    """Tasks with a finished checkpoint, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def metadata(self, task: int) -> dict:
+    """The JSON metadata of task `task`'s checkpoint."""
+    restored = self._manager.restore(
+        task, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
+    )
+    return restored["metadata"]
+
+  def restore(
+      self, task: int, abstract_params: Callable[[dict], Params]
+  ) -> tuple[Params, dict]:
+    """Parameters and metadata of task `task`'s checkpoint.
+
+    Args:
+      task: the checkpoint to read.
+      abstract_params: maps the metadata to a tree of
+        `jax.ShapeDtypeStruct` (e.g. `jax.eval_shape` of the model's init
+        at the saved widths).
+
+    Returns:
+      (params as numpy arrays, metadata).
+    """
+    metadata = self.metadata(task)
+    restored = self._manager.restore(
+        task,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract_params(metadata))
+        ),
+    )
+    params = jax.tree.map(np.asarray, restored["params"])
+    return params, metadata
+
+  def close(self) -> None:
+    self._manager.close()

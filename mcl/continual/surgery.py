@@ -1,0 +1,483 @@
+"""Pure parameter-tree surgery for networks that grow by units.
+
+A network is a chain of hidden layers (`layers`, input to output) followed
+by task heads (`heads`). Every layer is `{"kernel": [..., in, out], "bias":
+[out]}` (conv kernels are [kh, kw, in, out], dense kernels [in, out]); a
+*unit* is an output column: a dense neuron or a conv channel. The consumers
+of layer l are layer l+1, or every head for the last hidden layer; their
+kernel rows (axis -2) are layer l's units. Global pooling between the conv
+and dense layers keeps that row/column correspondence.
+
+Each unit carries a timestamp, the task at which it was added (DEN, Yoon et
+al. 2018). Units are only ever appended, and only the current task's units
+are ever removed, so the units a task j may use (timestamp <= j) are always
+a prefix of every layer: timestamped inference slices that prefix and runs
+exactly the shapes and values the network had after task j.
+
+Functions here take numpy trees and return new ones; nothing is mutated,
+nothing is trained. They run between tasks, outside jit.
+"""
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+Params = dict
+Timestamps = dict  # layer name -> int32 [units]
+
+
+def _copy(params: Params) -> Params:
+  return {
+      name: {k: np.array(v) for k, v in layer.items()}
+      for name, layer in params.items()
+  }
+
+
+def consumers(
+    layers: Sequence[str], heads: Sequence[str], layer: str
+) -> tuple[str, ...]:
+  """Layers whose kernel rows are the units of `layer`."""
+  i = list(layers).index(layer)
+  return (layers[i + 1],) if i + 1 < len(layers) else tuple(heads)
+
+
+def widths(params: Params, layers: Sequence[str]) -> dict[str, int]:
+  """Number of units of every hidden layer."""
+  return {name: int(params[name]["bias"].shape[0]) for name in layers}
+
+
+def add_units(
+    params: Params,
+    layers: Sequence[str],
+    heads: Sequence[str],
+    layer: str,
+    incoming: np.ndarray,
+    bias: np.ndarray,
+    outgoing: Mapping[str, np.ndarray],
+) -> Params:
+  """Appends n units to `layer`.
+
+  Args:
+    params: the tree.
+    layers: hidden layer names, input to output.
+    heads: head names.
+    layer: the layer to grow.
+    incoming: [..., in, n] kernel columns of the new units.
+    bias: [n] their biases.
+    outgoing: {consumer: [..., n, out]} kernel rows of the new units in
+      every consumer of `layer`.
+
+  Returns:
+    A new tree with the units appended as the last columns of `layer` and
+    the last rows of its consumers.
+
+  Raises:
+    ValueError: a shape does not fit or a consumer is missing.
+  """
+  new = _copy(params)
+  kernel = new[layer]["kernel"]
+  if incoming.shape[:-1] != kernel.shape[:-1] or bias.shape != (
+      incoming.shape[-1],
+  ):
+    raise ValueError(
+        f"{layer}: new units {incoming.shape}/{bias.shape} do not fit kernel "
+        f"{kernel.shape}"
+    )
+  new[layer]["kernel"] = np.concatenate([kernel, incoming], axis=-1)
+  new[layer]["bias"] = np.concatenate([new[layer]["bias"], bias])
+  for name in consumers(layers, heads, layer):
+    if name not in outgoing:
+      raise ValueError(f"{layer}: no outgoing rows for consumer {name}")
+    new[name]["kernel"] = np.concatenate(
+        [new[name]["kernel"], outgoing[name]], axis=-2
+    )
+  return new
+
+
+def keep_units(
+    params: Params,
+    layers: Sequence[str],
+    heads: Sequence[str],
+    layer: str,
+    keep: np.ndarray,
+) -> Params:
+  """Removes the units of `layer` where `keep` is False.
+
+  Args:
+    params: the tree.
+    layers: hidden layer names.
+    heads: head names.
+    layer: the layer to shrink.
+    keep: bool [units].
+
+  Returns:
+    A new tree without those columns of `layer` and rows of its consumers.
+  """
+  new = _copy(params)
+  new[layer]["kernel"] = new[layer]["kernel"][..., keep]
+  new[layer]["bias"] = new[layer]["bias"][keep]
+  for name in consumers(layers, heads, layer):
+    new[name]["kernel"] = new[name]["kernel"][..., keep, :]
+  return new
+
+
+def grow(
+    params: Params,
+    timestamps: Timestamps,
+    layers: Sequence[str],
+    heads: Sequence[str],
+    k: int,
+    task: int,
+    rng: np.random.Generator | None,
+) -> tuple[Params, Timestamps]:
+  """Dynamic expansion: adds k units with timestamp `task` to every layer.
+
+  New units' incoming weights are LeCun-normal (std 1/sqrt(fan_in)) when
+  `rng` is given, zero otherwise; their outgoing weights are zero, so the
+  network's outputs are unchanged by the growth itself.
+
+  Args:
+    params: the tree.
+    timestamps: units' timestamps per layer.
+    layers: hidden layer names.
+    heads: head names.
+    k: units added per layer.
+    task: timestamp of the new units.
+    rng: initialiser of the incoming weights, or None for zeros.
+
+  Returns:
+    The grown tree and timestamps.
+  """
+  new, stamps = params, dict(timestamps)
+  for layer in layers:
+    shape = new[layer]["kernel"].shape[:-1] + (k,)
+    fan_in = int(np.prod(shape[:-1]))
+    if rng is None:
+      incoming = np.zeros(shape, np.float32)
+    else:
+      incoming = (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(
+          np.float32
+      )
+    outgoing = {
+        name: np.zeros(
+            new[name]["kernel"].shape[:-2] + (k, new[name]["kernel"].shape[-1]),
+            np.float32,
+        )
+        for name in consumers(layers, heads, layer)
+    }
+    new = add_units(
+        new, layers, heads, layer, incoming, np.zeros(k, np.float32), outgoing
+    )
+    stamps[layer] = np.concatenate(
+        [stamps[layer], np.full(k, task, np.int32)]
+    )
+  return new, stamps
+
+
+def select_subnetwork(
+    params: Params, layers: Sequence[str], head: str
+) -> dict[str, np.ndarray]:
+  """DEN's breadth-first search for the units a new head depends on.
+
+  Starting from the units with a nonzero weight into any output of `head`
+  (every output column, not only the first), a unit of layer l-1 is
+  selected when it has a nonzero weight into a selected unit of layer l;
+  for conv layers a channel pair is connected when its kernel slice is
+  nonzero (Yoon et al. 2018, Sec. 3, selective retraining).
+
+  Args:
+    params: the tree, after the sparse training of `head`.
+    layers: hidden layer names.
+    head: the new task's head.
+
+  Returns:
+    {layer: bool [units]} of selected units.
+  """
+  selected = {}
+  reach = np.any(params[head]["kernel"] != 0, axis=-1)
+  for i in range(len(layers) - 1, -1, -1):
+    selected[layers[i]] = reach
+    kernel = params[layers[i]]["kernel"]
+    nonzero = np.any(kernel != 0, axis=tuple(range(kernel.ndim - 2)))
+    reach = np.any(nonzero[:, reach], axis=1)
+  return {name: selected[name] for name in layers}
+
+
+def _mask(
+    params: Params,
+    layers: Sequence[str],
+    unit_rule: Mapping[str, np.ndarray],
+    row_rule: Mapping[str, np.ndarray],
+    combine,
+    train_heads: Sequence[str],
+) -> Params:
+  """0./1. mask tree: kernel[..., a, b] = combine(row_rule[a], unit_rule[b])."""
+  mask = {}
+  for i, name in enumerate(layers):
+    kernel = params[name]["kernel"]
+    rows = (
+        row_rule[layers[i - 1]]
+        if i > 0
+        else np.full(kernel.shape[-2], combine is np.logical_and)
+    )
+    cells = combine(rows[:, None], unit_rule[name][None, :])
+    mask[name] = {
+        "kernel": np.broadcast_to(cells, kernel.shape).astype(np.float32),
+        "bias": unit_rule[name].astype(np.float32),
+    }
+  for name in params:
+    if name not in mask:
+      value = 1.0 if name in train_heads else 0.0
+      mask[name] = {
+          k: np.full(v.shape, value, np.float32)
+          for k, v in params[name].items()
+      }
+  return mask
+
+
+def subnetwork_mask(
+    params: Params,
+    layers: Sequence[str],
+    selected: Mapping[str, np.ndarray],
+    head: str,
+) -> Params:
+  """Trainable mask of selective retraining.
+
+  A kernel entry is trainable when it connects two selected units (the
+  input counts as selected); a bias when its unit is selected; `head` is
+  trainable and every other head frozen.
+  """
+  return _mask(params, layers, selected, selected, np.logical_and, [head])
+
+
+def new_unit_mask(
+    params: Params,
+    timestamps: Timestamps,
+    layers: Sequence[str],
+    task: int,
+    head: str,
+) -> Params:
+  """Trainable mask of the weights only task `task` and later can see.
+
+  A kernel entry is trainable when its source or its destination unit has
+  timestamp `task`; a bias when its unit has; `head` is trainable. Older
+  tasks' timestamped networks contain none of these entries, so training
+  them cannot change old tasks' outputs.
+  """
+  fresh = {name: timestamps[name] == task for name in layers}
+  return _mask(params, layers, fresh, fresh, np.logical_or, [head])
+
+
+def unit_group_norms(params: Params, layer: str) -> np.ndarray:
+  """L2 norm of every unit's incoming weights and bias: float [units]."""
+  kernel = params[layer]["kernel"]
+  squares = np.sum(
+      np.square(kernel, dtype=np.float64), axis=tuple(range(kernel.ndim - 1))
+  )
+  return np.sqrt(squares + np.square(params[layer]["bias"], dtype=np.float64))
+
+
+def prune_dead_units(
+    params: Params,
+    timestamps: Timestamps,
+    layers: Sequence[str],
+    heads: Sequence[str],
+    task: int,
+) -> tuple[Params, Timestamps, dict[str, int]]:
+  """Removes units of timestamp `task` that group lasso switched off.
+
+  A unit is dead when its incoming group (kernel column and bias) is all
+  zero, or when all its outgoing weights are zero: either way it cannot
+  affect any output. Older units are never removed.
+
+  Returns:
+    The tree, the timestamps and {layer: units removed}.
+  """
+  new, stamps, removed = params, dict(timestamps), {}
+  for layer in layers:
+    outgoing = np.zeros(new[layer]["bias"].shape, bool)
+    for name in consumers(layers, heads, layer):
+      kernel = new[name]["kernel"]
+      axes = tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,)
+      outgoing |= np.any(kernel != 0, axis=axes)
+    dead = (stamps[layer] == task) & (
+        (unit_group_norms(new, layer) == 0) | ~outgoing
+    )
+    removed[layer] = int(dead.sum())
+    if removed[layer]:
+      new = keep_units(new, layers, heads, layer, ~dead)
+      stamps[layer] = stamps[layer][~dead]
+  return new, stamps, removed
+
+
+def semantic_drift(
+    params: Params, old_params: Params, layers: Sequence[str]
+) -> dict[str, np.ndarray]:
+  """rho_i = ||w_i^t - w_i^(t-1)||_2 of every unit that existed at t-1.
+
+  Compares each old unit's incoming kernel column (rows of units that
+  existed at t-1) and bias with its value in `old_params` (Yoon et al.
+  2018, Sec. 3, network split/duplication).
+
+  Returns:
+    {layer: float [old units]}.
+  """
+  drift = {}
+  for name in layers:
+    old_kernel = old_params[name]["kernel"]
+    n_in, n_out = old_kernel.shape[-2:]
+    delta = params[name]["kernel"][..., :n_in, :n_out] - old_kernel
+    squares = np.sum(
+        np.square(delta, dtype=np.float64), axis=tuple(range(delta.ndim - 1))
+    )
+    bias_delta = params[name]["bias"][:n_out] - old_params[name]["bias"]
+    drift[name] = np.sqrt(squares + np.square(bias_delta, dtype=np.float64))
+  return drift
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitRecord:
+  """Units split in one layer: original index, duplicate index, drift."""
+
+  layer: str
+  units: tuple[int, ...]
+  duplicates: tuple[int, ...]
+  drifts: tuple[float, ...]
+
+
+def split_units(
+    params: Params,
+    old_params: Params,
+    timestamps: Timestamps,
+    layers: Sequence[str],
+    heads: Sequence[str],
+    task: int,
+    sigma: float,
+) -> tuple[Params, Timestamps, list[SplitRecord]]:
+  """Network split/duplication of units whose semantic drift exceeds sigma.
+
+  For every old unit i with rho_i > sigma (see `semantic_drift`): unit i is
+  restored to its incoming weights and bias at t-1 (zero from units added
+  since), so old tasks keep using it; a duplicate with timestamp `task` is
+  appended carrying i's current incoming weights. Wiring of the
+  duplicate's outputs, so that task `task` sees the new version of i:
+  - consumers of timestamp `task` (new units, later duplicates, the new
+    head) have their row of i moved to the duplicate;
+  - older consumers keep their row of i and get a zero row for the
+    duplicate, so the drifted version is invisible to old tasks.
+  When every drifted unit is split, old tasks' timestamped networks equal
+  those of t-1 exactly.
+
+  Args:
+    params: the tree after training task `task`.
+    old_params: the tree after task `task` - 1 (a prefix of `params`).
+    timestamps: units' timestamps per layer.
+    layers: hidden layer names.
+    heads: head names; head `task` must be the last.
+    task: the current task.
+    sigma: drift threshold.
+
+  Returns:
+    The tree, the timestamps, and one record per layer with splits.
+  """
+  new, stamps, records = _copy(params), dict(timestamps), []
+  drift = semantic_drift(params, old_params, layers)
+  previous_pairs: list[tuple[int, int]] = []
+  for layer in layers:
+    old_kernel, old_bias = old_params[layer]["kernel"], old_params[layer]["bias"]
+    n_in = old_kernel.shape[-2]
+    units = np.flatnonzero(drift[layer] > sigma)
+    if units.size == 0:
+      previous_pairs = []
+      continue
+    incoming = new[layer]["kernel"][..., units].copy()
+    bias = new[layer]["bias"][units].copy()
+    # The duplicates read the new versions of the previous layer's splits.
+    for original, duplicate in previous_pairs:
+      incoming[..., duplicate, :] = incoming[..., original, :]
+      incoming[..., original, :] = 0
+    new[layer]["kernel"][..., units] = 0
+    new[layer]["kernel"][..., :n_in, units] = old_kernel[..., units]
+    new[layer]["bias"][units] = old_bias[units]
+    outgoing = {}
+    for name in consumers(layers, heads, layer):
+      kernel = new[name]["kernel"]
+      is_new = (
+          stamps[name] == task
+          if name in stamps
+          else np.full(kernel.shape[-1], name == heads[task])
+      )
+      rows = kernel[..., units, :] * is_new
+      kernel[..., units, :] = kernel[..., units, :] * ~is_new
+      outgoing[name] = rows.astype(np.float32)
+    first = new[layer]["bias"].shape[0]
+    new = add_units(new, layers, heads, layer, incoming, bias, outgoing)
+    stamps[layer] = np.concatenate(
+        [stamps[layer], np.full(units.size, task, np.int32)]
+    )
+    duplicates = tuple(range(first, first + units.size))
+    previous_pairs = list(zip(units.tolist(), duplicates, strict=True))
+    records.append(
+        SplitRecord(
+            layer=layer,
+            units=tuple(units.tolist()),
+            duplicates=duplicates,
+            drifts=tuple(float(d) for d in drift[layer][units]),
+        )
+    )
+  return new, stamps, records
+
+
+def timestamped_params(
+    params: Params,
+    timestamps: Timestamps,
+    layers: Sequence[str],
+    heads: Sequence[str],
+    task: int,
+) -> Params:
+  """The network task `task` uses: units with timestamp <= task, heads <= task.
+
+  Args:
+    params: the full tree.
+    timestamps: units' timestamps per layer.
+    layers: hidden layer names.
+    heads: head names in task order.
+    task: the task whose network is wanted.
+
+  Returns:
+    A tree with the prefix of every layer and heads 0..task.
+
+  Raises:
+    ValueError: the units of timestamp <= task are not a prefix (the tree
+      was built by something other than these functions).
+  """
+  keep = {}
+  for name in layers:
+    visible = timestamps[name] <= task
+    n = int(visible.sum())
+    if not visible[:n].all():
+      raise ValueError(f"{name}: units of timestamp <= {task} not a prefix")
+    keep[name] = n
+  sub = {}
+  previous = None
+  for name in layers:
+    kernel = params[name]["kernel"]
+    if previous is not None:
+      kernel = kernel[..., :previous, :]
+    sub[name] = {
+        "kernel": kernel[..., : keep[name]],
+        "bias": params[name]["bias"][: keep[name]],
+    }
+    previous = keep[name]
+  for name in heads[: task + 1]:
+    sub[name] = {
+        "kernel": params[name]["kernel"][:previous],
+        "bias": params[name]["bias"],
+    }
+  return sub
+
+
+def count_parameters(tree: Params, names: Sequence[str]) -> int:
+  """Number of scalars in the named layers of a tree."""
+  return int(sum(v.size for name in names for v in tree[name].values()))

@@ -1,0 +1,228 @@
+"""TFDS builder for a folder of labelled audio: `<root>/<label>/<clip>.<ext>`.
+
+This is the GTZAN layout. Each clip is decoded once, turned into a log-mel
+spectrogram (`mcl.audio`) and stored with its label and clip id. Clips are
+assigned to folds deterministically, stratified by label: within a label the
+clips are sorted by file name and clip r goes to fold r % num_folds. A clip
+is never split across folds, and a clip that fails to decode keeps the fold
+numbering of the others unchanged. Each fold is a TFDS split `fold<k>`.
+
+Files that cannot be featurised are skipped; their paths and problems are
+stored in the dataset's `metadata.json` (the build report) and logged.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from mcl import audio
+
+_VERSION = tfds.core.Version("1.0.0")
+
+
+@dataclasses.dataclass(eq=False)
+class LabelledFoldersConfig(tfds.core.BuilderConfig):
+  """Which folder to read and how to featurise it.
+
+  Attributes:
+    source_dir: root folder with one sub-folder of audio files per label.
+    features: log-mel front-end parameters.
+    num_folds: number of clip folds (splits `fold0` .. `fold<num_folds-1>`).
+  """
+
+  source_dir: str = ""
+  features: audio.FeatureConfig = audio.FeatureConfig()
+  num_folds: int = 5
+
+
+def make_config(
+    source_dir: str, features: audio.FeatureConfig, num_folds: int
+) -> LabelledFoldersConfig:
+  """A builder config whose name identifies the source and all parameters.
+
+  Two builds with the same folder and parameters get the same name and so
+  share their records; any change gives a new name and a fresh build.
+
+  Args:
+    source_dir: root of `<label>/<clip>` audio.
+    features: log-mel parameters.
+    num_folds: number of folds, at least 2.
+
+  Returns:
+    The builder config.
+
+  Raises:
+    ValueError: `source_dir` is not a folder or `num_folds` < 2.
+  """
+  source_dir = os.path.abspath(source_dir)
+  if not os.path.isdir(source_dir):
+    raise ValueError(f"{source_dir}: audio folder does not exist")
+  if num_folds < 2:
+    raise ValueError(f"num_folds must be at least 2, got {num_folds}")
+  key = json.dumps(
+      [source_dir, dataclasses.asdict(features), num_folds], sort_keys=True
+  )
+  digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+  stem = "".join(
+      c if c.isalnum() else "_" for c in os.path.basename(source_dir).lower()
+  )
+  return LabelledFoldersConfig(
+      name=f"{stem}_{digest}",
+      version=_VERSION,
+      source_dir=source_dir,
+      features=features,
+      num_folds=num_folds,
+  )
+
+
+def list_clips(source_dir: str) -> dict[str, list[str]]:
+  """Audio files per label, both sorted.
+
+  Args:
+    source_dir: root of `<label>/<clip>` audio.
+
+  Returns:
+    {label: [path, ...]} for every sub-folder holding at least one file with
+    an extension in `mcl.audio.AUDIO_EXTENSIONS`.
+
+  Raises:
+    ValueError: no sub-folder holds audio.
+  """
+  clips = {}
+  for label in sorted(os.listdir(source_dir)):
+    folder = os.path.join(source_dir, label)
+    if not os.path.isdir(folder):
+      continue
+    paths = sorted(
+        os.path.join(folder, f)
+        for f in os.listdir(folder)
+        if f.lower().endswith(audio.AUDIO_EXTENSIONS)
+    )
+    if paths:
+      clips[label] = paths
+  if not clips:
+    raise ValueError(
+        f"{source_dir}: no <label>/<clip> audio found "
+        f"(extensions {', '.join(audio.AUDIO_EXTENSIONS)})"
+    )
+  return clips
+
+
+def assign_folds(
+    clips: dict[str, list[str]], num_folds: int
+) -> dict[str, int]:
+  """Stratified, deterministic fold of every clip.
+
+  Args:
+    clips: {label: sorted paths}, as from `list_clips`.
+    num_folds: number of folds.
+
+  Returns:
+    {path: fold}, fold = rank of the clip within its label % num_folds.
+  """
+  return {
+      path: rank % num_folds
+      for paths in clips.values()
+      for rank, path in enumerate(paths)
+  }
+
+
+class LabelledFolders(tfds.core.GeneratorBasedBuilder):
+  """Log-mel spectrograms of a `<label>/<clip>` audio folder, in folds."""
+
+  VERSION = _VERSION
+  BUILDER_CONFIGS = []
+
+  def __init__(self, *, config: LabelledFoldersConfig, **kwargs):
+    self._clips = list_clips(config.source_dir)
+    self._skipped = []
+    super().__init__(config=config, **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    n_mels = self.builder_config.features.n_mels
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "log_mel": tfds.features.Tensor(
+                shape=(None, n_mels), dtype=np.float32
+            ),
+            "label": tfds.features.ClassLabel(names=list(self._clips)),
+            "clip_id": tfds.features.Text(),
+            "fold": np.int32,
+        }),
+        metadata=tfds.core.MetadataDict(),
+        description=f"Log-mel clips of {self.builder_config.source_dir}.",
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Local files only.
+    folds = assign_folds(self._clips, self.builder_config.num_folds)
+    self.info.metadata["skipped"] = self._skipped
+    return {
+        f"fold{k}": self._generate_examples(
+            [p for p, f in folds.items() if f == k], k
+        )
+        for k in range(self.builder_config.num_folds)
+    }
+
+  def _generate_examples(self, paths: list[str], fold: int):
+    root = self.builder_config.source_dir
+    for path in paths:
+      try:
+        features = audio.file_log_mel(path, self.builder_config.features)
+      except audio.AudioError as e:
+        logging.warning("Skipping clip: %s", e)
+        self._skipped.append({"path": e.path, "problem": e.problem})
+        continue
+      clip_id = os.path.splitext(os.path.relpath(path, root))[0]
+      yield clip_id, {
+          "log_mel": features,
+          "label": os.path.basename(os.path.dirname(path)),
+          "clip_id": clip_id,
+          "fold": fold,
+      }
+
+
+def build(
+    source_dir: str,
+    data_dir: str,
+    features: audio.FeatureConfig = audio.FeatureConfig(),
+    num_folds: int = 5,
+) -> LabelledFolders:
+  """Builds (or reuses) the records of a labelled audio folder.
+
+  Args:
+    source_dir: root of `<label>/<clip>` audio.
+    data_dir: TFDS data directory where the records are written.
+    features: log-mel parameters.
+    num_folds: number of clip folds.
+
+  Returns:
+    The prepared builder; `skipped_clips(builder)` is its build report.
+
+  Raises:
+    ValueError: see `make_config` and `list_clips`.
+  """
+  builder = LabelledFolders(
+      config=make_config(source_dir, features, num_folds), data_dir=data_dir
+  )
+  builder.download_and_prepare()
+  skipped = skipped_clips(builder)
+  logging.info(
+      "Dataset %s: %d clips in %d folds, %d skipped%s",
+      builder.data_dir,
+      builder.info.splits.total_num_examples,
+      num_folds,
+      len(skipped),
+      "".join(f"\n  {s['path']}: {s['problem']}" for s in skipped),
+  )
+  return builder
+
+
+def skipped_clips(builder: LabelledFolders) -> list[dict[str, str]]:
+  """The build report: files skipped, as [{"path": ..., "problem": ...}]."""
+  return list(builder.info.metadata.get("skipped", []))

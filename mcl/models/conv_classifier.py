@@ -1,0 +1,108 @@
+"""The seed paper's classifier: 2D conv blocks over the log-mel, global
+pooling, dense layers, one output head per task.
+
+Every layer that DEN grows has a stable name (`conv_<i>`, `dense_<i>`) and
+its width as a field, so a grown network is this class re-instantiated with
+larger widths plus a surgically built parameter tree. Global pooling makes
+each channel of the last conv layer one input row of `dense_0`, so growing
+a channel is a row/column operation. There is no BatchNorm: shared batch
+statistics would drift across tasks and change old tasks' outputs; the input
+is instead standardised per example, which has no parameters.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def max_pool_2x2(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  """Non-overlapping 2x2 max pooling as reshape + max.
+
+  Odd trailing rows/columns are dropped. Its gradient is much cheaper on
+  CPU than the select-and-scatter of `flax.linen.max_pool`.
+  """
+  b, h, w, c = x_BxHxWxC.shape
+  x = x_BxHxWxC[:, : h // 2 * 2, : w // 2 * 2]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def standardise(x_BxTxF: jnp.ndarray) -> jnp.ndarray:
+  """Zero mean, unit variance per example over time and frequency."""
+  mean = x_BxTxF.mean(axis=(1, 2), keepdims=True)
+  std = x_BxTxF.std(axis=(1, 2), keepdims=True)
+  return (x_BxTxF - mean) / (std + 1e-5)
+
+
+def head_name(task: int) -> str:
+  """Name of task `task`'s output head."""
+  return f"head_{task}"
+
+
+class ConvClassifier(nn.Module):
+  """Conv blocks (3x3, ReLU, 2x2 max-pool), global mean pool, dense, heads.
+
+  Attributes:
+    conv_widths: output channels of `conv_0`, `conv_1`, ...
+    dense_widths: units of `dense_0`, `dense_1`, ...
+    head_sizes: classes of `head_0`, `head_1`, ... (one head per task).
+  """
+
+  conv_widths: Sequence[int]
+  dense_widths: Sequence[int]
+  head_sizes: Sequence[int]
+
+  @property
+  def hidden_layers(self) -> tuple[str, ...]:
+    """Names of the growable layers, input to output."""
+    return tuple(f"conv_{i}" for i in range(len(self.conv_widths))) + tuple(
+        f"dense_{i}" for i in range(len(self.dense_widths))
+    )
+
+  @property
+  def heads(self) -> tuple[str, ...]:
+    """Names of the task heads, in task order."""
+    return tuple(head_name(t) for t in range(len(self.head_sizes)))
+
+  @classmethod
+  def from_params(cls, params: dict) -> "ConvClassifier":
+    """The module whose widths match a (possibly grown) parameter tree."""
+
+    def count(prefix):
+      return sum(1 for name in params if name.startswith(prefix))
+
+    return cls(
+        conv_widths=tuple(
+            int(params[f"conv_{i}"]["bias"].shape[0])
+            for i in range(count("conv_"))
+        ),
+        dense_widths=tuple(
+            int(params[f"dense_{i}"]["bias"].shape[0])
+            for i in range(count("dense_"))
+        ),
+        head_sizes=tuple(
+            int(params[head_name(t)]["bias"].shape[0])
+            for t in range(count("head_"))
+        ),
+    )
+
+  @nn.compact
+  def __call__(self, log_mel_BxTxF: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+    """Logits of every head.
+
+    Args:
+      log_mel_BxTxF: float32 [batch, frames, mels] log-mel in dB.
+
+    Returns:
+      One float32 [batch, head_sizes[t]] logit array per task head.
+    """
+    x = standardise(log_mel_BxTxF)[..., None]
+    for i, width in enumerate(self.conv_widths):
+      x = nn.Conv(width, (3, 3), padding="SAME", name=f"conv_{i}")(x)
+      x = max_pool_2x2(nn.relu(x))
+    x = x.mean(axis=(1, 2))
+    for i, width in enumerate(self.dense_widths):
+      x = nn.relu(nn.Dense(width, name=f"dense_{i}")(x))
+    return tuple(
+        nn.Dense(n, name=head_name(t))(x) for t, n in enumerate(self.head_sizes)
+    )

@@ -1,0 +1,108 @@
+"""Task sequences and fold splits for continual learning.
+
+A task is an ordered group of class names; its head predicts among them
+(task-incremental scenario: the task id is known at test time). The folds
+of the dataset are split into test (one fold), validation (the next fold,
+cyclically) and training (the rest), so validation clips always come from
+the training folds and never from the test fold.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+
+GTZAN_GENRE_PAIRS = (
+    ("blues", "classical"),
+    ("country", "disco"),
+    ("hiphop", "jazz"),
+    ("metal", "pop"),
+    ("reggae", "rock"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """One task of the sequence.
+
+  Attributes:
+    index: position in the sequence, 0-based (the DEN timestamp).
+    class_names: the task's labels, in head output order.
+    class_ids: the same labels as dataset label ids.
+  """
+
+  index: int
+  class_names: tuple[str, ...]
+  class_ids: tuple[int, ...]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldSplit:
+  """Which folds train, validate and test."""
+
+  train: tuple[int, ...]
+  validation: tuple[int, ...]
+  test: tuple[int, ...]
+
+
+def make_tasks(
+    groups: Sequence[Sequence[str]], label_names: Sequence[str]
+) -> list[Task]:
+  """Resolves groups of class names against the dataset's labels.
+
+  Args:
+    groups: one sequence of class names per task, in task order.
+    label_names: the dataset's label names; position = label id.
+
+  Returns:
+    The tasks, in order.
+
+  Raises:
+    ValueError: an unknown class name, a task with fewer than two classes,
+      or a class in more than one task.
+  """
+  ids = {name: i for i, name in enumerate(label_names)}
+  seen = set()
+  tasks = []
+  for index, group in enumerate(groups):
+    group = tuple(group)
+    unknown = [name for name in group if name not in ids]
+    if unknown:
+      raise ValueError(
+          f"task {index}: unknown classes {unknown}; the dataset has "
+          f"{list(label_names)}"
+      )
+    if len(group) < 2:
+      raise ValueError(f"task {index} needs at least two classes: {group}")
+    repeated = seen.intersection(group)
+    if repeated:
+      raise ValueError(f"task {index}: {sorted(repeated)} already in a task")
+    seen.update(group)
+    tasks.append(Task(index, group, tuple(ids[name] for name in group)))
+  return tasks
+
+
+def fold_split(test_fold: int, num_folds: int) -> FoldSplit:
+  """Test fold, the next fold for validation, the others for training.
+
+  Args:
+    test_fold: the held-out fold, 0 <= test_fold < num_folds.
+    num_folds: total number of folds, at least 3.
+
+  Returns:
+    The split.
+
+  Raises:
+    ValueError: out-of-range fold or fewer than three folds.
+  """
+  if num_folds < 3:
+    raise ValueError(f"need at least 3 folds, got {num_folds}")
+  if not 0 <= test_fold < num_folds:
+    raise ValueError(f"test fold {test_fold} not in [0, {num_folds})")
+  validation = (test_fold + 1) % num_folds
+  train = tuple(
+      k for k in range(num_folds) if k not in (test_fold, validation)
+  )
+  return FoldSplit(train=train, validation=(validation,), test=(test_fold,))

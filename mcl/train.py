@@ -1,0 +1,298 @@
+"""Jitted training and evaluation steps and the early-stopped fit loop.
+
+A training phase updates only the parameters whose entry in a `trainable`
+mask is 1: gradients and optimizer updates are multiplied by the mask inside
+the step (masks are arrays, so `optax.masked` with its static boolean leaves
+does not fit), so frozen entries stay bit-identical. A continual-learning
+method shapes a phase through two functions: a differentiable `penalty`
+added to the loss (e.g. L2 towards old weights) and a `proximal` map applied
+after each optimizer step (e.g. DEN's L1 and group-lasso soft-thresholds).
+The optimizer state is built fresh for every phase.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+from flax.training import train_state
+
+Params = dict
+Penalty = Callable[[Params], jax.Array]
+Proximal = Callable[[Params, Params], Params]
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite.
+
+  Attributes:
+    step: the phase step at which it was seen.
+    params: the parameters at that step, for saving and inspection.
+  """
+
+  def __init__(self, step: int, params: Params):
+    super().__init__(f"non-finite training loss at step {step}")
+    self.step = step
+    self.params = params
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+  """Budget and schedule of one training phase.
+
+  Attributes:
+    learning_rate: Adam step size.
+    max_steps: upper bound on optimizer steps.
+    eval_every: steps between validation passes (and loss checks).
+    patience: validation passes without improvement before stopping.
+  """
+
+  learning_rate: float
+  max_steps: int
+  eval_every: int
+  patience: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+  """Outcome of a phase: the best parameters by validation loss."""
+
+  params: Params
+  steps: int
+  validation_loss: float
+  validation_accuracy: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+  """Clip-level evaluation of one task.
+
+  Attributes:
+    loss: mean cross-entropy of the clip probabilities.
+    accuracy: share of clips whose most probable class is right.
+    probabilities: float [clips, classes], chunk softmaxes averaged per clip.
+    labels: int [clips].
+  """
+
+  loss: float
+  accuracy: float
+  probabilities: np.ndarray
+  labels: np.ndarray
+
+
+def _zero_penalty(params: Params) -> jax.Array:
+  del params
+  return jnp.zeros([])
+
+
+def _no_proximal(params: Params, trainable: Params) -> Params:
+  del trainable
+  return params
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("task", "penalty", "proximal"),
+    donate_argnums=0,
+)
+def train_step(
+    state: train_state.TrainState,
+    batch: dict[str, jax.Array],
+    trainable: Params,
+    *,
+    task: int,
+    penalty: Penalty,
+    proximal: Proximal,
+) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
+  """One masked optimizer step on head `task`.
+
+  Args:
+    state: parameters and optimizer state.
+    batch: {"log_mel": float32 [B, frames, mels], "label": int32 [B]}.
+    trainable: pytree like `state.params` of 0./1. entries.
+    task: index of the head trained.
+    penalty: regulariser added to the mean cross-entropy.
+    proximal: map applied to the parameters after the update.
+
+  Returns:
+    The new state and {"loss", "cross_entropy"} scalars.
+  """
+
+  def loss_fn(params):
+    logits = state.apply_fn({"params": params}, batch["log_mel"])[task]
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch["label"]
+    ).mean()
+    return ce + penalty(params), ce
+
+  (loss, ce), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = jax.tree.map(jnp.multiply, grads, trainable)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  updates = jax.tree.map(jnp.multiply, updates, trainable)
+  params = proximal(optax.apply_updates(state.params, updates), trainable)
+  new_state = state.replace(
+      step=state.step + 1, params=params, opt_state=opt_state
+  )
+  return new_state, {"loss": loss, "cross_entropy": ce}
+
+
+@functools.partial(jax.jit, static_argnames=("model", "task"))
+def clip_probabilities(
+    model: nn.Module, params: Params, log_mel: jax.Array, task: int
+) -> jax.Array:
+  """Chunk softmaxes averaged per clip.
+
+  Args:
+    model: the network (its widths must match `params`).
+    params: its parameters.
+    log_mel: float32 [clips, chunks, frames, mels].
+    task: head to read.
+
+  Returns:
+    float32 [clips, classes].
+  """
+  clips, chunks = log_mel.shape[:2]
+  logits = model.apply(
+      {"params": params}, log_mel.reshape((clips * chunks,) + log_mel.shape[2:])
+  )[task]
+  probabilities = jax.nn.softmax(logits, axis=-1)
+  return probabilities.reshape(clips, chunks, -1).mean(axis=1)
+
+
+def evaluate(
+    model: nn.Module,
+    params: Params,
+    task: int,
+    batches: Sequence[dict[str, np.ndarray]],
+) -> EvalResult:
+  """Clip-level loss and accuracy of head `task` over evaluation batches.
+
+  Args:
+    model: the network.
+    params: its parameters.
+    task: head to read.
+    batches: from `mcl.input_pipeline.eval_batches`.
+
+  Returns:
+    The evaluation; padded clips (mask 0) are left out.
+  """
+  probabilities, labels = [], []
+  for batch in batches:
+    keep = batch["mask"] > 0
+    p = clip_probabilities(model, params, batch["log_mel"], task)
+    probabilities.append(np.asarray(p)[keep])
+    labels.append(batch["label"][keep])
+  probabilities = np.concatenate(probabilities).astype(np.float64)
+  labels = np.concatenate(labels)
+  picked = probabilities[np.arange(labels.size), labels]
+  return EvalResult(
+      loss=float(-np.mean(np.log(np.maximum(picked, 1e-12)))),
+      accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)),
+      probabilities=probabilities,
+      labels=labels,
+  )
+
+
+def fit(
+    model: nn.Module,
+    params: Params,
+    trainable: Params,
+    task: int,
+    train_iter: Iterator[dict[str, np.ndarray]],
+    validation: Sequence[dict[str, np.ndarray]],
+    config: FitConfig,
+    *,
+    penalty: Penalty = _zero_penalty,
+    proximal: Proximal = _no_proximal,
+    writer: metric_writers.MetricWriter | None = None,
+    step_offset: int = 0,
+    name: str = "fit",
+) -> FitResult:
+  """Trains head `task` with early stopping on the validation loss.
+
+  Every `config.eval_every` steps the loss is checked and the clip-level
+  validation loss computed; training stops after `config.patience` passes
+  without improvement or `config.max_steps` steps, returning the parameters
+  of the best pass (the initial parameters count as pass 0).
+
+  Args:
+    model: the network, with widths matching `params`.
+    params: starting parameters.
+    trainable: 0./1. mask pytree like `params`.
+    task: head trained and validated.
+    train_iter: training batches.
+    validation: evaluation batches of the task's validation clips.
+    config: the phase's budget.
+    penalty: regulariser added to the loss.
+    proximal: map applied after every optimizer step.
+    writer: metric writer for TensorBoard scalars, or None.
+    step_offset: added to the step for the writer's x axis.
+    name: prefix of the scalars and log lines.
+
+  Returns:
+    The best parameters and their validation figures.
+
+  Raises:
+    NonFiniteLossError: the training loss became NaN or infinite.
+  """
+  # The step donates the state, so it must not alias the caller's arrays.
+  state = train_state.TrainState.create(
+      apply_fn=model.apply,
+      params=jax.tree.map(jnp.array, params),
+      tx=optax.adam(config.learning_rate),
+  )
+  trainable = jax.tree.map(jnp.asarray, trainable)
+  best = evaluate(model, params, task, validation)
+  best_params, best_step, waited = params, 0, 0
+  report = periodic_actions.ReportProgress(
+      num_train_steps=config.max_steps, writer=writer
+  )
+  step = 0
+  while step < config.max_steps and waited < config.patience:
+    state, metrics = train_step(
+        state,
+        next(train_iter),
+        trainable,
+        task=task,
+        penalty=penalty,
+        proximal=proximal,
+    )
+    step += 1
+    report(step)
+    if step % config.eval_every and step != config.max_steps:
+      continue
+    loss = float(metrics["loss"])
+    if not np.isfinite(loss):
+      raise NonFiniteLossError(step, jax.device_get(state.params))
+    result = evaluate(model, state.params, task, validation)
+    if writer is not None:
+      writer.write_scalars(
+          step_offset + step,
+          {
+              f"{name}/train_loss": loss,
+              f"{name}/validation_loss": result.loss,
+              f"{name}/validation_accuracy": result.accuracy,
+          },
+      )
+    if result.loss < best.loss:
+      # Copy: the next step donates the state's buffers.
+      best_params = jax.tree.map(jnp.copy, state.params)
+      best, best_step, waited = result, step, 0
+    else:
+      waited += 1
+  logging.info(
+      "%s: %d steps, best at step %d: validation loss %.4f, accuracy %.3f",
+      name, step, best_step, best.loss, best.accuracy,
+  )
+  return FitResult(
+      params=jax.device_get(best_params),
+      steps=step,
+      validation_loss=best.loss,
+      validation_accuracy=best.accuracy,
+  )
