@@ -76,7 +76,7 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
     raise AudioError(path, "file is empty (0 bytes)")
   try:
     waveform, source_rate = soundfile.read(
-        path, dtype="float32", always_2d=True
+      path, dtype="float32", always_2d=True
     )
   except (soundfile.LibsndfileError, RuntimeError, EOFError) as e:
     raise AudioError(path, f"cannot decode audio ({e})") from e
@@ -85,7 +85,7 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
   mono = waveform.mean(axis=1)
   if source_rate != sample_rate:
     mono = librosa.resample(
-        mono, orig_sr=source_rate, target_sr=sample_rate, res_type="soxr_hq"
+      mono, orig_sr=source_rate, target_sr=sample_rate, res_type="soxr_hq"
     )
   return mono.astype(np.float32)
 
@@ -105,7 +105,7 @@ def check_audio(path: str, waveform: np.ndarray, config: FeatureConfig):
   seconds = waveform.shape[0] / config.sample_rate
   if seconds < config.min_seconds:
     raise AudioError(
-        path, f"too short: {seconds:.2f} s < {config.min_seconds:.2f} s"
+      path, f"too short: {seconds:.2f} s < {config.min_seconds:.2f} s"
     )
   if not np.all(np.isfinite(waveform)):
     raise AudioError(path, "contains non-finite samples")
@@ -113,7 +113,7 @@ def check_audio(path: str, waveform: np.ndarray, config: FeatureConfig):
   rms_db = 20.0 * np.log10(max(rms, 1e-12))
   if rms_db < config.silence_db:
     raise AudioError(
-        path, f"silent: RMS {rms_db:.1f} dBFS < {config.silence_db:.1f} dBFS"
+      path, f"silent: RMS {rms_db:.1f} dBFS < {config.silence_db:.1f} dBFS"
     )
 
 
@@ -131,14 +131,14 @@ def log_mel(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     float32 [frames, n_mels] in dB, frames = 1 + samples // hop_length.
   """
   power = librosa.feature.melspectrogram(
-      y=waveform,
-      sr=config.sample_rate,
-      n_fft=config.n_fft,
-      hop_length=config.hop_length,
-      n_mels=config.n_mels,
-      fmin=config.f_min,
-      fmax=config.f_max,
-      power=2.0,
+    y=waveform,
+    sr=config.sample_rate,
+    n_fft=config.n_fft,
+    hop_length=config.hop_length,
+    n_mels=config.n_mels,
+    fmin=config.f_min,
+    fmax=config.f_max,
+    power=2.0,
   )
   db = librosa.power_to_db(power, ref=1.0, top_db=config.top_db)
   return db.T.astype(np.float32)

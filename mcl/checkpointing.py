@@ -6,14 +6,53 @@ the restore target rebuilt from it with `jax.eval_shape`, so a checkpoint
 restores into the grown shapes it was saved with.
 """
 
+import dataclasses
 import os
 from collections.abc import Callable
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
 Params = dict
+
+
+def architecture(model: nn.Module) -> dict:
+  """The module's width fields as JSON-ready lists (checkpoint metadata)."""
+  return {
+    f.name: list(getattr(model, f.name))
+    for f in dataclasses.fields(model)
+    if f.name not in ("parent", "name")
+  }
+
+
+def abstract_params(
+  model_class: type[nn.Module], input_shape: tuple[int, ...]
+) -> Callable[[dict], Params]:
+  """Maps checkpoint metadata to the abstract tree of its grown model.
+
+  Args:
+    model_class: the model's class; `metadata["architecture"]` holds its
+      constructor arguments, as written by `architecture`.
+    input_shape: shape of one float32 input batch, e.g. (1, frames, mels).
+
+  Returns:
+    metadata -> tree of `jax.ShapeDtypeStruct`, via `jax.eval_shape` of the
+    model's init (nothing is allocated).
+  """
+
+  def build(metadata: dict) -> Params:
+    model = model_class(**metadata["architecture"])
+    shapes = jax.eval_shape(
+      model.init,
+      jax.random.key(0),
+      jax.ShapeDtypeStruct(input_shape, jnp.float32),
+    )
+    return shapes["params"]
+
+  return build
 
 
 class TaskCheckpoints:
@@ -21,20 +60,20 @@ class TaskCheckpoints:
 
   def __init__(self, directory: str):
     self._manager = ocp.CheckpointManager(
-        os.path.abspath(directory),
-        options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
-        item_names=("params", "metadata"),
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
+      item_names=("params", "metadata"),
     )
 
   def save(self, task: int, params: Params, metadata: dict) -> None:
     """Writes task `task`'s checkpoint and waits until it is on disk."""
     self._manager.save(
-        task,
-        args=ocp.args.Composite(
-            params=ocp.args.StandardSave(params),
-            metadata=ocp.args.JsonSave(metadata),
-        ),
-        force=True,
+      task,
+      args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params),
+        metadata=ocp.args.JsonSave(metadata),
+      ),
+      force=True,
     )
     self._manager.wait_until_finished()
 
@@ -45,12 +84,12 @@ class TaskCheckpoints:
   def metadata(self, task: int) -> dict:
     """The JSON metadata of task `task`'s checkpoint."""
     restored = self._manager.restore(
-        task, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
+      task, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
     )
     return restored["metadata"]
 
   def restore(
-      self, task: int, abstract_params: Callable[[dict], Params]
+    self, task: int, abstract_params: Callable[[dict], Params]
   ) -> tuple[Params, dict]:
     """Parameters and metadata of task `task`'s checkpoint.
 
@@ -65,10 +104,10 @@ class TaskCheckpoints:
     """
     metadata = self.metadata(task)
     restored = self._manager.restore(
-        task,
-        args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract_params(metadata))
-        ),
+      task,
+      args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract_params(metadata))
+      ),
     )
     params = jax.tree.map(np.asarray, restored["params"])
     return params, metadata

@@ -22,9 +22,9 @@ def fold_split(folds: Sequence[int]) -> str:
 
 
 def _task_clips(
-    builder: tfds.core.DatasetBuilder,
-    folds: Sequence[int],
-    class_ids: Sequence[int],
+  builder: tfds.core.DatasetBuilder,
+  folds: Sequence[int],
+  class_ids: Sequence[int],
 ) -> tf.data.Dataset:
   """Clips of the given folds whose label is in `class_ids`, relabelled.
 
@@ -36,10 +36,10 @@ def _task_clips(
   local = tf.constant(local)
   ds = builder.as_dataset(split=fold_split(folds), shuffle_files=False)
   ds = ds.map(
-      lambda ex: {
-          "log_mel": ex["log_mel"],
-          "label": tf.gather(local, tf.cast(ex["label"], tf.int32)),
-      }
+    lambda ex: {
+      "log_mel": ex["log_mel"],
+      "label": tf.gather(local, tf.cast(ex["label"], tf.int32)),
+    }
   )
   return ds.filter(lambda ex: ex["label"] >= 0)
 
@@ -51,13 +51,13 @@ def _pad_frames(log_mel: tf.Tensor, chunk_frames: int) -> tf.Tensor:
 
 
 def train_batches(
-    builder: tfds.core.DatasetBuilder,
-    folds: Sequence[int],
-    class_ids: Sequence[int],
-    *,
-    chunk_frames: int,
-    batch_size: int,
-    seed: int,
+  builder: tfds.core.DatasetBuilder,
+  folds: Sequence[int],
+  class_ids: Sequence[int],
+  *,
+  chunk_frames: int,
+  batch_size: int,
+  seed: int,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Endless, seeded stream of random-chunk training batches.
 
@@ -88,12 +88,14 @@ def train_batches(
     log_mel = _pad_frames(ex["log_mel"], chunk_frames)
     max_start = tf.shape(log_mel)[0] - chunk_frames + 1
     start = tf.random.stateless_uniform(
-        [], seed=tf.stack([tf.constant(seed, tf.int64), index]),
-        maxval=max_start, dtype=tf.int32,
+      [],
+      seed=tf.stack([tf.constant(seed, tf.int64), index]),
+      maxval=max_start,
+      dtype=tf.int32,
     )
     return {
-        "log_mel": log_mel[start : start + chunk_frames],
-        "label": ex["label"],
+      "log_mel": log_mel[start : start + chunk_frames],
+      "label": ex["label"],
     }
 
   ds = ds.map(random_chunk, num_parallel_calls=tf.data.AUTOTUNE)
@@ -102,7 +104,7 @@ def train_batches(
 
 
 def evenly_spaced_chunks(
-    log_mel: tf.Tensor, chunk_frames: int, num_chunks: int
+  log_mel: tf.Tensor, chunk_frames: int, num_chunks: int
 ) -> tf.Tensor:
   """`num_chunks` chunks whose starts are evenly spaced over the clip.
 
@@ -117,21 +119,19 @@ def evenly_spaced_chunks(
   """
   log_mel = _pad_frames(log_mel, chunk_frames)
   last_start = tf.cast(tf.shape(log_mel)[0] - chunk_frames, tf.float32)
-  starts = tf.cast(
-      tf.round(tf.linspace(0.0, last_start, num_chunks)), tf.int32
-  )
+  starts = tf.cast(tf.round(tf.linspace(0.0, last_start, num_chunks)), tf.int32)
   index = starts[:, None] + tf.range(chunk_frames)[None, :]
   return tf.gather(log_mel, index)
 
 
 def eval_batches(
-    builder: tfds.core.DatasetBuilder,
-    folds: Sequence[int],
-    class_ids: Sequence[int],
-    *,
-    chunk_frames: int,
-    num_chunks: int,
-    batch_size: int,
+  builder: tfds.core.DatasetBuilder,
+  folds: Sequence[int],
+  class_ids: Sequence[int],
+  *,
+  chunk_frames: int,
+  num_chunks: int,
+  batch_size: int,
 ) -> list[dict[str, np.ndarray]]:
   """Whole-clip evaluation batches of fixed shape, in a fixed order.
 
@@ -154,13 +154,11 @@ def eval_batches(
     ValueError: the folds hold no clip of the task.
   """
   ds = _task_clips(builder, folds, class_ids).map(
-      lambda ex: {
-          "log_mel": evenly_spaced_chunks(
-              ex["log_mel"], chunk_frames, num_chunks
-          ),
-          "label": ex["label"],
-          "mask": tf.constant(1.0),
-      }
+    lambda ex: {
+      "log_mel": evenly_spaced_chunks(ex["log_mel"], chunk_frames, num_chunks),
+      "label": ex["label"],
+      "mask": tf.constant(1.0),
+    }
   )
   batches = list(tfds.as_numpy(ds.batch(batch_size)))
   if not batches:
@@ -168,7 +166,7 @@ def eval_batches(
   last = batches[-1]
   missing = batch_size - last["label"].shape[0]
   batches[-1] = {
-      k: np.concatenate([v, np.zeros((missing,) + v.shape[1:], v.dtype)])
-      for k, v in last.items()
+    k: np.concatenate([v, np.zeros((missing,) + v.shape[1:], v.dtype)])
+    for k, v in last.items()
   }
   return batches

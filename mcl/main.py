@@ -1,4 +1,7 @@
-"""Entry point: `python -m mcl.main --config=configs/gtzan_den.py --workdir=DIR`.
+"""Entry point of every experiment.
+
+  python -m mcl.main --config=configs/gtzan_den.py --workdir=DIR
+
 
 Config values are overridden on the command line, e.g.
 `--config.data.fold=2 --config.den.k=8`.
@@ -12,7 +15,7 @@ from ml_collections import config_flags
 from mcl.continual import runner
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file.", lock_config=True
+  "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -23,13 +26,17 @@ def main(argv):
   # tf.data only; keep TensorFlow off any accelerator JAX uses.
   tf.config.set_visible_devices([], "GPU")
   logging.info(
-      "JAX process %d/%d, devices: %s",
-      jax.process_index(), jax.process_count(), jax.devices(),
+    "JAX process %d/%d, devices: %s",
+    jax.process_index(),
+    jax.process_count(),
+    jax.devices(),
   )
   results = runner.run(_CONFIG.value, _WORKDIR.value)
   logging.info(
-      "Average accuracy %.3f, BWT %s, params per task %s",
-      results["average_accuracy"], results["bwt"], results["params_per_task"],
+    "Average accuracy %.3f, BWT %s, params per task %s",
+    results["average_accuracy"],
+    results["bwt"],
+    results["params_per_task"],
   )
 
 

@@ -39,10 +39,13 @@ def roc_auc(probabilities: np.ndarray, labels: np.ndarray) -> float | None:
   if num_classes == 2:
     return float(sk_metrics.roc_auc_score(labels, probabilities[:, 1]))
   return float(
-      sk_metrics.roc_auc_score(
-          labels, probabilities, multi_class="ovr", average="macro",
-          labels=np.arange(num_classes),
-      )
+    sk_metrics.roc_auc_score(
+      labels,
+      probabilities,
+      multi_class="ovr",
+      average="macro",
+      labels=np.arange(num_classes),
+    )
   )
 
 
@@ -67,6 +70,6 @@ def forgetting(matrix: Matrix) -> list[float]:
   """f_j = max_{i<T-1} R[i][j] - R[T-1][j] for every j < T-1."""
   t = len(matrix)
   return [
-      float(max(matrix[i][j] for i in range(j, t - 1)) - matrix[-1][j])
-      for j in range(t - 1)
+    float(max(matrix[i][j] for i in range(j, t - 1)) - matrix[-1][j])
+    for j in range(t - 1)
   ]

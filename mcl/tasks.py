@@ -11,11 +11,11 @@ import dataclasses
 from collections.abc import Sequence
 
 GTZAN_GENRE_PAIRS = (
-    ("blues", "classical"),
-    ("country", "disco"),
-    ("hiphop", "jazz"),
-    ("metal", "pop"),
-    ("reggae", "rock"),
+  ("blues", "classical"),
+  ("country", "disco"),
+  ("hiphop", "jazz"),
+  ("metal", "pop"),
+  ("reggae", "rock"),
 )
 
 
@@ -48,7 +48,7 @@ class FoldSplit:
 
 
 def make_tasks(
-    groups: Sequence[Sequence[str]], label_names: Sequence[str]
+  groups: Sequence[Sequence[str]], label_names: Sequence[str]
 ) -> list[Task]:
   """Resolves groups of class names against the dataset's labels.
 
@@ -71,8 +71,8 @@ def make_tasks(
     unknown = [name for name in group if name not in ids]
     if unknown:
       raise ValueError(
-          f"task {index}: unknown classes {unknown}; the dataset has "
-          f"{list(label_names)}"
+        f"task {index}: unknown classes {unknown}; the dataset has "
+        f"{list(label_names)}"
       )
     if len(group) < 2:
       raise ValueError(f"task {index} needs at least two classes: {group}")
@@ -102,7 +102,5 @@ def fold_split(test_fold: int, num_folds: int) -> FoldSplit:
   if not 0 <= test_fold < num_folds:
     raise ValueError(f"test fold {test_fold} not in [0, {num_folds})")
   validation = (test_fold + 1) % num_folds
-  train = tuple(
-      k for k in range(num_folds) if k not in (test_fold, validation)
-  )
+  train = tuple(k for k in range(num_folds) if k not in (test_fold, validation))
   return FoldSplit(train=train, validation=(validation,), test=(test_fold,))

@@ -97,18 +97,18 @@ def _no_proximal(params: Params, trainable: Params) -> Params:
 
 
 @functools.partial(
-    jax.jit,
-    static_argnames=("task", "penalty", "proximal"),
-    donate_argnums=0,
+  jax.jit,
+  static_argnames=("task", "penalty", "proximal"),
+  donate_argnums=0,
 )
 def train_step(
-    state: train_state.TrainState,
-    batch: dict[str, jax.Array],
-    trainable: Params,
-    *,
-    task: int,
-    penalty: Penalty,
-    proximal: Proximal,
+  state: train_state.TrainState,
+  batch: dict[str, jax.Array],
+  trainable: Params,
+  *,
+  task: int,
+  penalty: Penalty,
+  proximal: Proximal,
 ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
   """One masked optimizer step on head `task`.
 
@@ -127,7 +127,7 @@ def train_step(
   def loss_fn(params):
     logits = state.apply_fn({"params": params}, batch["log_mel"])[task]
     ce = optax.softmax_cross_entropy_with_integer_labels(
-        logits, batch["label"]
+      logits, batch["label"]
     ).mean()
     return ce + penalty(params), ce
 
@@ -137,14 +137,14 @@ def train_step(
   updates = jax.tree.map(jnp.multiply, updates, trainable)
   params = proximal(optax.apply_updates(state.params, updates), trainable)
   new_state = state.replace(
-      step=state.step + 1, params=params, opt_state=opt_state
+    step=state.step + 1, params=params, opt_state=opt_state
   )
   return new_state, {"loss": loss, "cross_entropy": ce}
 
 
 @functools.partial(jax.jit, static_argnames=("model", "task"))
 def clip_probabilities(
-    model: nn.Module, params: Params, log_mel: jax.Array, task: int
+  model: nn.Module, params: Params, log_mel: jax.Array, task: int
 ) -> jax.Array:
   """Chunk softmaxes averaged per clip.
 
@@ -159,17 +159,17 @@ def clip_probabilities(
   """
   clips, chunks = log_mel.shape[:2]
   logits = model.apply(
-      {"params": params}, log_mel.reshape((clips * chunks,) + log_mel.shape[2:])
+    {"params": params}, log_mel.reshape((clips * chunks,) + log_mel.shape[2:])
   )[task]
   probabilities = jax.nn.softmax(logits, axis=-1)
   return probabilities.reshape(clips, chunks, -1).mean(axis=1)
 
 
 def evaluate(
-    model: nn.Module,
-    params: Params,
-    task: int,
-    batches: Sequence[dict[str, np.ndarray]],
+  model: nn.Module,
+  params: Params,
+  task: int,
+  batches: Sequence[dict[str, np.ndarray]],
 ) -> EvalResult:
   """Clip-level loss and accuracy of head `task` over evaluation batches.
 
@@ -192,27 +192,27 @@ def evaluate(
   labels = np.concatenate(labels)
   picked = probabilities[np.arange(labels.size), labels]
   return EvalResult(
-      loss=float(-np.mean(np.log(np.maximum(picked, 1e-12)))),
-      accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)),
-      probabilities=probabilities,
-      labels=labels,
+    loss=float(-np.mean(np.log(np.maximum(picked, 1e-12)))),
+    accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)),
+    probabilities=probabilities,
+    labels=labels,
   )
 
 
 def fit(
-    model: nn.Module,
-    params: Params,
-    trainable: Params,
-    task: int,
-    train_iter: Iterator[dict[str, np.ndarray]],
-    validation: Sequence[dict[str, np.ndarray]],
-    config: FitConfig,
-    *,
-    penalty: Penalty = _zero_penalty,
-    proximal: Proximal = _no_proximal,
-    writer: metric_writers.MetricWriter | None = None,
-    step_offset: int = 0,
-    name: str = "fit",
+  model: nn.Module,
+  params: Params,
+  trainable: Params,
+  task: int,
+  train_iter: Iterator[dict[str, np.ndarray]],
+  validation: Sequence[dict[str, np.ndarray]],
+  config: FitConfig,
+  *,
+  penalty: Penalty = _zero_penalty,
+  proximal: Proximal = _no_proximal,
+  writer: metric_writers.MetricWriter | None = None,
+  step_offset: int = 0,
+  name: str = "fit",
 ) -> FitResult:
   """Trains head `task` with early stopping on the validation loss.
 
@@ -243,25 +243,25 @@ def fit(
   """
   # The step donates the state, so it must not alias the caller's arrays.
   state = train_state.TrainState.create(
-      apply_fn=model.apply,
-      params=jax.tree.map(jnp.array, params),
-      tx=optax.adam(config.learning_rate),
+    apply_fn=model.apply,
+    params=jax.tree.map(jnp.array, params),
+    tx=optax.adam(config.learning_rate),
   )
   trainable = jax.tree.map(jnp.asarray, trainable)
   best = evaluate(model, params, task, validation)
   best_params, best_step, waited = params, 0, 0
   report = periodic_actions.ReportProgress(
-      num_train_steps=config.max_steps, writer=writer
+    num_train_steps=config.max_steps, writer=writer
   )
   step = 0
   while step < config.max_steps and waited < config.patience:
     state, metrics = train_step(
-        state,
-        next(train_iter),
-        trainable,
-        task=task,
-        penalty=penalty,
-        proximal=proximal,
+      state,
+      next(train_iter),
+      trainable,
+      task=task,
+      penalty=penalty,
+      proximal=proximal,
     )
     step += 1
     report(step)
@@ -273,12 +273,12 @@ def fit(
     result = evaluate(model, state.params, task, validation)
     if writer is not None:
       writer.write_scalars(
-          step_offset + step,
-          {
-              f"{name}/train_loss": loss,
-              f"{name}/validation_loss": result.loss,
-              f"{name}/validation_accuracy": result.accuracy,
-          },
+        step_offset + step,
+        {
+          f"{name}/train_loss": loss,
+          f"{name}/validation_loss": result.loss,
+          f"{name}/validation_accuracy": result.accuracy,
+        },
       )
     if result.loss < best.loss:
       # Copy: the next step donates the state's buffers.
@@ -287,12 +287,16 @@ def fit(
     else:
       waited += 1
   logging.info(
-      "%s: %d steps, best at step %d: validation loss %.4f, accuracy %.3f",
-      name, step, best_step, best.loss, best.accuracy,
+    "%s: %d steps, best at step %d: validation loss %.4f, accuracy %.3f",
+    name,
+    step,
+    best_step,
+    best.loss,
+    best.accuracy,
   )
   return FitResult(
-      params=jax.device_get(best_params),
-      steps=step,
-      validation_loss=best.loss,
-      validation_accuracy=best.accuracy,
+    params=jax.device_get(best_params),
+    steps=step,
+    validation_loss=best.loss,
+    validation_accuracy=best.accuracy,
   )

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mcl import train
-from mcl.models import head_name
 from mcl.continual import surgery
+from mcl.models import head_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,15 +59,14 @@ class PhaseFn(Protocol):
   """Trains `params` on the current task under a mask (see `train.fit`)."""
 
   def __call__(
-      self,
-      params: surgery.Params,
-      trainable: surgery.Params,
-      name: str,
-      *,
-      penalty: train.Penalty = ...,
-      proximal: train.Proximal = ...,
-  ) -> train.FitResult:
-    ...
+    self,
+    params: surgery.Params,
+    trainable: surgery.Params,
+    name: str,
+    *,
+    penalty: train.Penalty = ...,
+    proximal: train.Proximal = ...,
+  ) -> train.FitResult: ...
 
 
 def l1_proximal(threshold: float) -> train.Proximal:
@@ -89,7 +88,7 @@ def l1_proximal(threshold: float) -> train.Proximal:
 
 
 def group_lasso_proximal(
-    l1_threshold: float, group_threshold: float, groups: Mapping[str, np.ndarray]
+  l1_threshold: float, group_threshold: float, groups: Mapping[str, np.ndarray]
 ) -> train.Proximal:
   """L1 soft-threshold, then group soft-threshold of the given units.
 
@@ -109,8 +108,8 @@ def group_lasso_proximal(
     for name, is_group in groups.items():
       kernel, bias = params[name]["kernel"], params[name]["bias"]
       norm = jnp.sqrt(
-          jnp.sum(jnp.square(kernel), axis=tuple(range(kernel.ndim - 1)))
-          + jnp.square(bias)
+        jnp.sum(jnp.square(kernel), axis=tuple(range(kernel.ndim - 1)))
+        + jnp.square(bias)
       )
       scale = jnp.maximum(0.0, 1.0 - group_threshold / jnp.maximum(norm, 1e-12))
       scale = jnp.where(is_group > 0, scale, 1.0)
@@ -125,7 +124,7 @@ def weight_decay(l2: float) -> train.Penalty:
 
   def penalty(params):
     return l2 * sum(
-        jnp.sum(jnp.square(layer["kernel"])) for layer in params.values()
+      jnp.sum(jnp.square(layer["kernel"])) for layer in params.values()
     )
 
   return penalty
@@ -136,33 +135,34 @@ def _ones(params: surgery.Params) -> surgery.Params:
 
 
 def add_head(
-    params: surgery.Params,
-    last_layer: str,
-    task: int,
-    num_classes: int,
-    rng: np.random.Generator,
+  params: surgery.Params,
+  last_layer: str,
+  task: int,
+  num_classes: int,
+  rng: np.random.Generator,
 ) -> surgery.Params:
   """Adds head `task` (LeCun-normal kernel, zero bias) on `last_layer`."""
   fan_in = params[last_layer]["bias"].shape[0]
   new = dict(params)
   new[head_name(task)] = {
-      "kernel": (rng.standard_normal((fan_in, num_classes)) / np.sqrt(fan_in))
-      .astype(np.float32),
-      "bias": np.zeros(num_classes, np.float32),
+    "kernel": (
+      rng.standard_normal((fan_in, num_classes)) / np.sqrt(fan_in)
+    ).astype(np.float32),
+    "bias": np.zeros(num_classes, np.float32),
   }
   return new
 
 
 def learn_task(
-    phase: PhaseFn,
-    params: surgery.Params,
-    timestamps: surgery.Timestamps,
-    layers: Sequence[str],
-    task: int,
-    num_classes: int,
-    config: DENConfig,
-    learning_rate: float,
-    rng: np.random.Generator,
+  phase: PhaseFn,
+  params: surgery.Params,
+  timestamps: surgery.Timestamps,
+  layers: Sequence[str],
+  task: int,
+  num_classes: int,
+  config: DENConfig,
+  learning_rate: float,
+  rng: np.random.Generator,
 ) -> tuple[surgery.Params, surgery.Timestamps, dict]:
   """One iteration of DEN's Algorithm 1 (see the module docstring).
 
@@ -187,9 +187,9 @@ def learn_task(
   def run(name, params, trainable, **kwargs):
     result = phase(params, trainable, name, **kwargs)
     record["phases"][name] = {
-        "steps": result.steps,
-        "validation_loss": result.validation_loss,
-        "validation_accuracy": result.validation_accuracy,
+      "steps": result.steps,
+      "validation_loss": result.validation_loss,
+      "validation_accuracy": result.validation_accuracy,
     }
     return result.params
 
@@ -201,49 +201,51 @@ def learn_task(
   heads = tuple(head_name(j) for j in range(task + 1))
   params = add_head(params, layers[-1], task, num_classes, rng)
   params = run(
-      "head", params, surgery.new_unit_mask(
-          params, timestamps, layers, task, heads[-1]), proximal=l1,
+    "head",
+    params,
+    surgery.new_unit_mask(params, timestamps, layers, task, heads[-1]),
+    proximal=l1,
   )
   selected = surgery.select_subnetwork(params, layers, heads[-1])
   record["selected_units"] = {k: int(v.sum()) for k, v in selected.items()}
   params = run(
-      "selective",
-      params,
-      surgery.subnetwork_mask(params, layers, selected, heads[-1]),
-      penalty=weight_decay(config.l2),
-      proximal=l1,
+    "selective",
+    params,
+    surgery.subnetwork_mask(params, layers, selected, heads[-1]),
+    penalty=weight_decay(config.l2),
+    proximal=l1,
   )
 
   loss = record["phases"]["selective"]["validation_loss"]
   record["expanded"] = bool(loss > config.tau)
   if record["expanded"]:
     params, timestamps = surgery.grow(
-        params, timestamps, layers, heads, config.k, task, rng
+      params, timestamps, layers, heads, config.k, task, rng
     )
     fresh = {name: timestamps[name] == task for name in layers}
     params = run(
-        "expand",
-        params,
-        surgery.new_unit_mask(params, timestamps, layers, task, heads[-1]),
-        proximal=group_lasso_proximal(
-            learning_rate * config.l1,
-            learning_rate * config.group_lasso,
-            fresh,
-        ),
+      "expand",
+      params,
+      surgery.new_unit_mask(params, timestamps, layers, task, heads[-1]),
+      proximal=group_lasso_proximal(
+        learning_rate * config.l1,
+        learning_rate * config.group_lasso,
+        fresh,
+      ),
     )
     params, timestamps, removed = surgery.prune_dead_units(
-        params, timestamps, layers, heads, task
+      params, timestamps, layers, heads, task
     )
     record["pruned_units"] = removed
 
   params, timestamps, splits = surgery.split_units(
-      params, old_params, timestamps, layers, heads, task, config.sigma
+    params, old_params, timestamps, layers, heads, task, config.sigma
   )
   record["splits"] = [dataclasses.asdict(s) for s in splits]
   if splits:
     params = run(
-        "split",
-        params,
-        surgery.new_unit_mask(params, timestamps, layers, task, heads[-1]),
+      "split",
+      params,
+      surgery.new_unit_mask(params, timestamps, layers, task, heads[-1]),
     )
   return params, timestamps, record

@@ -29,13 +29,13 @@ Timestamps = dict  # layer name -> int32 [units]
 
 def _copy(params: Params) -> Params:
   return {
-      name: {k: np.array(v) for k, v in layer.items()}
-      for name, layer in params.items()
+    name: {k: np.array(v) for k, v in layer.items()}
+    for name, layer in params.items()
   }
 
 
 def consumers(
-    layers: Sequence[str], heads: Sequence[str], layer: str
+  layers: Sequence[str], heads: Sequence[str], layer: str
 ) -> tuple[str, ...]:
   """Layers whose kernel rows are the units of `layer`."""
   i = list(layers).index(layer)
@@ -48,13 +48,13 @@ def widths(params: Params, layers: Sequence[str]) -> dict[str, int]:
 
 
 def add_units(
-    params: Params,
-    layers: Sequence[str],
-    heads: Sequence[str],
-    layer: str,
-    incoming: np.ndarray,
-    bias: np.ndarray,
-    outgoing: Mapping[str, np.ndarray],
+  params: Params,
+  layers: Sequence[str],
+  heads: Sequence[str],
+  layer: str,
+  incoming: np.ndarray,
+  bias: np.ndarray,
+  outgoing: Mapping[str, np.ndarray],
 ) -> Params:
   """Appends n units to `layer`.
 
@@ -78,11 +78,11 @@ def add_units(
   new = _copy(params)
   kernel = new[layer]["kernel"]
   if incoming.shape[:-1] != kernel.shape[:-1] or bias.shape != (
-      incoming.shape[-1],
+    incoming.shape[-1],
   ):
     raise ValueError(
-        f"{layer}: new units {incoming.shape}/{bias.shape} do not fit kernel "
-        f"{kernel.shape}"
+      f"{layer}: new units {incoming.shape}/{bias.shape} do not fit kernel "
+      f"{kernel.shape}"
     )
   new[layer]["kernel"] = np.concatenate([kernel, incoming], axis=-1)
   new[layer]["bias"] = np.concatenate([new[layer]["bias"], bias])
@@ -90,17 +90,17 @@ def add_units(
     if name not in outgoing:
       raise ValueError(f"{layer}: no outgoing rows for consumer {name}")
     new[name]["kernel"] = np.concatenate(
-        [new[name]["kernel"], outgoing[name]], axis=-2
+      [new[name]["kernel"], outgoing[name]], axis=-2
     )
   return new
 
 
 def keep_units(
-    params: Params,
-    layers: Sequence[str],
-    heads: Sequence[str],
-    layer: str,
-    keep: np.ndarray,
+  params: Params,
+  layers: Sequence[str],
+  heads: Sequence[str],
+  layer: str,
+  keep: np.ndarray,
 ) -> Params:
   """Removes the units of `layer` where `keep` is False.
 
@@ -123,13 +123,13 @@ def keep_units(
 
 
 def grow(
-    params: Params,
-    timestamps: Timestamps,
-    layers: Sequence[str],
-    heads: Sequence[str],
-    k: int,
-    task: int,
-    rng: np.random.Generator | None,
+  params: Params,
+  timestamps: Timestamps,
+  layers: Sequence[str],
+  heads: Sequence[str],
+  k: int,
+  task: int,
+  rng: np.random.Generator | None,
 ) -> tuple[Params, Timestamps]:
   """Dynamic expansion: adds k units with timestamp `task` to every layer.
 
@@ -157,26 +157,24 @@ def grow(
       incoming = np.zeros(shape, np.float32)
     else:
       incoming = (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(
-          np.float32
+        np.float32
       )
     outgoing = {
-        name: np.zeros(
-            new[name]["kernel"].shape[:-2] + (k, new[name]["kernel"].shape[-1]),
-            np.float32,
-        )
-        for name in consumers(layers, heads, layer)
+      name: np.zeros(
+        new[name]["kernel"].shape[:-2] + (k, new[name]["kernel"].shape[-1]),
+        np.float32,
+      )
+      for name in consumers(layers, heads, layer)
     }
     new = add_units(
-        new, layers, heads, layer, incoming, np.zeros(k, np.float32), outgoing
+      new, layers, heads, layer, incoming, np.zeros(k, np.float32), outgoing
     )
-    stamps[layer] = np.concatenate(
-        [stamps[layer], np.full(k, task, np.int32)]
-    )
+    stamps[layer] = np.concatenate([stamps[layer], np.full(k, task, np.int32)])
   return new, stamps
 
 
 def select_subnetwork(
-    params: Params, layers: Sequence[str], head: str
+  params: Params, layers: Sequence[str], head: str
 ) -> dict[str, np.ndarray]:
   """DEN's breadth-first search for the units a new head depends on.
 
@@ -205,42 +203,41 @@ def select_subnetwork(
 
 
 def _mask(
-    params: Params,
-    layers: Sequence[str],
-    unit_rule: Mapping[str, np.ndarray],
-    row_rule: Mapping[str, np.ndarray],
-    combine,
-    train_heads: Sequence[str],
+  params: Params,
+  layers: Sequence[str],
+  unit_rule: Mapping[str, np.ndarray],
+  row_rule: Mapping[str, np.ndarray],
+  combine,
+  train_heads: Sequence[str],
 ) -> Params:
   """0./1. mask tree: kernel[..., a, b] = combine(row_rule[a], unit_rule[b])."""
   mask = {}
   for i, name in enumerate(layers):
     kernel = params[name]["kernel"]
     rows = (
-        row_rule[layers[i - 1]]
-        if i > 0
-        else np.full(kernel.shape[-2], combine is np.logical_and)
+      row_rule[layers[i - 1]]
+      if i > 0
+      else np.full(kernel.shape[-2], combine is np.logical_and)
     )
     cells = combine(rows[:, None], unit_rule[name][None, :])
     mask[name] = {
-        "kernel": np.broadcast_to(cells, kernel.shape).astype(np.float32),
-        "bias": unit_rule[name].astype(np.float32),
+      "kernel": np.broadcast_to(cells, kernel.shape).astype(np.float32),
+      "bias": unit_rule[name].astype(np.float32),
     }
   for name in params:
     if name not in mask:
       value = 1.0 if name in train_heads else 0.0
       mask[name] = {
-          k: np.full(v.shape, value, np.float32)
-          for k, v in params[name].items()
+        k: np.full(v.shape, value, np.float32) for k, v in params[name].items()
       }
   return mask
 
 
 def subnetwork_mask(
-    params: Params,
-    layers: Sequence[str],
-    selected: Mapping[str, np.ndarray],
-    head: str,
+  params: Params,
+  layers: Sequence[str],
+  selected: Mapping[str, np.ndarray],
+  head: str,
 ) -> Params:
   """Trainable mask of selective retraining.
 
@@ -252,11 +249,11 @@ def subnetwork_mask(
 
 
 def new_unit_mask(
-    params: Params,
-    timestamps: Timestamps,
-    layers: Sequence[str],
-    task: int,
-    head: str,
+  params: Params,
+  timestamps: Timestamps,
+  layers: Sequence[str],
+  task: int,
+  head: str,
 ) -> Params:
   """Trainable mask of the weights only task `task` and later can see.
 
@@ -273,17 +270,17 @@ def unit_group_norms(params: Params, layer: str) -> np.ndarray:
   """L2 norm of every unit's incoming weights and bias: float [units]."""
   kernel = params[layer]["kernel"]
   squares = np.sum(
-      np.square(kernel, dtype=np.float64), axis=tuple(range(kernel.ndim - 1))
+    np.square(kernel, dtype=np.float64), axis=tuple(range(kernel.ndim - 1))
   )
   return np.sqrt(squares + np.square(params[layer]["bias"], dtype=np.float64))
 
 
 def prune_dead_units(
-    params: Params,
-    timestamps: Timestamps,
-    layers: Sequence[str],
-    heads: Sequence[str],
-    task: int,
+  params: Params,
+  timestamps: Timestamps,
+  layers: Sequence[str],
+  heads: Sequence[str],
+  task: int,
 ) -> tuple[Params, Timestamps, dict[str, int]]:
   """Removes units of timestamp `task` that group lasso switched off.
 
@@ -302,7 +299,7 @@ def prune_dead_units(
       axes = tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,)
       outgoing |= np.any(kernel != 0, axis=axes)
     dead = (stamps[layer] == task) & (
-        (unit_group_norms(new, layer) == 0) | ~outgoing
+      (unit_group_norms(new, layer) == 0) | ~outgoing
     )
     removed[layer] = int(dead.sum())
     if removed[layer]:
@@ -312,7 +309,7 @@ def prune_dead_units(
 
 
 def semantic_drift(
-    params: Params, old_params: Params, layers: Sequence[str]
+  params: Params, old_params: Params, layers: Sequence[str]
 ) -> dict[str, np.ndarray]:
   """rho_i = ||w_i^t - w_i^(t-1)||_2 of every unit that existed at t-1.
 
@@ -329,7 +326,7 @@ def semantic_drift(
     n_in, n_out = old_kernel.shape[-2:]
     delta = params[name]["kernel"][..., :n_in, :n_out] - old_kernel
     squares = np.sum(
-        np.square(delta, dtype=np.float64), axis=tuple(range(delta.ndim - 1))
+      np.square(delta, dtype=np.float64), axis=tuple(range(delta.ndim - 1))
     )
     bias_delta = params[name]["bias"][:n_out] - old_params[name]["bias"]
     drift[name] = np.sqrt(squares + np.square(bias_delta, dtype=np.float64))
@@ -347,13 +344,13 @@ class SplitRecord:
 
 
 def split_units(
-    params: Params,
-    old_params: Params,
-    timestamps: Timestamps,
-    layers: Sequence[str],
-    heads: Sequence[str],
-    task: int,
-    sigma: float,
+  params: Params,
+  old_params: Params,
+  timestamps: Timestamps,
+  layers: Sequence[str],
+  heads: Sequence[str],
+  task: int,
+  sigma: float,
 ) -> tuple[Params, Timestamps, list[SplitRecord]]:
   """Network split/duplication of units whose semantic drift exceeds sigma.
 
@@ -385,7 +382,10 @@ def split_units(
   drift = semantic_drift(params, old_params, layers)
   previous_pairs: list[tuple[int, int]] = []
   for layer in layers:
-    old_kernel, old_bias = old_params[layer]["kernel"], old_params[layer]["bias"]
+    old_kernel, old_bias = (
+      old_params[layer]["kernel"],
+      old_params[layer]["bias"],
+    )
     n_in = old_kernel.shape[-2]
     units = np.flatnonzero(drift[layer] > sigma)
     if units.size == 0:
@@ -404,9 +404,9 @@ def split_units(
     for name in consumers(layers, heads, layer):
       kernel = new[name]["kernel"]
       is_new = (
-          stamps[name] == task
-          if name in stamps
-          else np.full(kernel.shape[-1], name == heads[task])
+        stamps[name] == task
+        if name in stamps
+        else np.full(kernel.shape[-1], name == heads[task])
       )
       rows = kernel[..., units, :] * is_new
       kernel[..., units, :] = kernel[..., units, :] * ~is_new
@@ -414,27 +414,27 @@ def split_units(
     first = new[layer]["bias"].shape[0]
     new = add_units(new, layers, heads, layer, incoming, bias, outgoing)
     stamps[layer] = np.concatenate(
-        [stamps[layer], np.full(units.size, task, np.int32)]
+      [stamps[layer], np.full(units.size, task, np.int32)]
     )
     duplicates = tuple(range(first, first + units.size))
     previous_pairs = list(zip(units.tolist(), duplicates, strict=True))
     records.append(
-        SplitRecord(
-            layer=layer,
-            units=tuple(units.tolist()),
-            duplicates=duplicates,
-            drifts=tuple(float(d) for d in drift[layer][units]),
-        )
+      SplitRecord(
+        layer=layer,
+        units=tuple(units.tolist()),
+        duplicates=duplicates,
+        drifts=tuple(float(d) for d in drift[layer][units]),
+      )
     )
   return new, stamps, records
 
 
 def timestamped_params(
-    params: Params,
-    timestamps: Timestamps,
-    layers: Sequence[str],
-    heads: Sequence[str],
-    task: int,
+  params: Params,
+  timestamps: Timestamps,
+  layers: Sequence[str],
+  heads: Sequence[str],
+  task: int,
 ) -> Params:
   """The network task `task` uses: units with timestamp <= task, heads <= task.
 
@@ -466,14 +466,14 @@ def timestamped_params(
     if previous is not None:
       kernel = kernel[..., :previous, :]
     sub[name] = {
-        "kernel": kernel[..., : keep[name]],
-        "bias": params[name]["bias"][: keep[name]],
+      "kernel": kernel[..., : keep[name]],
+      "bias": params[name]["bias"][: keep[name]],
     }
     previous = keep[name]
   for name in heads[: task + 1]:
     sub[name] = {
-        "kernel": params[name]["kernel"][:previous],
-        "bias": params[name]["bias"],
+      "kernel": params[name]["kernel"][:previous],
+      "bias": params[name]["bias"],
     }
   return sub
 

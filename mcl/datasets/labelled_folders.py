@@ -41,7 +41,7 @@ class LabelledFoldersConfig(tfds.core.BuilderConfig):
 
 
 def make_config(
-    source_dir: str, features: audio.FeatureConfig, num_folds: int
+  source_dir: str, features: audio.FeatureConfig, num_folds: int
 ) -> LabelledFoldersConfig:
   """A builder config whose name identifies the source and all parameters.
 
@@ -65,18 +65,18 @@ def make_config(
   if num_folds < 2:
     raise ValueError(f"num_folds must be at least 2, got {num_folds}")
   key = json.dumps(
-      [source_dir, dataclasses.asdict(features), num_folds], sort_keys=True
+    [source_dir, dataclasses.asdict(features), num_folds], sort_keys=True
   )
   digest = hashlib.sha1(key.encode()).hexdigest()[:10]
   stem = "".join(
-      c if c.isalnum() else "_" for c in os.path.basename(source_dir).lower()
+    c if c.isalnum() else "_" for c in os.path.basename(source_dir).lower()
   )
   return LabelledFoldersConfig(
-      name=f"{stem}_{digest}",
-      version=_VERSION,
-      source_dir=source_dir,
-      features=features,
-      num_folds=num_folds,
+    name=f"{stem}_{digest}",
+    version=_VERSION,
+    source_dir=source_dir,
+    features=features,
+    num_folds=num_folds,
   )
 
 
@@ -99,23 +99,21 @@ def list_clips(source_dir: str) -> dict[str, list[str]]:
     if not os.path.isdir(folder):
       continue
     paths = sorted(
-        os.path.join(folder, f)
-        for f in os.listdir(folder)
-        if f.lower().endswith(audio.AUDIO_EXTENSIONS)
+      os.path.join(folder, f)
+      for f in os.listdir(folder)
+      if f.lower().endswith(audio.AUDIO_EXTENSIONS)
     )
     if paths:
       clips[label] = paths
   if not clips:
     raise ValueError(
-        f"{source_dir}: no <label>/<clip> audio found "
-        f"(extensions {', '.join(audio.AUDIO_EXTENSIONS)})"
+      f"{source_dir}: no <label>/<clip> audio found "
+      f"(extensions {', '.join(audio.AUDIO_EXTENSIONS)})"
     )
   return clips
 
 
-def assign_folds(
-    clips: dict[str, list[str]], num_folds: int
-) -> dict[str, int]:
+def assign_folds(clips: dict[str, list[str]], num_folds: int) -> dict[str, int]:
   """Stratified, deterministic fold of every clip.
 
   Args:
@@ -126,9 +124,9 @@ def assign_folds(
     {path: fold}, fold = rank of the clip within its label % num_folds.
   """
   return {
-      path: rank % num_folds
-      for paths in clips.values()
-      for rank, path in enumerate(paths)
+    path: rank % num_folds
+    for paths in clips.values()
+    for rank, path in enumerate(paths)
   }
 
 
@@ -146,16 +144,18 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     n_mels = self.builder_config.features.n_mels
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "log_mel": tfds.features.Tensor(
-                shape=(None, n_mels), dtype=np.float32
-            ),
-            "label": tfds.features.ClassLabel(names=list(self._clips)),
-            "clip_id": tfds.features.Text(),
-            "fold": np.int32,
-        }),
-        metadata=tfds.core.MetadataDict(),
-        description=f"Log-mel clips of {self.builder_config.source_dir}.",
+      features=tfds.features.FeaturesDict(
+        {
+          "log_mel": tfds.features.Tensor(
+            shape=(None, n_mels), dtype=np.float32
+          ),
+          "label": tfds.features.ClassLabel(names=list(self._clips)),
+          "clip_id": tfds.features.Text(),
+          "fold": np.int32,
+        }
+      ),
+      metadata=tfds.core.MetadataDict(),
+      description=f"Log-mel clips of {self.builder_config.source_dir}.",
     )
 
   def _split_generators(self, dl_manager):
@@ -163,10 +163,10 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
     folds = assign_folds(self._clips, self.builder_config.num_folds)
     self.info.metadata["skipped"] = self._skipped
     return {
-        f"fold{k}": self._generate_examples(
-            [p for p, f in folds.items() if f == k], k
-        )
-        for k in range(self.builder_config.num_folds)
+      f"fold{k}": self._generate_examples(
+        [p for p, f in folds.items() if f == k], k
+      )
+      for k in range(self.builder_config.num_folds)
     }
 
   def _generate_examples(self, paths: list[str], fold: int):
@@ -179,26 +179,29 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
         self._skipped.append({"path": e.path, "problem": e.problem})
         continue
       clip_id = os.path.splitext(os.path.relpath(path, root))[0]
-      yield clip_id, {
+      yield (
+        clip_id,
+        {
           "log_mel": features,
           "label": os.path.basename(os.path.dirname(path)),
           "clip_id": clip_id,
           "fold": fold,
-      }
+        },
+      )
 
 
 def build(
-    source_dir: str,
-    data_dir: str,
-    features: audio.FeatureConfig = audio.FeatureConfig(),
-    num_folds: int = 5,
+  source_dir: str,
+  data_dir: str,
+  features: audio.FeatureConfig | None = None,
+  num_folds: int = 5,
 ) -> LabelledFolders:
   """Builds (or reuses) the records of a labelled audio folder.
 
   Args:
     source_dir: root of `<label>/<clip>` audio.
     data_dir: TFDS data directory where the records are written.
-    features: log-mel parameters.
+    features: log-mel parameters (default `audio.FeatureConfig()`).
     num_folds: number of clip folds.
 
   Returns:
@@ -207,18 +210,19 @@ def build(
   Raises:
     ValueError: see `make_config` and `list_clips`.
   """
+  features = features or audio.FeatureConfig()
   builder = LabelledFolders(
-      config=make_config(source_dir, features, num_folds), data_dir=data_dir
+    config=make_config(source_dir, features, num_folds), data_dir=data_dir
   )
   builder.download_and_prepare()
   skipped = skipped_clips(builder)
   logging.info(
-      "Dataset %s: %d clips in %d folds, %d skipped%s",
-      builder.data_dir,
-      builder.info.splits.total_num_examples,
-      num_folds,
-      len(skipped),
-      "".join(f"\n  {s['path']}: {s['problem']}" for s in skipped),
+    "Dataset %s: %d clips in %d folds, %d skipped%s",
+    builder.data_dir,
+    builder.info.splits.total_num_examples,
+    num_folds,
+    len(skipped),
+    "".join(f"\n  {s['path']}: {s['problem']}" for s in skipped),
   )
   return builder
 

@@ -3,7 +3,7 @@
 from mcl.models.conv_classifier import ConvClassifier, head_name
 
 MODELS = {
-    "conv_classifier": ConvClassifier,
+  "conv_classifier": ConvClassifier,
 }
 
 

@@ -56,7 +56,7 @@ class ConvClassifier(nn.Module):
   def hidden_layers(self) -> tuple[str, ...]:
     """Names of the growable layers, input to output."""
     return tuple(f"conv_{i}" for i in range(len(self.conv_widths))) + tuple(
-        f"dense_{i}" for i in range(len(self.dense_widths))
+      f"dense_{i}" for i in range(len(self.dense_widths))
     )
 
   @property
@@ -72,18 +72,17 @@ class ConvClassifier(nn.Module):
       return sum(1 for name in params if name.startswith(prefix))
 
     return cls(
-        conv_widths=tuple(
-            int(params[f"conv_{i}"]["bias"].shape[0])
-            for i in range(count("conv_"))
-        ),
-        dense_widths=tuple(
-            int(params[f"dense_{i}"]["bias"].shape[0])
-            for i in range(count("dense_"))
-        ),
-        head_sizes=tuple(
-            int(params[head_name(t)]["bias"].shape[0])
-            for t in range(count("head_"))
-        ),
+      conv_widths=tuple(
+        int(params[f"conv_{i}"]["bias"].shape[0]) for i in range(count("conv_"))
+      ),
+      dense_widths=tuple(
+        int(params[f"dense_{i}"]["bias"].shape[0])
+        for i in range(count("dense_"))
+      ),
+      head_sizes=tuple(
+        int(params[head_name(t)]["bias"].shape[0])
+        for t in range(count("head_"))
+      ),
     )
 
   @nn.compact
@@ -104,5 +103,5 @@ class ConvClassifier(nn.Module):
     for i, width in enumerate(self.dense_widths):
       x = nn.relu(nn.Dense(width, name=f"dense_{i}")(x))
     return tuple(
-        nn.Dense(n, name=head_name(t))(x) for t, n in enumerate(self.head_sizes)
+      nn.Dense(n, name=head_name(t))(x) for t, n in enumerate(self.head_sizes)
     )

@@ -1,0 +1,100 @@
+import csv
+import hashlib
+import os
+import shutil
+
+import librosa
+import numpy as np
+import pytest
+import soundfile
+
+from mcl import audio
+from tests.conftest import GTZAN, MTAT_CLIP
+
+CONFIG = audio.FeatureConfig()
+
+
+def _manifest_row(path):
+  with open(os.path.join(GTZAN, "manifest.csv")) as f:
+    for row in csv.DictReader(f):
+      if row["path"].endswith(os.path.relpath(path, GTZAN)):
+        return row
+  raise KeyError(path)
+
+
+def test_log_mel_of_real_excerpt(gtzan_dir):
+  path = os.path.join(gtzan_dir, "country", "country.00000.wav")
+  with open(path, "rb") as f:
+    assert hashlib.md5(f.read()).hexdigest() == _manifest_row(path)["md5"]
+  native, native_rate = soundfile.read(path)
+  assert native_rate == 22_050
+
+  features = audio.file_log_mel(path, CONFIG)
+
+  samples = int(np.ceil(len(native) * 16_000 / 22_050))
+  assert features.dtype == np.float32
+  assert features.shape == (1 + samples // 256, 128)
+  assert np.all(np.isfinite(features))
+  # dB relative to 1.0, floored 80 dB under the clip's peak.
+  assert features.max() - features.min() == pytest.approx(80.0, abs=1e-3)
+  assert -40.0 < features.max() < 60.0
+  # Music has most energy below 1 kHz: low bands beat the top bands.
+  assert features[:, :40].mean() > features[:, -20:].mean() + 10.0
+
+
+def test_log_mel_peaks_at_the_tone_frequency():
+  t = np.arange(16_000 * 4) / 16_000
+  tone = (0.5 * np.sin(2 * np.pi * 1_000.0 * t)).astype(np.float32)
+  features = audio.log_mel(tone, CONFIG)
+  centres = librosa.mel_frequencies(n_mels=130, fmin=0.0, fmax=8_000.0)[1:-1]
+  peak = np.argmax(features.mean(axis=0))
+  assert abs(centres[peak] - 1_000.0) < 60.0
+
+
+def test_mfcc_shape(gtzan_dir):
+  features = audio.file_log_mel(
+    os.path.join(gtzan_dir, "jazz", "jazz.00003.wav"), CONFIG
+  )
+  coefficients = audio.mfcc(features, n_mfcc=20)
+  assert coefficients.shape == (features.shape[0], 20)
+  assert np.all(np.isfinite(coefficients))
+
+
+def test_mp3_decodes_to_its_true_length():
+  if not os.path.exists(MTAT_CLIP):
+    pytest.skip("MTAT sample absent")
+  waveform = audio.load_audio(MTAT_CLIP, 16_000)
+  assert waveform.shape == (465_984,)
+
+
+@pytest.mark.parametrize(
+  "make, problem",
+  [
+    (lambda p: open(p, "wb").close(), "empty"),
+    (lambda p: open(p, "wb").write(os.urandom(4096)), "cannot decode"),
+    (
+      lambda p: soundfile.write(p, np.full(16_000, 0.1, np.float32), 16_000),
+      "too short",
+    ),
+    (
+      lambda p: soundfile.write(p, np.zeros(16_000 * 5, np.float32), 16_000),
+      "silent",
+    ),
+  ],
+)
+def test_bad_audio_raises_naming_file_and_problem(tmp_path, make, problem):
+  path = str(tmp_path / "bad.wav")
+  make(path)
+  with pytest.raises(audio.AudioError, match=problem) as info:
+    audio.file_log_mel(path, CONFIG)
+  assert info.value.path == path
+  assert path in str(info.value)
+
+
+def test_truncated_wav_is_rejected_or_decoded_short(gtzan_dir, tmp_path):
+  path = str(tmp_path / "truncated.wav")
+  shutil.copy(os.path.join(gtzan_dir, "pop", "pop.00000.wav"), path)
+  with open(path, "r+b") as f:
+    f.truncate(2_000)
+  with pytest.raises(audio.AudioError, match="too short"):
+    audio.file_log_mel(path, CONFIG)
