@@ -228,8 +228,8 @@ def test_group_lasso_prunes_a_zeroed_unit():
     params, stamps, layers, model.heads, 2, 1, np.random.default_rng(0)
   )
   # Give the new units outgoing weights so only the group decides.
-  for name, nxt in zip(layers, (*layers[1:], "head_1"), strict=True):
-    grown[nxt]["kernel"][..., -2:, :] = 1.0 if nxt != "head_1" else 0.5
+  for consumer in (*layers[1:], "head_1"):
+    grown[consumer]["kernel"][..., -2:, :] = 0.5
   grown["dense_0"]["kernel"][:, -1] *= 1e-3
   grown["dense_0"]["bias"][-1] = 0.0
   proximal = den.group_lasso_proximal(
