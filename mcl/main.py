@@ -7,6 +7,8 @@ Config values are overridden on the command line, e.g.
 `--config.data.fold=2 --config.den.k=8`.
 """
 
+import logging as pylogging
+
 import jax
 import tensorflow as tf
 from absl import app, flags, logging
@@ -21,8 +23,18 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+class _QuietLibraries(pylogging.Filter):
+  """Drops INFO records of chatty libraries (Orbax logs every file op)."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or "/orbax/" not in (
+      record.pathname
+    )
+
+
 def main(argv):
   del argv
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   # tf.data only; keep TensorFlow off any accelerator JAX uses.
   tf.config.set_visible_devices([], "GPU")
   logging.info(

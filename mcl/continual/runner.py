@@ -103,6 +103,155 @@ def assemble_results(
   }
 
 
+class _Experiment:
+  """What every task of one run shares: data, tasks, model, outputs."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    if config.method not in METHODS:
+      raise ValueError(
+        f"unknown method {config.method!r}; known: {sorted(METHODS)}"
+      )
+    self.config = config
+    self.workdir = workdir
+    self.model_class = models.get_model_class(config.model.name)
+    self.builder = build_dataset(config)
+    self.tasks = tasks.make_tasks(
+      config.tasks, self.builder.info.features["label"].names
+    )
+    self.split = tasks.fold_split(config.data.fold, config.data.num_folds)
+    self.frames = chunk_frames(config)
+    self.fit_config = train.FitConfig(**config.train.fit)
+    self.test_sets = [self.eval_set(self.split.test, t) for t in self.tasks]
+    self.checkpoints = checkpointing.TaskCheckpoints(
+      os.path.join(workdir, "checkpoints")
+    )
+    self.writer = metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0
+    )
+
+  def eval_set(self, folds, task: tasks.Task):
+    return input_pipeline.eval_batches(
+      self.builder,
+      folds,
+      task.class_ids,
+      chunk_frames=self.frames,
+      num_chunks=self.config.data.eval_chunks,
+      batch_size=self.config.train.eval_batch_size,
+    )
+
+  def initial_state(self):
+    """(params, timestamps, global step) to start from: fresh or resumed."""
+    done = self.checkpoints.tasks()
+    if done:
+      params, metadata = self.checkpoints.restore(
+        done[-1],
+        checkpointing.abstract_params(
+          self.model_class, (1, self.frames, self.config.features.n_mels)
+        ),
+      )
+      logging.info("Resuming after task %d from %s", done[-1], self.workdir)
+      timestamps = {
+        k: np.asarray(v, np.int32) for k, v in metadata["timestamps"].items()
+      }
+      return params, timestamps, metadata["global_step"]
+    model = self.model_class(
+      **self.config.model.widths, head_sizes=(self.tasks[0].num_classes,)
+    )
+    inputs = jnp.zeros((1, self.frames, self.config.features.n_mels))
+    params = jax.device_get(
+      model.init(jax.random.key(self.config.seed), inputs)["params"]
+    )
+    timestamps = {
+      name: np.zeros(params[name]["bias"].shape, np.int32)
+      for name in model.hidden_layers
+    }
+    return params, timestamps, 0
+
+  def phase_fn(self, task: tasks.Task, step_offset: int):
+    """A `den.PhaseFn` on `task`'s data, and a counter of its steps."""
+    train_iter = input_pipeline.train_batches(
+      self.builder,
+      self.split.train,
+      task.class_ids,
+      chunk_frames=self.frames,
+      batch_size=self.config.train.batch_size,
+      seed=self.config.seed * 1000 + task.index,
+    )
+    validation = self.eval_set(self.split.validation, task)
+    steps = [step_offset]
+
+    def phase(params, trainable, name, **kwargs):
+      tag = f"task{task.index}/{name}"
+      model = self.model_class.from_params(params)
+      try:
+        result = train.fit(
+          model, params, trainable, task.index, train_iter, validation,
+          self.fit_config, writer=self.writer, step_offset=steps[0],
+          name=tag, **kwargs,
+        )  # fmt: skip
+      except train.NonFiniteLossError as e:
+        self.save_diverged(task, tag, e)
+        raise
+      steps[0] += result.steps
+      return result
+
+    return phase, steps
+
+  def save_diverged(self, task, tag, error: train.NonFiniteLossError):
+    model = self.model_class.from_params(error.params)
+    directory = os.path.join(self.workdir, "nonfinite")
+    checkpointing.TaskCheckpoints(directory).save(
+      task.index,
+      error.params,
+      {
+        "phase": tag,
+        "step": error.step,
+        "architecture": checkpointing.architecture(model),
+      },
+    )
+    logging.error("%s: %s; state saved in %s", tag, error, directory)
+
+  def test_row(self, params, timestamps, task: tasks.Task):
+    """Test accuracy and ROC-AUC of tasks 0..task, each on its network."""
+    layers = tuple(timestamps)
+    heads = self.model_class.from_params(params).heads
+    accuracy, auroc = [], []
+    for seen in self.tasks[: task.index + 1]:
+      sub = surgery.timestamped_params(
+        params, timestamps, layers, heads, seen.index
+      )
+      result = train.evaluate(
+        self.model_class.from_params(sub),
+        sub,
+        seen.index,
+        self.test_sets[seen.index],
+      )
+      accuracy.append(result.accuracy)
+      auroc.append(metrics.roc_auc(result.probabilities, result.labels))
+    return accuracy, auroc
+
+  def write_results(self, params, timestamps) -> dict:
+    """Rebuilds results.json from the checkpoints and the final network."""
+    layers = tuple(timestamps)
+    heads = self.model_class.from_params(params).heads
+    finished = self.checkpoints.tasks()
+    params_per_task = [
+      surgery.count_parameters(
+        surgery.timestamped_params(params, timestamps, layers, heads, j),
+        [*layers, heads[j]],
+      )
+      for j in finished
+    ]
+    results = assemble_results(
+      self.tasks,
+      [self.checkpoints.metadata(j) for j in finished],
+      params_per_task,
+      self.config,
+    )
+    _write_json(os.path.join(self.workdir, "results.json"), results)
+    return results
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Learns the task sequence of `config` in `workdir`, resuming if possible.
 
@@ -118,125 +267,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train.NonFiniteLossError: training diverged; the state at that point
       is saved under `<workdir>/nonfinite`.
   """
-  if config.method not in METHODS:
-    raise ValueError(
-      f"unknown method {config.method!r}; known: {sorted(METHODS)}"
-    )
-  learn_task = METHODS[config.method]
-  model_class = models.get_model_class(config.model.name)
   os.makedirs(workdir, exist_ok=True)
-
-  builder = build_dataset(config)
-  task_list = tasks.make_tasks(
-    config.tasks, builder.info.features["label"].names
-  )
-  split = tasks.fold_split(config.data.fold, config.data.num_folds)
-  frames = chunk_frames(config)
-
-  def eval_set(folds, task):
-    return input_pipeline.eval_batches(
-      builder,
-      folds,
-      task.class_ids,
-      chunk_frames=frames,
-      num_chunks=config.data.eval_chunks,
-      batch_size=config.train.eval_batch_size,
-    )
-
-  test_sets = [eval_set(split.test, task) for task in task_list]
-  fit_config = train.FitConfig(**config.train.fit)
-  den_config = den.DENConfig(**config.den)
-  checkpoints = checkpointing.TaskCheckpoints(
-    os.path.join(workdir, "checkpoints")
-  )
-  abstract = checkpointing.abstract_params(
-    model_class, (1, frames, config.features.n_mels)
-  )
-  writer = metric_writers.create_default_writer(
-    workdir, just_logging=jax.process_index() > 0
-  )
-
-  done = checkpoints.tasks()
-  if done:
-    params, metadata = checkpoints.restore(done[-1], abstract)
-    timestamps = {
-      k: np.asarray(v, np.int32) for k, v in metadata["timestamps"].items()
-    }
-    step_offset = metadata["global_step"]
-    logging.info("Resuming after task %d from %s", done[-1], workdir)
-  else:
-    model = model_class(
-      **config.model.widths, head_sizes=(task_list[0].num_classes,)
-    )
-    params = jax.device_get(
-      model.init(
-        jax.random.key(config.seed),
-        jnp.zeros((1, frames, config.features.n_mels)),
-      )["params"]
-    )
-    timestamps = {
-      name: np.zeros(params[name]["bias"].shape, np.int32)
-      for name in model.hidden_layers
-    }
-    step_offset = 0
+  experiment = _Experiment(config, workdir)
+  learn_task = METHODS[config.method]
+  params, timestamps, global_step = experiment.initial_state()
   layers = tuple(timestamps)
-
-  for task in task_list[len(done) :]:
+  results = None
+  for task in experiment.tasks[len(experiment.checkpoints.tasks()) :]:
     start = time.time()
-    train_iter = input_pipeline.train_batches(
-      builder,
-      split.train,
-      task.class_ids,
-      chunk_frames=frames,
-      batch_size=config.train.batch_size,
-      seed=config.seed * 1000 + task.index,
-    )
-    validation = eval_set(split.validation, task)
-    steps_done = [step_offset]
-
-    def phase(
-      params,
-      trainable,
-      name,
-      task=task,
-      train_iter=train_iter,
-      validation=validation,
-      steps_done=steps_done,
-      **kwargs,
-    ):
-      model = model_class.from_params(params)
-      tag = f"task{task.index}/{name}"
-      try:
-        result = train.fit(
-          model,
-          params,
-          trainable,
-          task.index,
-          train_iter,
-          validation,
-          fit_config,
-          writer=writer,
-          step_offset=steps_done[0],
-          name=tag,
-          **kwargs,
-        )
-      except train.NonFiniteLossError as e:
-        checkpointing.TaskCheckpoints(os.path.join(workdir, "nonfinite")).save(
-          task.index,
-          e.params,
-          {
-            "phase": tag,
-            "step": e.step,
-            "architecture": checkpointing.architecture(
-              model_class.from_params(e.params)
-            ),
-          },
-        )
-        logging.error("%s: %s; state saved in %s/nonfinite", tag, e, workdir)
-        raise
-      steps_done[0] += result.steps
-      return result
-
+    phase, steps = experiment.phase_fn(task, global_step)
     params, timestamps, record = learn_task(
       phase,
       params,
@@ -244,26 +283,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       layers,
       task.index,
       task.num_classes,
-      den_config,
-      fit_config.learning_rate,
+      den.DENConfig(**config.den),
+      experiment.fit_config.learning_rate,
       np.random.default_rng([config.seed, task.index]),
     )
-    step_offset = steps_done[0]
-
-    accuracy_row, auroc_row = [], []
-    for seen in task_list[: task.index + 1]:
-      sub = surgery.timestamped_params(
-        params,
-        timestamps,
-        layers,
-        model_class.from_params(params).heads,
-        seen.index,
-      )
-      result = train.evaluate(
-        model_class.from_params(sub), sub, seen.index, test_sets[seen.index]
-      )
-      accuracy_row.append(result.accuracy)
-      auroc_row.append(metrics.roc_auc(result.probabilities, result.labels))
+    global_step = steps[0]
+    accuracy_row, auroc_row = experiment.test_row(params, timestamps, task)
     seconds = time.time() - start
     logging.info(
       "Task %d %s done in %.0f s: test accuracy row %s, units %s",
@@ -273,50 +298,26 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       np.round(accuracy_row, 3).tolist(),
       surgery.widths(params, layers),
     )
-    checkpoints.save(
+    experiment.checkpoints.save(
       task.index,
       params,
       {
         "task": task.index,
         "architecture": checkpointing.architecture(
-          model_class.from_params(params)
+          experiment.model_class.from_params(params)
         ),
         "timestamps": {k: v.tolist() for k, v in timestamps.items()},
         "units_per_layer": surgery.widths(params, layers),
         "accuracy_row": accuracy_row,
         "auroc_row": auroc_row,
         "seconds": seconds,
-        "global_step": step_offset,
+        "global_step": global_step,
         "record": record,
       },
     )
-    results = _results(
-      task_list, checkpoints, params, timestamps, layers, model_class, config
-    )
-    _write_json(os.path.join(workdir, "results.json"), results)
-  writer.flush()
-  results = _results(
-    task_list, checkpoints, params, timestamps, layers, model_class, config
-  )
-  _write_json(os.path.join(workdir, "results.json"), results)
-  checkpoints.close()
+    results = experiment.write_results(params, timestamps)
+  if results is None:  # Every task was already done.
+    results = experiment.write_results(params, timestamps)
+  experiment.writer.flush()
+  experiment.checkpoints.close()
   return results
-
-
-def _results(
-  task_list, checkpoints, params, timestamps, layers, model_class, config
-):
-  finished = checkpoints.tasks()
-  heads = model_class.from_params(params).heads
-  params_per_task = []
-  for j in finished:
-    sub = surgery.timestamped_params(params, timestamps, layers, heads, j)
-    params_per_task.append(
-      surgery.count_parameters(sub, list(layers) + [heads[j]])
-    )
-  return assemble_results(
-    task_list,
-    [checkpoints.metadata(j) for j in finished],
-    params_per_task,
-    config,
-  )
