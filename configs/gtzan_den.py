@@ -48,10 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.fit.patience = 5
 
   config.den = ml_collections.ConfigDict()
-  config.den.l1 = 1e-2
-  config.den.l2 = 1e-4
-  config.den.group_lasso = 1e-1
+  config.den.l1 = 1.0
+  config.den.l2 = 0.1
+  config.den.group_lasso = 0.5
   config.den.k = 4
   config.den.tau = 0.1
-  config.den.sigma = 0.05
+  config.den.sigma = 0.1
   return config

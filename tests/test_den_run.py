@@ -36,6 +36,8 @@ def test_two_task_den_run_writes_results(finished_run):
   assert results["tasks"] == [["blues", "classical"], ["metal", "pop"]]
   accuracy = results["accuracy_matrix"]
   assert accuracy[0][1] is None
+  validation = results["validation_accuracy_matrix"]
+  assert validation[0][1] is None and validation[1][1] is not None
   assert all(0.0 <= a <= 1.0 for row in accuracy for a in row if a is not None)
   assert results["bwt"] == pytest.approx(accuracy[1][0] - accuracy[0][0])
   assert results["average_accuracy"] == pytest.approx(np.mean(accuracy[1]))

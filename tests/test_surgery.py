@@ -116,7 +116,7 @@ def test_masked_parameters_are_bit_identical_after_optimizer_steps():
       batch,
       trainable,
       task=1,
-      penalty=den.weight_decay(1e-2),
+      penalty=den.drift_pull(grown, layers, 1e-2),
       proximal=proximal,
     )
   after = jax.device_get(state.params)

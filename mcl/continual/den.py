@@ -6,7 +6,8 @@ One call of `learn_task` is one iteration of Algorithm 1:
    each optimizer step, threshold = learning rate * l1: exact zeros);
 2. task t > 0, selective retraining: add and train head t alone with L1;
    breadth-first search from its nonzero weights for the sub-network S;
-   retrain S only, with an L2 term (Eq. 3);
+   retrain S only, with L1 and an L2 pull towards the task t-1 weights
+   (Eq. 3; the pull as in the reference code);
 3. dynamic expansion: if the validation loss is still above tau, add k
    units to every hidden layer, train only the weights that touch them with
    L1 + group lasso (one group = one unit's incoming weights and bias,
@@ -40,7 +41,8 @@ class DENConfig:
 
   Attributes:
     l1: lambda of the L1 sparsity term (proximal).
-    l2: mu of the L2 term of selective retraining (Eq. 3).
+    l2: strength of selective retraining's pull towards the previous
+      task's weights (`drift_pull`).
     group_lasso: lambda_g of the group sparsity of expansion.
     k: units added to every hidden layer by an expansion.
     tau: expansion threshold on the validation loss (nats).
@@ -119,12 +121,21 @@ def group_lasso_proximal(
   return proximal
 
 
-def weight_decay(l2: float) -> train.Penalty:
-  """mu * sum of squared kernel entries (Eq. 3's L2 term)."""
+def drift_pull(
+  old_params: surgery.Params, layers: Sequence[str], l2: float
+) -> train.Penalty:
+  """l2 * sum_l ||W_l - W_l^(t-1)||_2^2 over the hidden layers' kernels.
+
+  The L2 term of selective retraining as the reference code writes it (a
+  pull towards the previous task's weights; Eq. 3 of the paper writes a
+  plain L2 norm). `old_params` must have the current hidden-layer shapes.
+  """
+  anchors = {name: jnp.asarray(old_params[name]["kernel"]) for name in layers}
 
   def penalty(params):
     return l2 * sum(
-      jnp.sum(jnp.square(layer["kernel"])) for layer in params.values()
+      jnp.sum(jnp.square(params[name]["kernel"] - anchor))
+      for name, anchor in anchors.items()
     )
 
   return penalty
@@ -212,7 +223,7 @@ def learn_task(
     "selective",
     params,
     surgery.subnetwork_mask(params, layers, selected, heads[-1]),
-    penalty=weight_decay(config.l2),
+    penalty=drift_pull(old_params, layers, config.l2),
     proximal=l1,
   )
 

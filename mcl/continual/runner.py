@@ -89,6 +89,7 @@ def assemble_results(
     "finished_tasks": n,
     "accuracy_matrix": accuracy,
     "auroc_matrix": matrix("auroc_row"),
+    "validation_accuracy_matrix": matrix("validation_accuracy_row"),
     "average_accuracy": metrics.average_accuracy(square) if n else None,
     "mean_diagonal_accuracy": (
       float(np.mean([square[j][j] for j in range(n)])) if n else None
@@ -122,6 +123,9 @@ class _Experiment:
     self.frames = chunk_frames(config)
     self.fit_config = train.FitConfig(**config.train.fit)
     self.test_sets = [self.eval_set(self.split.test, t) for t in self.tasks]
+    self.validation_sets = [
+      self.eval_set(self.split.validation, t) for t in self.tasks
+    ]
     self.checkpoints = checkpointing.TaskCheckpoints(
       os.path.join(workdir, "checkpoints")
     )
@@ -177,7 +181,7 @@ class _Experiment:
       batch_size=self.config.train.batch_size,
       seed=self.config.seed * 1000 + task.index,
     )
-    validation = self.eval_set(self.split.validation, task)
+    validation = self.validation_sets[task.index]
     steps = [step_offset]
 
     def phase(params, trainable, name, **kwargs):
@@ -211,8 +215,18 @@ class _Experiment:
     )
     logging.error("%s: %s; state saved in %s", tag, error, directory)
 
-  def test_row(self, params, timestamps, task: tasks.Task):
-    """Test accuracy and ROC-AUC of tasks 0..task, each on its network."""
+  def score_row(self, params, timestamps, task: tasks.Task, eval_sets):
+    """Accuracy and ROC-AUC of tasks 0..task, each on its own network.
+
+    Args:
+      params: the network after training `task`.
+      timestamps: its units' timestamps.
+      task: the task just trained.
+      eval_sets: evaluation batches per task (test or validation).
+
+    Returns:
+      (accuracies, ROC-AUCs), one entry per task 0..task.
+    """
     layers = tuple(timestamps)
     heads = self.model_class.from_params(params).heads
     accuracy, auroc = [], []
@@ -224,7 +238,7 @@ class _Experiment:
         self.model_class.from_params(sub),
         sub,
         seen.index,
-        self.test_sets[seen.index],
+        eval_sets[seen.index],
       )
       accuracy.append(result.accuracy)
       auroc.append(metrics.roc_auc(result.probabilities, result.labels))
@@ -288,7 +302,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       np.random.default_rng([config.seed, task.index]),
     )
     global_step = steps[0]
-    accuracy_row, auroc_row = experiment.test_row(params, timestamps, task)
+    accuracy_row, auroc_row = experiment.score_row(
+      params, timestamps, task, experiment.test_sets
+    )
+    validation_row, _ = experiment.score_row(
+      params, timestamps, task, experiment.validation_sets
+    )
     seconds = time.time() - start
     logging.info(
       "Task %d %s done in %.0f s: test accuracy row %s, units %s",
@@ -310,6 +329,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "units_per_layer": surgery.widths(params, layers),
         "accuracy_row": accuracy_row,
         "auroc_row": auroc_row,
+        "validation_accuracy_row": validation_row,
         "seconds": seconds,
         "global_step": global_step,
         "record": record,
