@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 
-def fold_split(folds: Sequence[int]) -> str:
+def split_expression(folds: Sequence[int]) -> str:
   """TFDS split expression for a set of folds, e.g. 'fold1+fold3'."""
   if not folds:
     raise ValueError("at least one fold is needed")
@@ -34,7 +34,7 @@ def _task_clips(
   local = np.full([num_classes], -1, np.int32)
   local[np.asarray(class_ids)] = np.arange(len(class_ids), dtype=np.int32)
   local = tf.constant(local)
-  ds = builder.as_dataset(split=fold_split(folds), shuffle_files=False)
+  ds = builder.as_dataset(split=split_expression(folds), shuffle_files=False)
   ds = ds.map(
     lambda ex: {
       "log_mel": ex["log_mel"],

@@ -23,6 +23,8 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
+from mcl import metrics
+
 Params = dict
 Penalty = Callable[[Params], jax.Array]
 Proximal = Callable[[Params, Params], Params]
@@ -193,7 +195,7 @@ def evaluate(
   picked = probabilities[np.arange(labels.size), labels]
   return EvalResult(
     loss=float(-np.mean(np.log(np.maximum(picked, 1e-12)))),
-    accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)),
+    accuracy=metrics.accuracy(probabilities, labels),
     probabilities=probabilities,
     labels=labels,
   )
@@ -255,7 +257,7 @@ def fit(
   )
   step = 0
   while step < config.max_steps and waited < config.patience:
-    state, metrics = train_step(
+    state, step_metrics = train_step(
       state,
       next(train_iter),
       trainable,
@@ -267,7 +269,7 @@ def fit(
     report(step)
     if step % config.eval_every and step != config.max_steps:
       continue
-    loss = float(metrics["loss"])
+    loss = float(step_metrics["loss"])
     if not np.isfinite(loss):
       raise NonFiniteLossError(step, jax.device_get(state.params))
     result = evaluate(model, state.params, task, validation)

@@ -205,30 +205,34 @@ def select_subnetwork(
 def _mask(
   params: Params,
   layers: Sequence[str],
-  unit_rule: Mapping[str, np.ndarray],
-  row_rule: Mapping[str, np.ndarray],
+  units: Mapping[str, np.ndarray],
   combine,
-  train_heads: Sequence[str],
+  input_rows: bool,
+  head: str,
 ) -> Params:
-  """0./1. mask tree: kernel[..., a, b] = combine(row_rule[a], unit_rule[b])."""
+  """0./1. mask tree from a per-unit rule.
+
+  kernel[..., a, b] = combine(units[previous layer][a], units[layer][b]),
+  with `input_rows` standing for the input channels of the first layer;
+  bias[b] = units[layer][b]; `head` all ones, every other head zeros.
+  """
   mask = {}
-  for i, name in enumerate(layers):
+  rows = None
+  for name in layers:
     kernel = params[name]["kernel"]
-    rows = (
-      row_rule[layers[i - 1]]
-      if i > 0
-      else np.full(kernel.shape[-2], combine is np.logical_and)
-    )
-    cells = combine(rows[:, None], unit_rule[name][None, :])
+    if rows is None:
+      rows = np.full(kernel.shape[-2], input_rows)
+    cells = combine(rows[:, None], units[name][None, :])
     mask[name] = {
       "kernel": np.broadcast_to(cells, kernel.shape).astype(np.float32),
-      "bias": unit_rule[name].astype(np.float32),
+      "bias": units[name].astype(np.float32),
     }
+    rows = units[name]
   for name in params:
     if name not in mask:
-      value = 1.0 if name in train_heads else 0.0
       mask[name] = {
-        k: np.full(v.shape, value, np.float32) for k, v in params[name].items()
+        k: np.full(v.shape, float(name == head), np.float32)
+        for k, v in params[name].items()
       }
   return mask
 
@@ -245,7 +249,7 @@ def subnetwork_mask(
   input counts as selected); a bias when its unit is selected; `head` is
   trainable and every other head frozen.
   """
-  return _mask(params, layers, selected, selected, np.logical_and, [head])
+  return _mask(params, layers, selected, np.logical_and, True, head)
 
 
 def new_unit_mask(
@@ -263,7 +267,7 @@ def new_unit_mask(
   them cannot change old tasks' outputs.
   """
   fresh = {name: timestamps[name] == task for name in layers}
-  return _mask(params, layers, fresh, fresh, np.logical_or, [head])
+  return _mask(params, layers, fresh, np.logical_or, False, head)
 
 
 def unit_group_norms(params: Params, layer: str) -> np.ndarray:
