@@ -6,7 +6,7 @@ import pytest
 from flax.training import train_state
 
 from mcl import train
-from mcl.continual import den, surgery
+from mcl.continual import den, masks, surgery
 from mcl.models import ConvClassifier
 
 FRAMES, MELS = 16, 8
@@ -99,7 +99,7 @@ def test_masked_parameters_are_bit_identical_after_optimizer_steps():
   grown, stamps = surgery.grow(
     params, stamps, layers, model.heads, 2, 1, np.random.default_rng(0)
   )
-  trainable = surgery.new_unit_mask(grown, stamps, layers, 1, "head_1")
+  trainable = masks.new_unit_mask(grown, stamps, layers, 1, "head_1")
   grown_model = ConvClassifier.from_params(grown)
   state = train_state.TrainState.create(
     apply_fn=grown_model.apply,
@@ -208,12 +208,12 @@ def test_subnetwork_search_on_hand_built_sparse_tree():
   params["conv_1"]["kernel"][0, 2, 1, 2] = 0.1
   params["conv_1"]["kernel"][1, 1, 2, 3] = 0.1
 
-  selected = surgery.select_subnetwork(params, layers, "head_1")
+  selected = masks.select_subnetwork(params, layers, "head_1")
 
   assert np.flatnonzero(selected["dense_0"]).tolist() == [1, 3]
   assert np.flatnonzero(selected["conv_1"]).tolist() == [0, 2]
   assert np.flatnonzero(selected["conv_0"]).tolist() == [1]
-  mask = surgery.subnetwork_mask(params, layers, selected, "head_1")
+  mask = masks.subnetwork_mask(params, layers, selected, "head_1")
   assert mask["dense_0"]["kernel"][0, 1] == 1
   assert mask["dense_0"]["kernel"][0, 4] == 0
   assert mask["dense_0"]["kernel"][1, 1] == 0
@@ -235,7 +235,7 @@ def test_group_lasso_prunes_a_zeroed_unit():
   proximal = den.group_lasso_proximal(
     0.0, 0.1, {n: stamps[n] == 1 for n in layers}
   )
-  trainable = surgery.new_unit_mask(grown, stamps, layers, 1, "head_1")
+  trainable = masks.new_unit_mask(grown, stamps, layers, 1, "head_1")
   shrunk = jax.device_get(proximal(grown, trainable))
   assert np.all(shrunk["dense_0"]["kernel"][:, -1] == 0)
   assert np.any(shrunk["dense_0"]["kernel"][:, -2] != 0)

@@ -7,11 +7,11 @@ One call of `learn_task` is one iteration of Algorithm 1:
 2. task t > 0, selective retraining: add and train head t alone with L1;
    breadth-first search from its nonzero weights for the sub-network S;
    retrain S only, with L1 and an L2 pull towards the task t-1 weights
-   (Eq. 3; the pull as in the reference code);
+   (the paper writes a plain L2 norm; the pull is the reference code's);
 3. dynamic expansion: if the validation loss is still above tau, add k
    units to every hidden layer, train only the weights that touch them with
    L1 + group lasso (one group = one unit's incoming weights and bias,
-   proximal group soft-threshold; Eq. 4 of the paper's expansion), then
+   proximal group soft-threshold), then
    remove the new units that died;
 4. split/duplication: units whose semantic drift exceeds sigma are restored
    and duplicated (`surgery.split_units`), then the weights that touch
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mcl import train
-from mcl.continual import surgery
+from mcl.continual import masks, surgery
 from mcl.models import head_name
 
 
@@ -127,8 +127,9 @@ def drift_pull(
   """l2 * sum_l ||W_l - W_l^(t-1)||_2^2 over the hidden layers' kernels.
 
   The L2 term of selective retraining as the reference code writes it (a
-  pull towards the previous task's weights; Eq. 3 of the paper writes a
-  plain L2 norm). `old_params` must have the current hidden-layer shapes.
+  pull towards the previous task's weights; the paper's selective
+  retraining objective writes a plain L2 norm). `old_params` must have the
+  current hidden-layer shapes.
   """
   anchors = {name: jnp.asarray(old_params[name]["kernel"]) for name in layers}
 
@@ -214,15 +215,15 @@ def learn_task(
   params = run(
     "head",
     params,
-    surgery.new_unit_mask(params, timestamps, layers, task, heads[-1]),
+    masks.new_unit_mask(params, timestamps, layers, task, heads[-1]),
     proximal=l1,
   )
-  selected = surgery.select_subnetwork(params, layers, heads[-1])
+  selected = masks.select_subnetwork(params, layers, heads[-1])
   record["selected_units"] = {k: int(v.sum()) for k, v in selected.items()}
   params = run(
     "selective",
     params,
-    surgery.subnetwork_mask(params, layers, selected, heads[-1]),
+    masks.subnetwork_mask(params, layers, selected, heads[-1]),
     penalty=drift_pull(old_params, layers, config.l2),
     proximal=l1,
   )
@@ -237,7 +238,7 @@ def learn_task(
     params = run(
       "expand",
       params,
-      surgery.new_unit_mask(params, timestamps, layers, task, heads[-1]),
+      masks.new_unit_mask(params, timestamps, layers, task, heads[-1]),
       proximal=group_lasso_proximal(
         learning_rate * config.l1,
         learning_rate * config.group_lasso,
@@ -257,6 +258,6 @@ def learn_task(
     params = run(
       "split",
       params,
-      surgery.new_unit_mask(params, timestamps, layers, task, heads[-1]),
+      masks.new_unit_mask(params, timestamps, layers, task, heads[-1]),
     )
   return params, timestamps, record
