@@ -252,8 +252,9 @@ def fit(
   trainable = jax.tree.map(jnp.asarray, trainable)
   best = evaluate(model, params, task, validation)
   best_params, best_step, waited = params, 0, 0
+  # Steps/s and ETA in the log; phases last seconds, so report often.
   report = periodic_actions.ReportProgress(
-    num_train_steps=config.max_steps, writer=writer
+    num_train_steps=config.max_steps, writer=writer, every_secs=10.0
   )
   step = 0
   while step < config.max_steps and waited < config.patience:
