@@ -1,0 +1,43 @@
+import pytest
+
+from mcl import tasks
+
+LABELS = ["blues", "classical", "country", "disco", "hiphop"]
+
+
+def test_tasks_resolve_names_to_label_ids_in_head_order():
+  task_list = tasks.make_tasks(
+    [["disco", "blues"], ["hiphop", "country"]], LABELS
+  )
+  assert [t.class_ids for t in task_list] == [(3, 0), (4, 2)]
+  assert [t.index for t in task_list] == [0, 1]
+  assert task_list[1].num_classes == 2
+
+
+@pytest.mark.parametrize(
+  "groups, message",
+  [
+    ([["blues", "techno"]], "unknown classes"),
+    ([["blues"]], "at least two"),
+    ([["blues", "disco"], ["disco", "country"]], "already in a task"),
+  ],
+)
+def test_bad_task_groups_are_clear_errors(groups, message):
+  with pytest.raises(ValueError, match=message):
+    tasks.make_tasks(groups, LABELS)
+
+
+@pytest.mark.parametrize("test_fold", range(5))
+def test_fold_split_keeps_test_out_of_training_and_validation(test_fold):
+  split = tasks.fold_split(test_fold, 5)
+  assert split.test == (test_fold,)
+  assert test_fold not in split.validation + split.train
+  assert not set(split.validation) & set(split.train)
+  assert sorted(split.test + split.validation + split.train) == list(range(5))
+
+
+def test_fold_split_rejects_bad_folds():
+  with pytest.raises(ValueError):
+    tasks.fold_split(5, 5)
+  with pytest.raises(ValueError):
+    tasks.fold_split(0, 2)
