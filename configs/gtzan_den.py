@@ -9,7 +9,8 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.method = "den"
   config.seed = 0
-  config.tasks = [list(pair) for pair in tasks.GTZAN_GENRE_PAIRS]
+  # A tuple of tuples, so --config.tasks="(('rock', 'pop'), ...)" works.
+  config.tasks = tasks.GTZAN_GENRE_PAIRS
 
   config.data = ml_collections.ConfigDict()
   config.data.source_dir = "../shared/data/gtzan_excerpts"

@@ -7,7 +7,7 @@ from configs import gtzan_den
 
 def get_config() -> ml_collections.ConfigDict:
   config = gtzan_den.get_config()
-  config.tasks = [["blues", "classical"], ["metal", "pop"]]
+  config.tasks = (("blues", "classical"), ("metal", "pop"))
   config.data.chunk_seconds = 1.0
   config.data.eval_chunks = 2
   config.features.n_mels = 32
