@@ -252,9 +252,10 @@ def fit(
   trainable = jax.tree.map(jnp.asarray, trainable)
   best = evaluate(model, params, task, validation)
   best_params, best_step, waited = params, 0, 0
-  # Steps/s and ETA in the log; phases last seconds, so report often.
+  # Steps/s and ETA in the log (not the writer: its x axis is global);
+  # phases last seconds, so report often.
   report = periodic_actions.ReportProgress(
-    num_train_steps=config.max_steps, writer=writer, every_secs=10.0
+    num_train_steps=config.max_steps, every_secs=10.0
   )
   step = 0
   while step < config.max_steps and waited < config.patience:
