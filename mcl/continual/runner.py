@@ -322,6 +322,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       params,
       {
         "task": task.index,
+        "model": config.model.name,
+        "input_shape": [1, experiment.frames, config.features.n_mels],
         "architecture": checkpointing.architecture(
           experiment.model_class.from_params(params)
         ),

@@ -1,0 +1,158 @@
+"""Parameter-tree report of a run's checkpoints, between tasks.
+
+  python -m mcl.inspect --workdir=DIR [--task=N] [--diff=M]
+
+For task N (default: the last) prints, per hidden layer, the units by
+timestamp, the share of exact zeros in the kernel, the units split at each
+task with their semantic drift, and the parameters each task's timestamped
+network uses. `--diff=M` compares the trees after tasks M and N: units
+added, and how many of the units they share changed, and by how much.
+"""
+
+import collections
+import os
+
+import numpy as np
+from absl import app, flags
+
+from mcl import checkpointing, models
+from mcl.continual import surgery
+
+
+def load(workdir: str, task: int | None = None) -> tuple[dict, dict]:
+  """(params, metadata) of one of a run's task checkpoints.
+
+  Args:
+    workdir: the run's folder (with `checkpoints/`).
+    task: the task whose checkpoint to read; None for the last.
+
+  Raises:
+    ValueError: no checkpoint, or none for `task`.
+  """
+  checkpoints = checkpointing.TaskCheckpoints(
+    os.path.join(workdir, "checkpoints")
+  )
+  finished = checkpoints.tasks()
+  if not finished:
+    raise ValueError(f"{workdir}: no task checkpoint")
+  task = finished[-1] if task is None else task
+  if task not in finished:
+    raise ValueError(f"{workdir}: no checkpoint of task {task} ({finished})")
+  metadata = checkpoints.metadata(task)
+  abstract = checkpointing.abstract_params(
+    models.get_model_class(metadata["model"]), tuple(metadata["input_shape"])
+  )
+  params, metadata = checkpoints.restore(task, abstract)
+  checkpoints.close()
+  return params, metadata
+
+
+def layer_report(params: dict, timestamps: dict) -> list[dict]:
+  """Per hidden layer: units by timestamp and the share of exact zeros.
+
+  Args:
+    params: a tree of the chain layout of `mcl.continual.surgery`.
+    timestamps: {layer: int [units]}.
+
+  Returns:
+    [{"layer", "units", "units_by_timestamp": {t: n}, "zero_share"}].
+  """
+  rows = []
+  for name, stamps in timestamps.items():
+    kernel = params[name]["kernel"]
+    counts = collections.Counter(int(t) for t in stamps)
+    rows.append(
+      {
+        "layer": name,
+        "units": int(stamps.size),
+        "units_by_timestamp": dict(sorted(counts.items())),
+        "zero_share": float(np.mean(kernel == 0)),
+      }
+    )
+  return rows
+
+
+def params_per_task(params: dict, timestamps: dict, heads) -> list[int]:
+  """Parameters of every task's timestamped network, its own head included."""
+  layers = tuple(timestamps)
+  return [
+    surgery.count_parameters(
+      surgery.timestamped_params(params, timestamps, layers, heads, t),
+      [*layers, heads[t]],
+    )
+    for t in range(len(heads))
+  ]
+
+
+def diff_report(before: dict, after: dict, layers) -> list[dict]:
+  """How the hidden layers changed from one task's tree to a later one's.
+
+  Returns:
+    [{"layer", "units_added", "shared_units_changed", "max_drift"}], the
+    drift being `surgery.semantic_drift` of the units both trees have.
+  """
+  drift = surgery.semantic_drift(after, before, layers)
+  return [
+    {
+      "layer": name,
+      "units_added": int(
+        after[name]["bias"].shape[0] - before[name]["bias"].shape[0]
+      ),
+      "shared_units_changed": int(np.sum(drift[name] > 0)),
+      "max_drift": float(drift[name].max(initial=0.0)),
+    }
+    for name in layers
+  ]
+
+
+def format_report(params: dict, metadata: dict) -> str:
+  """The text report of one checkpoint."""
+  timestamps = {
+    k: np.asarray(v, np.int32) for k, v in metadata["timestamps"].items()
+  }
+  heads = models.get_model_class(metadata["model"]).from_params(params).heads
+  lines = [f"after task {metadata['task']}"]
+  for row in layer_report(params, timestamps):
+    lines.append(
+      f"  {row['layer']:>8}: {row['units']:4d} units, by timestamp "
+      f"{row['units_by_timestamp']}, {row['zero_share']:.1%} exact zeros"
+    )
+  record = metadata.get("record", {})
+  for split in record.get("splits", []):
+    drifts = ", ".join(
+      f"{u}->{d} ({r:.3f})"
+      for u, d, r in zip(
+        split["units"], split["duplicates"], split["drifts"], strict=True
+      )
+    )
+    lines.append(f"  split {split['layer']}: {drifts}")
+  counts = params_per_task(params, timestamps, heads)
+  lines.append(f"  parameters per task: {counts}")
+  return "\n".join(lines)
+
+
+def format_diff(before: dict, after: dict, layers) -> str:
+  """The text report of `diff_report`."""
+  return "\n".join(
+    f"  {row['layer']:>8}: +{row['units_added']} units, "
+    f"{row['shared_units_changed']} shared units changed, "
+    f"max drift {row['max_drift']:.4f}"
+    for row in diff_report(before, after, layers)
+  )
+
+
+def main(argv):
+  del argv
+  params, metadata = load(_WORKDIR.value, _TASK.value)
+  print(format_report(params, metadata))
+  if _DIFF.value is not None:
+    before, _ = load(_WORKDIR.value, _DIFF.value)
+    print(f"diff task {_DIFF.value} -> task {metadata['task']}")
+    print(format_diff(before, params, list(metadata["timestamps"])))
+
+
+if __name__ == "__main__":
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.", required=True)
+  _TASK = flags.DEFINE_integer("task", None, "Task to report; default last.")
+  _DIFF = flags.DEFINE_integer("diff", None, "Earlier task to compare with.")
+  app.run(main)
