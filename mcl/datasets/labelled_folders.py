@@ -214,7 +214,15 @@ def build(
   builder = LabelledFolders(
     config=make_config(source_dir, features, num_folds), data_dir=data_dir
   )
-  builder.download_and_prepare()
+  try:
+    builder.download_and_prepare()
+  except FileExistsError:
+    # Another process finished the same build first (its rename won): the
+    # records are complete, so read them.
+    logging.info(
+      "Records of %s were built concurrently; reusing them.", source_dir
+    )
+    builder = LabelledFolders(config=builder.builder_config, data_dir=data_dir)
   skipped = skipped_clips(builder)
   logging.info(
     "Dataset %s: %d clips in %d folds, %d skipped%s",
