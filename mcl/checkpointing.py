@@ -55,6 +55,11 @@ def abstract_params(
   return build
 
 
+def timestamps(metadata: dict) -> dict[str, np.ndarray]:
+  """The units' timestamps of checkpoint metadata: {layer: int32 [units]}."""
+  return {k: np.asarray(v, np.int32) for k, v in metadata["timestamps"].items()}
+
+
 class TaskCheckpoints:
   """Checkpoints under `<directory>/<task>`, kept for every task."""
 

@@ -72,18 +72,6 @@ def layer_report(params: dict, timestamps: dict) -> list[dict]:
   return rows
 
 
-def params_per_task(params: dict, timestamps: dict, heads) -> list[int]:
-  """Parameters of every task's timestamped network, its own head included."""
-  layers = tuple(timestamps)
-  return [
-    surgery.count_parameters(
-      surgery.timestamped_params(params, timestamps, layers, heads, t),
-      [*layers, heads[t]],
-    )
-    for t in range(len(heads))
-  ]
-
-
 def diff_report(before: dict, after: dict, layers) -> list[dict]:
   """How the hidden layers changed from one task's tree to a later one's.
 
@@ -107,9 +95,7 @@ def diff_report(before: dict, after: dict, layers) -> list[dict]:
 
 def format_report(params: dict, metadata: dict) -> str:
   """The text report of one checkpoint."""
-  timestamps = {
-    k: np.asarray(v, np.int32) for k, v in metadata["timestamps"].items()
-  }
+  timestamps = checkpointing.timestamps(metadata)
   heads = models.get_model_class(metadata["model"]).from_params(params).heads
   lines = [f"after task {metadata['task']}"]
   for row in layer_report(params, timestamps):
@@ -126,7 +112,7 @@ def format_report(params: dict, metadata: dict) -> str:
       )
     )
     lines.append(f"  split {split['layer']}: {drifts}")
-  counts = params_per_task(params, timestamps, heads)
+  counts = surgery.parameters_per_task(params, timestamps, heads)
   lines.append(f"  parameters per task: {counts}")
   return "\n".join(lines)
 

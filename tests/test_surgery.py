@@ -275,3 +275,28 @@ def test_timestamped_params_rejects_a_non_prefix():
     surgery.timestamped_params(
       params, stamps, model.hidden_layers, model.heads, 0
     )
+
+
+def test_pruning_follows_dead_units_back_through_layers():
+  model, params, stamps = _network(conv=(2,), dense=(3, 3), heads=(2,))
+  layers = model.hidden_layers
+  grown, stamps = surgery.grow(
+    params, stamps, layers, model.heads, 1, 1, np.random.default_rng(0)
+  )
+  # New dense_0 unit feeds only the new dense_1 unit, whose head row is 0;
+  # the new conv_0 unit feeds only the new dense_0 unit.
+  grown["dense_0"]["kernel"][-1, :] = 0.0
+  grown["dense_0"]["kernel"][-1, -1] = 1.0
+  grown["dense_1"]["kernel"][-1, :] = 0.0
+  grown["dense_1"]["kernel"][-1, -1] = 1.0
+  grown["head_0"]["kernel"][-1, :] = 0.0
+
+  pruned, pruned_stamps, removed = surgery.prune_dead_units(
+    grown, stamps, layers, model.heads, 1
+  )
+
+  assert removed == {"conv_0": 1, "dense_0": 1, "dense_1": 1}
+  assert surgery.widths(pruned, layers) == surgery.widths(params, layers)
+  jax.tree.map(
+    np.testing.assert_array_equal, {k: pruned[k] for k in params}, params
+  )

@@ -154,9 +154,7 @@ class _Experiment:
         ),
       )
       logging.info("Resuming after task %d from %s", done[-1], self.workdir)
-      timestamps = {
-        k: np.asarray(v, np.int32) for k, v in metadata["timestamps"].items()
-      }
+      timestamps = checkpointing.timestamps(metadata)
       return params, timestamps, metadata["global_step"]
     model = self.model_class(
       **self.config.model.widths, head_sizes=(self.tasks[0].num_classes,)
@@ -246,20 +244,11 @@ class _Experiment:
 
   def write_results(self, params, timestamps) -> dict:
     """Rebuilds results.json from the checkpoints and the final network."""
-    layers = tuple(timestamps)
     heads = self.model_class.from_params(params).heads
-    finished = self.checkpoints.tasks()
-    params_per_task = [
-      surgery.count_parameters(
-        surgery.timestamped_params(params, timestamps, layers, heads, j),
-        [*layers, heads[j]],
-      )
-      for j in finished
-    ]
     results = assemble_results(
       self.tasks,
-      [self.checkpoints.metadata(j) for j in finished],
-      params_per_task,
+      [self.checkpoints.metadata(j) for j in self.checkpoints.tasks()],
+      surgery.parameters_per_task(params, timestamps, heads),
       self.config,
     )
     _write_json(os.path.join(self.workdir, "results.json"), results)

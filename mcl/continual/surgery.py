@@ -193,25 +193,32 @@ def prune_dead_units(
 
   A unit is dead when its incoming group (kernel column and bias) is all
   zero, or when all its outgoing weights are zero: either way it cannot
-  affect any output. Older units are never removed.
+  affect any output. Removing a unit can kill others (a unit whose only
+  outgoing weights went to removed units), so passes repeat until none is
+  removed. Older units are never removed.
 
   Returns:
     The tree, the timestamps and {layer: units removed}.
   """
-  new, stamps, removed = params, dict(timestamps), {}
-  for layer in layers:
-    outgoing = np.zeros(new[layer]["bias"].shape, bool)
-    for name in consumers(layers, heads, layer):
-      kernel = new[name]["kernel"]
-      axes = tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,)
-      outgoing |= np.any(kernel != 0, axis=axes)
-    dead = (stamps[layer] == task) & (
-      (unit_group_norms(new, layer) == 0) | ~outgoing
-    )
-    removed[layer] = int(dead.sum())
-    if removed[layer]:
-      new = keep_units(new, layers, heads, layer, ~dead)
-      stamps[layer] = stamps[layer][~dead]
+  new, stamps = params, dict(timestamps)
+  removed = {layer: 0 for layer in layers}
+  changed = True
+  while changed:
+    changed = False
+    for layer in layers:
+      outgoing = np.zeros(new[layer]["bias"].shape, bool)
+      for name in consumers(layers, heads, layer):
+        kernel = new[name]["kernel"]
+        axes = tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,)
+        outgoing |= np.any(kernel != 0, axis=axes)
+      dead = (stamps[layer] == task) & (
+        (unit_group_norms(new, layer) == 0) | ~outgoing
+      )
+      if dead.any():
+        new = keep_units(new, layers, heads, layer, ~dead)
+        stamps[layer] = stamps[layer][~dead]
+        removed[layer] += int(dead.sum())
+        changed = True
   return new, stamps, removed
 
 
@@ -385,6 +392,22 @@ def timestamped_params(
   return sub
 
 
-def count_parameters(tree: Params, names: Sequence[str]) -> int:
-  """Number of scalars in the named layers of a tree."""
-  return int(sum(v.size for name in names for v in tree[name].values()))
+def parameters_per_task(
+  params: Params, timestamps: Timestamps, heads: Sequence[str]
+) -> list[int]:
+  """Scalars in every task's timestamped network, its own head included.
+
+  Args:
+    params: the full tree.
+    timestamps: units' timestamps per layer (its keys are the hidden
+      layers, input to output).
+    heads: head names in task order; one count per head.
+  """
+  layers = tuple(timestamps)
+  counts = []
+  for task, head in enumerate(heads):
+    sub = timestamped_params(params, timestamps, layers, heads, task)
+    counts.append(
+      int(sum(v.size for name in (*layers, head) for v in sub[name].values()))
+    )
+  return counts
