@@ -16,7 +16,7 @@ import numpy as np
 from absl import app, flags
 
 from mcl import checkpointing, models
-from mcl.continual import surgery
+from mcl.continual import surgery, timestamped
 
 
 def load(workdir: str, task: int | None = None) -> tuple[dict, dict]:
@@ -112,7 +112,7 @@ def format_report(params: dict, metadata: dict) -> str:
       )
     )
     lines.append(f"  split {split['layer']}: {drifts}")
-  counts = surgery.parameters_per_task(params, timestamps, heads)
+  counts = timestamped.parameters_per_task(params, timestamps, heads)
   lines.append(f"  parameters per task: {counts}")
   return "\n".join(lines)
 

@@ -6,7 +6,7 @@ import pytest
 from flax.training import train_state
 
 from mcl import train
-from mcl.continual import den, masks, surgery
+from mcl.continual import den, masks, surgery, timestamped
 from mcl.models import ConvClassifier
 
 FRAMES, MELS = 16, 8
@@ -35,7 +35,7 @@ def _outputs(params, task):
 
 def _task_outputs(params, stamps, layers, task):
   heads = ConvClassifier.from_params(params).heads
-  sub = surgery.timestamped_params(params, stamps, layers, heads, task)
+  sub = timestamped.timestamped_params(params, stamps, layers, heads, task)
   return np.asarray(_outputs(sub, task))
 
 
@@ -272,7 +272,7 @@ def test_timestamped_params_rejects_a_non_prefix():
   stamps = dict(stamps)
   stamps["conv_0"] = np.array([0, 1, 0], np.int32)
   with pytest.raises(ValueError, match="prefix"):
-    surgery.timestamped_params(
+    timestamped.timestamped_params(
       params, stamps, model.hidden_layers, model.heads, 0
     )
 

@@ -16,7 +16,7 @@ One call of `learn_task` is one iteration of Algorithm 1:
 4. split/duplication: units whose semantic drift exceeds sigma are restored
    and duplicated (`surgery.split_units`), then the weights that touch
    timestamp-t units are retrained;
-5. timestamped inference: `surgery.timestamped_params`.
+5. timestamped inference: `timestamped.timestamped_params`.
 
 The training itself is delegated to a `PhaseFn` supplied by the runner,
 which knows the data; this module knows the method.

@@ -28,7 +28,7 @@ from mcl import (
   tasks,
   train,
 )
-from mcl.continual import den, surgery
+from mcl.continual import den, surgery, timestamped
 from mcl.datasets import labelled_folders
 
 METHODS = {"den": den.learn_task}
@@ -229,7 +229,7 @@ class _Experiment:
     heads = self.model_class.from_params(params).heads
     accuracy, auroc = [], []
     for seen in self.tasks[: task.index + 1]:
-      sub = surgery.timestamped_params(
+      sub = timestamped.timestamped_params(
         params, timestamps, layers, heads, seen.index
       )
       result = train.evaluate(
@@ -248,7 +248,7 @@ class _Experiment:
     results = assemble_results(
       self.tasks,
       [self.checkpoints.metadata(j) for j in self.checkpoints.tasks()],
-      surgery.parameters_per_task(params, timestamps, heads),
+      timestamped.parameters_per_task(params, timestamps, heads),
       self.config,
     )
     _write_json(os.path.join(self.workdir, "results.json"), results)
