@@ -2,7 +2,6 @@
 
   python -m mcl.main --config=configs/gtzan_den.py --workdir=DIR
 
-
 Config values are overridden on the command line, e.g.
 `--config.data.fold=2 --config.den.k=8`.
 """

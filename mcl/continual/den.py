@@ -234,7 +234,6 @@ def learn_task(
     params, timestamps = surgery.grow(
       params, timestamps, layers, heads, config.k, task, rng
     )
-    fresh = {name: timestamps[name] == task for name in layers}
     params = run(
       "expand",
       params,
@@ -242,7 +241,7 @@ def learn_task(
       proximal=group_lasso_proximal(
         learning_rate * config.l1,
         learning_rate * config.group_lasso,
-        fresh,
+        masks.units_of_task(timestamps, layers, task),
       ),
     )
     params, timestamps, removed = surgery.prune_dead_units(

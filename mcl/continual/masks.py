@@ -94,6 +94,13 @@ def subnetwork_mask(
   return _mask(params, layers, selected, np.logical_and, True, head)
 
 
+def units_of_task(
+  timestamps: Timestamps, layers: Sequence[str], task: int
+) -> dict[str, np.ndarray]:
+  """{layer: bool [units]}, True for the units added at task `task`."""
+  return {name: timestamps[name] == task for name in layers}
+
+
 def new_unit_mask(
   params: Params,
   timestamps: Timestamps,
@@ -108,5 +115,5 @@ def new_unit_mask(
   tasks' timestamped networks contain none of these entries, so training
   them cannot change old tasks' outputs.
   """
-  fresh = {name: timestamps[name] == task for name in layers}
+  fresh = units_of_task(timestamps, layers, task)
   return _mask(params, layers, fresh, np.logical_or, False, head)

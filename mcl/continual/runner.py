@@ -273,6 +273,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   experiment = _Experiment(config, workdir)
   learn_task = METHODS[config.method]
+  den_config = den.DENConfig(**config.den)
   params, timestamps, global_step = experiment.initial_state()
   layers = tuple(timestamps)
   results = None
@@ -286,7 +287,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       layers,
       task.index,
       task.num_classes,
-      den.DENConfig(**config.den),
+      den_config,
       experiment.fit_config.learning_rate,
       np.random.default_rng([config.seed, task.index]),
     )
