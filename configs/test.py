@@ -2,11 +2,11 @@
 
 import ml_collections
 
-from configs import gtzan_den
+from configs import gtzan
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = gtzan_den.get_config()
+  config = gtzan.get_config()
   config.tasks = (("blues", "classical"), ("metal", "pop"))
   config.data.chunk_seconds = 1.0
   config.data.eval_chunks = 2

@@ -1,9 +1,11 @@
 """Orbax checkpoints of a growing network, one per finished task.
 
-Each checkpoint holds the parameter tree and JSON metadata (widths, unit
-timestamps, task index, per-task records). The metadata is read first and
-the restore target rebuilt from it with `jax.eval_shape`, so a checkpoint
-restores into the grown shapes it was saved with.
+Each checkpoint holds the parameter tree, JSON metadata (widths, unit
+timestamps, task index, per-task records) and, when given, the method's
+state (numpy arrays: timestamps, EWC anchors and Fishers, replay memory).
+The metadata is read first and the restore target rebuilt from it with
+`jax.eval_shape`, so a checkpoint restores into the grown shapes it was
+saved with.
 """
 
 import dataclasses
@@ -20,9 +22,16 @@ Params = dict
 
 
 def architecture(model: nn.Module) -> dict:
-  """The module's width fields as JSON-ready lists (checkpoint metadata)."""
+  """The module's fields as JSON-ready values (checkpoint metadata).
+
+  Sequences (widths) become lists; scalars (e.g. `lateral`) stay as they are.
+  """
+
+  def jsonable(value):
+    return list(value) if isinstance(value, (tuple, list)) else value
+
   return {
-    f.name: list(getattr(model, f.name))
+    f.name: jsonable(getattr(model, f.name))
     for f in dataclasses.fields(model)
     if f.name not in ("parent", "name")
   }
@@ -67,20 +76,28 @@ class TaskCheckpoints:
     self._manager = ocp.CheckpointManager(
       os.path.abspath(directory),
       options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
-      item_names=("params", "metadata"),
+      item_names=("params", "metadata", "state"),
     )
 
-  def save(self, task: int, params: Params, metadata: dict) -> None:
+  def save(
+    self, task: int, params: Params, metadata: dict, state: dict | None = None
+  ) -> None:
     """Writes task `task`'s checkpoint and waits until it is on disk."""
-    self._manager.save(
-      task,
-      args=ocp.args.Composite(
-        params=ocp.args.StandardSave(params),
-        metadata=ocp.args.JsonSave(metadata),
-      ),
-      force=True,
-    )
+    items = {
+      "params": ocp.args.StandardSave(params),
+      "metadata": ocp.args.JsonSave(metadata),
+    }
+    if state is not None:
+      items["state"] = ocp.args.StandardSave(state)
+    self._manager.save(task, args=ocp.args.Composite(**items), force=True)
     self._manager.wait_until_finished()
+
+  def state(self, task: int) -> dict:
+    """The method state saved with task `task` (numpy arrays)."""
+    restored = self._manager.restore(
+      task, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+    )
+    return jax.tree.map(np.asarray, restored["state"])
 
   def tasks(self) -> list[int]:
     """Tasks with a finished checkpoint, ascending."""

@@ -1,6 +1,6 @@
 """Entry point of every experiment.
 
-  python -m mcl.main --config=configs/gtzan_den.py --workdir=DIR
+  python -m mcl.main --config=configs/gtzan.py --workdir=DIR
 
 Config values are overridden on the command line, e.g.
 `--config.data.fold=2 --config.den.k=8`.

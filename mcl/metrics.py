@@ -49,6 +49,28 @@ def roc_auc(probabilities: np.ndarray, labels: np.ndarray) -> float | None:
   )
 
 
+def pr_auc(probabilities: np.ndarray, labels: np.ndarray) -> float | None:
+  """PR-AUC: average precision (scikit-learn), macro over classes.
+
+  Each class is scored one-vs-rest on its own probability column (for two
+  classes, the mean of both classes' average precision).
+
+  Args:
+    probabilities: float [clips, classes].
+    labels: int [clips].
+
+  Returns:
+    The area, or None when a class is missing from `labels` (undefined).
+  """
+  num_classes = probabilities.shape[1]
+  if len(np.unique(labels)) < num_classes:
+    return None
+  onehot = np.eye(num_classes)[labels]
+  return float(
+    sk_metrics.average_precision_score(onehot, probabilities, average="macro")
+  )
+
+
 def _final_row(matrix: Matrix) -> np.ndarray:
   return np.asarray(matrix[-1], dtype=np.float64)
 
@@ -73,3 +95,20 @@ def forgetting(matrix: Matrix) -> list[float]:
     float(max(matrix[i][j] for i in range(j, t - 1)) - matrix[-1][j])
     for j in range(t - 1)
   ]
+
+
+def forward_transfer(
+  zero_shot: Sequence[float | None], random_init: Sequence[float]
+) -> float | None:
+  """FWT = mean_{j>0} (R[j-1][j] - b_j); None for one task.
+
+  Args:
+    zero_shot: R[j-1][j], task j's score before it is trained (entry 0
+      unused).
+    random_init: b_j, task j's score of a random-init network.
+  """
+  if len(zero_shot) < 2:
+    return None
+  return float(
+    np.mean([zero_shot[j] - random_init[j] for j in range(1, len(zero_shot))])
+  )

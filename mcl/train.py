@@ -1,18 +1,21 @@
 """Jitted training and evaluation steps and the early-stopped fit loop.
 
-A training phase updates only the parameters whose entry in a `trainable`
+A training batch may mix tasks (replay, joint training): every example
+carries its task id, and its cross-entropy is taken on that task's head. A
+training phase updates only the parameters whose entry in a `trainable`
 mask is 1: gradients and optimizer updates are multiplied by the mask inside
 the step (masks are arrays, so `optax.masked` with its static boolean leaves
 does not fit), so frozen entries stay bit-identical. A continual-learning
 method shapes a phase through two functions: a differentiable `penalty`
-added to the loss (e.g. L2 towards old weights) and a `proximal` map applied
-after each optimizer step (e.g. DEN's L1 and group-lasso soft-thresholds).
+added to the loss (e.g. L2 towards old weights, EWC, LwF's distillation on
+the batch) and a `proximal` map applied after each optimizer step (e.g.
+DEN's L1 and group-lasso soft-thresholds).
 The optimizer state is built fresh for every phase.
 """
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -26,7 +29,9 @@ from flax.training import train_state
 from mcl import metrics
 
 Params = dict
-Penalty = Callable[[Params], jax.Array]
+Batch = dict[str, jax.Array]
+# penalty(params, batch, logits of every head) -> scalar.
+Penalty = Callable[[Params, Batch, tuple[jax.Array, ...]], jax.Array]
 Proximal = Callable[[Params, Params], Params]
 
 
@@ -88,8 +93,8 @@ class EvalResult:
   labels: np.ndarray
 
 
-def _zero_penalty(params: Params) -> jax.Array:
-  del params
+def _zero_penalty(params: Params, batch: Batch, logits) -> jax.Array:
+  del params, batch, logits
   return jnp.zeros([])
 
 
@@ -98,27 +103,55 @@ def _no_proximal(params: Params, trainable: Params) -> Params:
   return params
 
 
+def multi_task_cross_entropy(
+  logits: Sequence[jax.Array],
+  labels: jax.Array,
+  task_ids: jax.Array,
+  heads: Sequence[int],
+) -> jax.Array:
+  """Mean cross-entropy, each example on its own task's head.
+
+  Args:
+    logits: one float [B, classes_t] array per head.
+    labels: int32 [B], class index within the example's task.
+    task_ids: int32 [B], the example's task; every id must be in `heads`.
+    heads: the heads that may occur in `task_ids` (static).
+
+  Returns:
+    float32 scalar: sum over examples of -log p(label | head) / B.
+  """
+  total = jnp.zeros([])
+  for t in heads:
+    n = logits[t].shape[-1]
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+      logits[t], jnp.clip(labels, 0, n - 1)
+    )
+    total += jnp.sum(jnp.where(task_ids == t, ce, 0.0))
+  return total / labels.shape[0]
+
+
 @functools.partial(
   jax.jit,
-  static_argnames=("task", "penalty", "proximal"),
+  static_argnames=("heads", "penalty", "proximal"),
   donate_argnums=0,
 )
 def train_step(
   state: train_state.TrainState,
-  batch: dict[str, jax.Array],
+  batch: Batch,
   trainable: Params,
   *,
-  task: int,
+  heads: tuple[int, ...],
   penalty: Penalty,
   proximal: Proximal,
 ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
-  """One masked optimizer step on head `task`.
+  """One masked optimizer step.
 
   Args:
     state: parameters and optimizer state.
-    batch: {"log_mel": float32 [B, frames, mels], "label": int32 [B]}.
+    batch: {"log_mel": float32 [B, frames, mels], "label": int32 [B],
+      "task": int32 [B]}.
     trainable: pytree like `state.params` of 0./1. entries.
-    task: index of the head trained.
+    heads: the task ids that occur in the batch.
     penalty: regulariser added to the mean cross-entropy.
     proximal: map applied to the parameters after the update.
 
@@ -127,11 +160,9 @@ def train_step(
   """
 
   def loss_fn(params):
-    logits = state.apply_fn({"params": params}, batch["log_mel"])[task]
-    ce = optax.softmax_cross_entropy_with_integer_labels(
-      logits, batch["label"]
-    ).mean()
-    return ce + penalty(params), ce
+    logits = state.apply_fn({"params": params}, batch["log_mel"])
+    ce = multi_task_cross_entropy(logits, batch["label"], batch["task"], heads)
+    return ce + penalty(params, batch, logits), ce
 
   (loss, ce), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads = jax.tree.map(jnp.multiply, grads, trainable)
@@ -145,10 +176,10 @@ def train_step(
 
 
 @functools.partial(jax.jit, static_argnames=("model", "task"))
-def clip_probabilities(
+def chunk_logits(
   model: nn.Module, params: Params, log_mel: jax.Array, task: int
 ) -> jax.Array:
-  """Chunk softmaxes averaged per clip.
+  """Logits of head `task` for every chunk of a batch of clips.
 
   Args:
     model: the network (its widths must match `params`).
@@ -157,14 +188,20 @@ def clip_probabilities(
     task: head to read.
 
   Returns:
-    float32 [clips, classes].
+    float32 [clips, chunks, classes].
   """
   clips, chunks = log_mel.shape[:2]
   logits = model.apply(
     {"params": params}, log_mel.reshape((clips * chunks,) + log_mel.shape[2:])
   )[task]
-  probabilities = jax.nn.softmax(logits, axis=-1)
-  return probabilities.reshape(clips, chunks, -1).mean(axis=1)
+  return logits.reshape(clips, chunks, -1)
+
+
+def clip_probabilities(chunk_logits_CxKxN: np.ndarray) -> np.ndarray:
+  """Chunk softmaxes averaged per clip: [clips, chunks, n] -> [clips, n]."""
+  z = chunk_logits_CxKxN - chunk_logits_CxKxN.max(axis=-1, keepdims=True)
+  p = np.exp(z)
+  return (p / p.sum(axis=-1, keepdims=True)).mean(axis=1)
 
 
 def evaluate(
@@ -187,10 +224,11 @@ def evaluate(
   probabilities, labels = [], []
   for batch in batches:
     keep = batch["mask"] > 0
-    p = clip_probabilities(model, params, batch["log_mel"], task)
-    probabilities.append(np.asarray(p)[keep])
+    logits = chunk_logits(model, params, batch["log_mel"], task)
+    p = clip_probabilities(np.asarray(logits, np.float64))
+    probabilities.append(p[keep])
     labels.append(batch["label"][keep])
-  probabilities = np.concatenate(probabilities).astype(np.float64)
+  probabilities = np.concatenate(probabilities)
   labels = np.concatenate(labels)
   picked = probabilities[np.arange(labels.size), labels]
   return EvalResult(
@@ -201,13 +239,26 @@ def evaluate(
   )
 
 
+def evaluate_tasks(
+  model: nn.Module,
+  params: Params,
+  validation: Mapping[int, Sequence[dict[str, np.ndarray]]],
+) -> tuple[float, float]:
+  """Mean clip-level loss and accuracy over several heads' evaluation sets."""
+  results = [evaluate(model, params, t, b) for t, b in validation.items()]
+  return (
+    float(np.mean([r.loss for r in results])),
+    float(np.mean([r.accuracy for r in results])),
+  )
+
+
 def fit(
   model: nn.Module,
   params: Params,
   trainable: Params,
-  task: int,
+  heads: tuple[int, ...],
   train_iter: Iterator[dict[str, np.ndarray]],
-  validation: Sequence[dict[str, np.ndarray]],
+  validation: Mapping[int, Sequence[dict[str, np.ndarray]]],
   config: FitConfig,
   *,
   penalty: Penalty = _zero_penalty,
@@ -216,20 +267,21 @@ def fit(
   step_offset: int = 0,
   name: str = "fit",
 ) -> FitResult:
-  """Trains head `task` with early stopping on the validation loss.
+  """Trains with early stopping on the validation loss.
 
   Every `config.eval_every` steps the loss is checked and the clip-level
-  validation loss computed; training stops after `config.patience` passes
-  without improvement or `config.max_steps` steps, returning the parameters
-  of the best pass (the initial parameters count as pass 0).
+  validation loss computed (averaged over the heads of `validation`);
+  training stops after `config.patience` passes without improvement or
+  `config.max_steps` steps, returning the parameters of the best pass (the
+  initial parameters count as pass 0).
 
   Args:
     model: the network, with widths matching `params`.
     params: starting parameters.
     trainable: 0./1. mask pytree like `params`.
-    task: head trained and validated.
-    train_iter: training batches.
-    validation: evaluation batches of the task's validation clips.
+    heads: task ids that occur in the training batches.
+    train_iter: training batches with "log_mel", "label" and "task".
+    validation: {head: evaluation batches of its validation clips}.
     config: the phase's budget.
     penalty: regulariser added to the loss.
     proximal: map applied after every optimizer step.
@@ -250,7 +302,7 @@ def fit(
     tx=optax.adam(config.learning_rate),
   )
   trainable = jax.tree.map(jnp.asarray, trainable)
-  best = evaluate(model, params, task, validation)
+  best_loss, best_accuracy = evaluate_tasks(model, params, validation)
   best_params, best_step, waited = params, 0, 0
   # Steps/s and ETA in the log (not the writer: its x axis is global);
   # phases last seconds, so report often.
@@ -263,7 +315,7 @@ def fit(
       state,
       next(train_iter),
       trainable,
-      task=task,
+      heads=heads,
       penalty=penalty,
       proximal=proximal,
     )
@@ -274,20 +326,22 @@ def fit(
     loss = float(step_metrics["loss"])
     if not np.isfinite(loss):
       raise NonFiniteLossError(step, jax.device_get(state.params))
-    result = evaluate(model, state.params, task, validation)
+    val_loss, val_accuracy = evaluate_tasks(model, state.params, validation)
     if writer is not None:
       writer.write_scalars(
         step_offset + step,
         {
           f"{name}/train_loss": loss,
-          f"{name}/validation_loss": result.loss,
-          f"{name}/validation_accuracy": result.accuracy,
+          f"{name}/validation_loss": val_loss,
+          f"{name}/validation_accuracy": val_accuracy,
         },
       )
-    if result.loss < best.loss:
+    if val_loss < best_loss:
       # Copy: the next step donates the state's buffers.
       best_params = jax.tree.map(jnp.copy, state.params)
-      best, best_step, waited = result, step, 0
+      best_loss, best_accuracy, best_step, waited = (
+        val_loss, val_accuracy, step, 0,
+      )  # fmt: skip
     else:
       waited += 1
   logging.info(
@@ -295,12 +349,12 @@ def fit(
     name,
     step,
     best_step,
-    best.loss,
-    best.accuracy,
+    best_loss,
+    best_accuracy,
   )
   return FitResult(
     params=jax.device_get(best_params),
     steps=step,
-    validation_loss=best.loss,
-    validation_accuracy=best.accuracy,
+    validation_loss=best_loss,
+    validation_accuracy=best_accuracy,
   )

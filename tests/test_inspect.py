@@ -4,7 +4,7 @@ import numpy as np
 
 from mcl import checkpointing
 from mcl import inspect as mcl_inspect
-from mcl.continual import den, surgery
+from mcl.continual import surgery
 from mcl.models import ConvClassifier
 
 
@@ -39,7 +39,9 @@ def test_report_counts_units_by_timestamp(tmp_path):
   checkpoints = checkpointing.TaskCheckpoints(str(tmp_path / "checkpoints"))
   _save(checkpoints, 0, params, stamps, {})
 
-  grown = den.add_head(params, layers[-1], 1, 2, np.random.default_rng(0))
+  grown = surgery.add_head(
+    params, layers[-1], "head_1", 2, np.random.default_rng(0)
+  )
   grown, grown_stamps = surgery.grow(
     grown, stamps, layers, ("head_0", "head_1"), 2, 1, np.random.default_rng(1)
   )

@@ -6,7 +6,7 @@ import pytest
 from flax.training import train_state
 
 from mcl import train
-from mcl.continual import den, masks, surgery, timestamped
+from mcl.continual import den, masks, regularisers, surgery, timestamped
 from mcl.models import ConvClassifier
 
 FRAMES, MELS = 16, 8
@@ -54,7 +54,9 @@ def _perturb(params, rng, names):
 def test_growth_with_zero_units_keeps_old_outputs():
   model, params, stamps = _network()
   layers = model.hidden_layers
-  params = den.add_head(params, layers[-1], 1, 3, np.random.default_rng(0))
+  params = surgery.add_head(
+    params, layers[-1], "head_1", 3, np.random.default_rng(0)
+  )
   heads = ("head_0", "head_1")
   before = [np.asarray(_outputs(params, t)) for t in (0, 1)]
 
@@ -110,13 +112,17 @@ def test_masked_parameters_are_bit_identical_after_optimizer_steps():
     1e-3, 1e-3, {n: stamps[n] == 1 for n in layers}
   )
   for step in range(5):
-    batch = {"log_mel": _inputs(step), "label": jnp.array([0, 1, 1, 0])}
+    batch = {
+      "log_mel": _inputs(step),
+      "label": jnp.array([0, 1, 1, 0]),
+      "task": jnp.ones(4, jnp.int32),
+    }
     state, _ = train.train_step(
       state,
       batch,
       trainable,
-      task=1,
-      penalty=den.drift_pull(grown, layers, 1e-2),
+      heads=(1,),
+      penalty=regularisers.l2_pull(grown, 1e-2, names=layers),
       proximal=proximal,
     )
   after = jax.device_get(state.params)
@@ -141,7 +147,7 @@ def test_split_restores_old_tasks_exactly():
   layers = model.hidden_layers
   rng = np.random.default_rng(0)
   old = params
-  new = den.add_head(params, layers[-1], 1, 2, rng)
+  new = surgery.add_head(params, layers[-1], "head_1", 2, rng)
   old_outputs = _task_outputs(old, stamps, layers, 0)
   # Simulate retraining of every shared layer for task 1.
   new = _perturb(new, rng, layers)
@@ -179,7 +185,7 @@ def test_split_only_above_sigma():
   }
   new["dense_0"]["kernel"][:, 2] += 1.0  # drift 2.0 (4 rows)
   new["dense_0"]["kernel"][:, 4] += 0.01  # drift 0.02
-  new = den.add_head(new, layers[-1], 1, 2, np.random.default_rng(0))
+  new = surgery.add_head(new, layers[-1], "head_1", 2, np.random.default_rng(0))
   _, split_stamps, records = surgery.split_units(
     new, params, stamps, layers, ("head_0", "head_1"), 1, sigma=0.5
   )

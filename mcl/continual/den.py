@@ -4,7 +4,7 @@ One call of `learn_task` is one iteration of Algorithm 1:
 
 1. task 0: train everything with L1 sparsity (proximal soft-threshold after
    each optimizer step, threshold = learning rate * l1: exact zeros);
-2. task t > 0, selective retraining: add and train head t alone with L1;
+2. task t > 0, selective retraining: train the new head t alone with L1;
    breadth-first search from its nonzero weights for the sub-network S;
    retrain S only, with L1 and an L2 pull towards the task t-1 weights
    (the paper writes a plain L2 norm; the pull is the reference code's);
@@ -18,20 +18,23 @@ One call of `learn_task` is one iteration of Algorithm 1:
    timestamp-t units are retrained;
 5. timestamped inference: `timestamped.timestamped_params`.
 
-The training itself is delegated to a `PhaseFn` supplied by the runner,
-which knows the data; this module knows the method.
+The training itself is delegated to the runner's `method.Context`, which
+knows the data; this module knows the method. Ablations (Yoon et al. 2018,
+Sec. 4.2) are switches of `DENConfig`: `selective_retraining=False`
+retrains every hidden unit in step 2; `split=False` skips step 4;
+`expansion="constant"` (DEN-Constant) always adds k units, with neither
+group lasso nor pruning.
 """
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mcl import train
-from mcl.continual import masks, surgery
+from mcl.continual import masks, method, regularisers, surgery
 from mcl.models import head_name
 
 
@@ -47,6 +50,11 @@ class DENConfig:
     k: units added to every hidden layer by an expansion.
     tau: expansion threshold on the validation loss (nats).
     sigma: split threshold on the semantic drift (L2 norm).
+    selective_retraining: retrain the BFS sub-network only (False: every
+      hidden unit; the "without selective retraining" ablation).
+    split: split/duplicate drifted units (False: the ablation without it).
+    expansion: "dynamic" (tau-triggered, group-sparse, pruned) or
+      "constant" (DEN-Constant: always k units, kept).
   """
 
   l1: float
@@ -55,20 +63,15 @@ class DENConfig:
   k: int
   tau: float
   sigma: float
+  selective_retraining: bool = True
+  split: bool = True
+  expansion: str = "dynamic"
 
-
-class PhaseFn(Protocol):
-  """Trains `params` on the current task under a mask (see `train.fit`)."""
-
-  def __call__(
-    self,
-    params: surgery.Params,
-    trainable: surgery.Params,
-    name: str,
-    *,
-    penalty: train.Penalty = ...,
-    proximal: train.Proximal = ...,
-  ) -> train.FitResult: ...
+  def __post_init__(self):
+    if self.expansion not in ("dynamic", "constant"):
+      raise ValueError(
+        f"den.expansion must be 'dynamic' or 'constant', not {self.expansion!r}"
+      )
 
 
 def l1_proximal(threshold: float) -> train.Proximal:
@@ -121,134 +124,90 @@ def group_lasso_proximal(
   return proximal
 
 
-def drift_pull(
-  old_params: surgery.Params, layers: Sequence[str], l2: float
-) -> train.Penalty:
-  """l2 * sum_l ||W_l - W_l^(t-1)||_2^2 over the hidden layers' kernels.
-
-  The L2 term of selective retraining as the reference code writes it (a
-  pull towards the previous task's weights; the paper's selective
-  retraining objective writes a plain L2 norm). `old_params` must have the
-  current hidden-layer shapes.
-  """
-  anchors = {name: jnp.asarray(old_params[name]["kernel"]) for name in layers}
-
-  def penalty(params):
-    return l2 * sum(
-      jnp.sum(jnp.square(params[name]["kernel"] - anchor))
-      for name, anchor in anchors.items()
-    )
-
-  return penalty
-
-
-def _ones(params: surgery.Params) -> surgery.Params:
-  return jax.tree.map(lambda v: np.ones(v.shape, np.float32), params)
-
-
-def add_head(
-  params: surgery.Params,
-  last_layer: str,
-  task: int,
-  num_classes: int,
-  rng: np.random.Generator,
-) -> surgery.Params:
-  """Adds head `task` (LeCun-normal kernel, zero bias) on `last_layer`."""
-  fan_in = params[last_layer]["bias"].shape[0]
-  new = dict(params)
-  new[head_name(task)] = {
-    "kernel": (
-      rng.standard_normal((fan_in, num_classes)) / np.sqrt(fan_in)
-    ).astype(np.float32),
-    "bias": np.zeros(num_classes, np.float32),
-  }
-  return new
-
-
 def learn_task(
-  phase: PhaseFn,
+  context: method.Context,
   params: surgery.Params,
   timestamps: surgery.Timestamps,
-  layers: Sequence[str],
   task: int,
-  num_classes: int,
   config: DENConfig,
-  learning_rate: float,
   rng: np.random.Generator,
 ) -> tuple[surgery.Params, surgery.Timestamps, dict]:
   """One iteration of DEN's Algorithm 1 (see the module docstring).
 
   Args:
-    phase: trains under a mask on task `task`'s data.
-    params: the tree after task - 1 (for task 0: freshly initialised, with
-      head 0 already present).
-    timestamps: units' timestamps per layer.
-    layers: hidden layer names, input to output.
+    context: trains under a mask on task `task`'s data.
+    params: the tree after task - 1 with head `task` added (for task 0:
+      freshly initialised with head 0).
+    timestamps: units' timestamps per hidden layer, input to output.
     task: index of the task being learnt.
-    num_classes: classes of its head.
     config: DEN hyper-parameters.
-    learning_rate: the optimizer's step size (scales the proximal steps).
-    rng: initialiser of the new head and units.
+    rng: initialiser of the new units.
 
   Returns:
     The tree, the timestamps, and a JSON-ready record of the phases.
   """
+  layers = tuple(timestamps)
+  learning_rate = context.learning_rate
   l1 = l1_proximal(learning_rate * config.l1)
   record = {"phases": {}}
 
   def run(name, params, trainable, **kwargs):
-    result = phase(params, trainable, name, **kwargs)
-    record["phases"][name] = {
-      "steps": result.steps,
-      "validation_loss": result.validation_loss,
-      "validation_accuracy": result.validation_accuracy,
-    }
+    result = context.phase(params, trainable, name, **kwargs)
+    record["phases"].update(method.phase_record(**{name: result})["phases"])
     return result.params
 
   if task == 0:
-    params = run("sparse", params, _ones(params), proximal=l1)
+    params = run("sparse", params, method.ones(params), proximal=l1)
     return params, timestamps, record
 
-  old_params = params
+  head = head_name(task)
+  old_params = {n: g for n, g in params.items() if n != head}
   heads = tuple(head_name(j) for j in range(task + 1))
-  params = add_head(params, layers[-1], task, num_classes, rng)
   params = run(
     "head",
     params,
-    masks.new_unit_mask(params, timestamps, layers, task, heads[-1]),
+    masks.new_unit_mask(params, timestamps, layers, task, head),
     proximal=l1,
   )
-  selected = masks.select_subnetwork(params, layers, heads[-1])
+  if config.selective_retraining:
+    selected = masks.select_subnetwork(params, layers, head)
+  else:
+    selected = {n: np.ones_like(timestamps[n], bool) for n in layers}
   record["selected_units"] = {k: int(v.sum()) for k, v in selected.items()}
   params = run(
     "selective",
     params,
-    masks.subnetwork_mask(params, layers, selected, heads[-1]),
-    penalty=drift_pull(old_params, layers, config.l2),
+    masks.subnetwork_mask(params, layers, selected, head),
+    penalty=regularisers.l2_pull(old_params, config.l2, names=layers),
     proximal=l1,
   )
 
   loss = record["phases"]["selective"]["validation_loss"]
-  record["expanded"] = bool(loss > config.tau)
+  constant = config.expansion == "constant"
+  record["expanded"] = bool(constant or loss > config.tau)
   if record["expanded"]:
     params, timestamps = surgery.grow(
       params, timestamps, layers, heads, config.k, task, rng
     )
+    group = 0.0 if constant else learning_rate * config.group_lasso
     params = run(
       "expand",
       params,
-      masks.new_unit_mask(params, timestamps, layers, task, heads[-1]),
+      masks.new_unit_mask(params, timestamps, layers, task, head),
       proximal=group_lasso_proximal(
         learning_rate * config.l1,
-        learning_rate * config.group_lasso,
+        group,
         masks.units_of_task(timestamps, layers, task),
       ),
     )
-    params, timestamps, removed = surgery.prune_dead_units(
-      params, timestamps, layers, heads, task
-    )
-    record["pruned_units"] = removed
+    if not constant:
+      params, timestamps, removed = surgery.prune_dead_units(
+        params, timestamps, layers, heads, task
+      )
+      record["pruned_units"] = removed
 
+  if not config.split:
+    return params, timestamps, record
   params, timestamps, splits = surgery.split_units(
     params, old_params, timestamps, layers, heads, task, config.sigma
   )
@@ -257,6 +216,20 @@ def learn_task(
     params = run(
       "split",
       params,
-      masks.new_unit_mask(params, timestamps, layers, task, heads[-1]),
+      masks.new_unit_mask(params, timestamps, layers, task, head),
     )
   return params, timestamps, record
+
+
+class DEN(method.Sequential):
+  """DEN as a continual method: `learn_task` on the `config.den` settings."""
+
+  def __init__(self, config, input_shape):
+    super().__init__(config, input_shape)
+    self.den = DENConfig(**config.den)
+
+  def learn_task(self, context, params, state, task, rng):
+    params, timestamps, record = learn_task(
+      context, params, state["timestamps"], task.index, self.den, rng
+    )
+    return params, {**state, "timestamps": timestamps}, record

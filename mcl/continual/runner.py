@@ -1,16 +1,19 @@
 """Runs a continual-learning method over a task sequence and scores it.
 
-After every task the runner evaluates each task seen so far on the test
-fold through its timestamped network, saves an Orbax checkpoint whose JSON
-metadata holds everything results.json needs, and rewrites
-`<workdir>/results.json` from the checkpoints. A re-run with the same
-workdir resumes after the last checkpointed task; every random stream is
-derived from (seed, task), so a resumed run equals an uninterrupted one.
+For each task the runner lets the method add the task's head or column
+(`begin_task`), scores that untrained network on the task (the zero-shot
+score of forward transfer), lets the method train (`learn_task`), then
+scores every task seen so far on the test and validation folds, saves an
+Orbax checkpoint (parameters, method state, JSON metadata with everything
+results.json needs) and rewrites `<workdir>/results.json`. A re-run with the
+same workdir resumes after the last checkpointed task; every random stream
+is derived from (seed, task), so a resumed run equals an uninterrupted one.
 """
 
 import json
 import os
 import time
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -23,15 +26,34 @@ from mcl import (
   audio,
   checkpointing,
   input_pipeline,
-  metrics,
   models,
   tasks,
   train,
 )
-from mcl.continual import den, surgery, timestamped
+from mcl.continual import (
+  baselines,
+  columns,
+  den,
+  joint,
+  method,
+  replay,
+  results,
+  scoring,
+  surgery,
+)
 from mcl.datasets import labelled_folders
 
-METHODS = {"den": den.learn_task}
+METHODS: dict[str, type[method.Method]] = {
+  "den": den.DEN,
+  "stl": columns.STL,
+  "progressive": columns.Progressive,
+  "joint": joint.Joint,
+  "finetune": baselines.FineTune,
+  "l2": baselines.L2,
+  "ewc": baselines.EWC,
+  "lwf": baselines.LwF,
+  "replay": replay.Replay,
+}
 
 
 def _write_json(path: str, content: dict) -> None:
@@ -63,49 +85,13 @@ def chunk_frames(config: ml_collections.ConfigDict) -> int:
   )
 
 
-def assemble_results(
-  task_list: list[tasks.Task],
-  checkpoint_metadata: list[dict],
-  params_per_task: list[int],
-  config: ml_collections.ConfigDict,
-) -> dict:
-  """results.json from the finished tasks' checkpoint metadata.
-
-  Matrices are T x T (T = tasks in the sequence): row i after task i,
-  None where task j was not seen yet or task i not trained yet. Summary
-  metrics cover the finished tasks.
-  """
-  n, t = len(checkpoint_metadata), len(task_list)
-
-  def matrix(key):
-    rows = [m[key] + [None] * (t - len(m[key])) for m in checkpoint_metadata]
-    return rows + [[None] * t for _ in range(t - n)]
-
-  accuracy = matrix("accuracy_row")
-  square = [row[:n] for row in accuracy[:n]]
-  return {
-    "method": config.method,
-    "tasks": [list(task.class_names) for task in task_list],
-    "finished_tasks": n,
-    "accuracy_matrix": accuracy,
-    "auroc_matrix": matrix("auroc_row"),
-    "validation_accuracy_matrix": matrix("validation_accuracy_row"),
-    "average_accuracy": metrics.average_accuracy(square) if n else None,
-    "mean_diagonal_accuracy": (
-      float(np.mean([square[j][j] for j in range(n)])) if n else None
-    ),
-    "bwt": metrics.backward_transfer(square) if n else None,
-    "forgetting": metrics.forgetting(square) if n else None,
-    "params_per_task": params_per_task,
-    "units_per_layer": [m["units_per_layer"] for m in checkpoint_metadata],
-    "seconds_per_task": [m["seconds"] for m in checkpoint_metadata],
-    "task_records": [m["record"] for m in checkpoint_metadata],
-    "config": config.to_dict(),
-  }
+def _with_task(batches, task: int) -> Iterator[dict[str, np.ndarray]]:
+  for batch in batches:
+    yield {**batch, "task": np.full(batch["label"].shape, task, np.int32)}
 
 
 class _Experiment:
-  """What every task of one run shares: data, tasks, model, outputs."""
+  """One run's data, tasks and outputs; the `method.Context` of its tasks."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     if config.method not in METHODS:
@@ -114,17 +100,19 @@ class _Experiment:
       )
     self.config = config
     self.workdir = workdir
-    self.model_class = models.get_model_class(config.model.name)
     self.builder = build_dataset(config)
     self.tasks = tasks.make_tasks(
       config.tasks, self.builder.info.features["label"].names
     )
     self.split = tasks.fold_split(config.data.fold, config.data.num_folds)
     self.frames = chunk_frames(config)
+    self.input_shape = (1, self.frames, config.features.n_mels)
+    self.method = METHODS[config.method](config, self.input_shape)
     self.fit_config = train.FitConfig(**config.train.fit)
-    self.test_sets = [self.eval_set(self.split.test, t) for t in self.tasks]
+    self.learning_rate = self.fit_config.learning_rate
+    self.test_sets = [self.eval_set(self.split.test, [t]) for t in self.tasks]
     self.validation_sets = [
-      self.eval_set(self.split.validation, t) for t in self.tasks
+      self.eval_set(self.split.validation, [t]) for t in self.tasks
     ]
     self.checkpoints = checkpointing.TaskCheckpoints(
       os.path.join(workdir, "checkpoints")
@@ -132,75 +120,98 @@ class _Experiment:
     self.writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0
     )
+    self.task = None
 
-  def eval_set(self, folds, task: tasks.Task):
+  def eval_set(self, folds, task_list, num_chunks=None):
+    """Evaluation batches of the tasks' clips, labels in concatenated order."""
     return input_pipeline.eval_batches(
       self.builder,
       folds,
-      task.class_ids,
+      [c for task in task_list for c in task.class_ids],
       chunk_frames=self.frames,
-      num_chunks=self.config.data.eval_chunks,
+      num_chunks=num_chunks or self.config.data.eval_chunks,
       batch_size=self.config.train.eval_batch_size,
     )
 
-  def initial_state(self):
-    """(params, timestamps, global step) to start from: fresh or resumed."""
-    done = self.checkpoints.tasks()
-    if done:
-      params, metadata = self.checkpoints.restore(
-        done[-1],
-        checkpointing.abstract_params(
-          self.model_class, (1, self.frames, self.config.features.n_mels)
-        ),
-      )
-      logging.info("Resuming after task %d from %s", done[-1], self.workdir)
-      timestamps = checkpointing.timestamps(metadata)
-      return params, timestamps, metadata["global_step"]
-    model = self.model_class(
-      **self.config.model.widths, head_sizes=(self.tasks[0].num_classes,)
-    )
-    inputs = jnp.zeros((1, self.frames, self.config.features.n_mels))
-    params = jax.device_get(
-      model.init(jax.random.key(self.config.seed), inputs)["params"]
-    )
-    timestamps = {
-      name: np.zeros(params[name]["bias"].shape, np.int32)
-      for name in model.hidden_layers
-    }
-    return params, timestamps, 0
+  # The method.Context interface.
 
-  def phase_fn(self, task: tasks.Task, step_offset: int):
-    """A `den.PhaseFn` on `task`'s data, and a counter of its steps."""
-    train_iter = input_pipeline.train_batches(
+  def batches(self, task: int):
+    return _with_task(
+      input_pipeline.train_batches(
+        self.builder,
+        self.split.train,
+        self.tasks[task].class_ids,
+        chunk_frames=self.frames,
+        batch_size=self.config.train.batch_size,
+        seed=self.config.seed * 1000 + task,
+      ),
+      task,
+    )
+
+  def joint_batches(self):
+    """Chunks drawn uniformly from all tasks' training clips."""
+    task_of = np.concatenate(
+      [np.full(t.num_classes, t.index) for t in self.tasks]
+    )
+    local = np.concatenate([np.arange(t.num_classes) for t in self.tasks])
+    stream = input_pipeline.train_batches(
       self.builder,
       self.split.train,
-      task.class_ids,
+      [c for t in self.tasks for c in t.class_ids],
       chunk_frames=self.frames,
       batch_size=self.config.train.batch_size,
-      seed=self.config.seed * 1000 + task.index,
+      seed=self.config.seed * 1000 + len(self.tasks),
     )
-    validation = self.validation_sets[task.index]
-    steps = [step_offset]
+    for batch in stream:
+      yield {
+        "log_mel": batch["log_mel"],
+        "label": local[batch["label"]].astype(np.int32),
+        "task": task_of[batch["label"]].astype(np.int32),
+      }
 
-    def phase(params, trainable, name, **kwargs):
-      tag = f"task{task.index}/{name}"
-      model = self.model_class.from_params(params)
-      try:
-        result = train.fit(
-          model, params, trainable, task.index, train_iter, validation,
-          self.fit_config, writer=self.writer, step_offset=steps[0],
-          name=tag, **kwargs,
-        )  # fmt: skip
-      except train.NonFiniteLossError as e:
-        self.save_diverged(task, tag, e)
-        raise
-      steps[0] += result.steps
-      return result
+  def validation(self, task: int):
+    return self.validation_sets[task]
 
-    return phase, steps
+  def training_clips(self, task: int, num_chunks: int):
+    return self.eval_set(self.split.train, [self.tasks[task]], num_chunks)
+
+  def phase(
+    self,
+    params,
+    trainable,
+    name,
+    *,
+    batches=None,
+    heads=None,
+    validation=None,
+    fit_config=None,
+    **kwargs,
+  ):
+    task = self.task
+    if batches is None:
+      batches = self.task_stream
+    tag = f"task{task.index}/{name}"
+    model = models.get_model_class(self.method.model_name).from_params(params)
+    try:
+      result = train.fit(
+        model, params, trainable,
+        heads or (task.index,),
+        batches,
+        validation or {task.index: self.validation_sets[task.index]},
+        fit_config or self.fit_config,
+        writer=self.writer, step_offset=self.global_step, name=tag,
+        **kwargs,
+      )  # fmt: skip
+    except train.NonFiniteLossError as e:
+      self.save_diverged(task, tag, e)
+      raise
+    self.global_step += result.steps
+    return result
+
+  # Running.
 
   def save_diverged(self, task, tag, error: train.NonFiniteLossError):
-    model = self.model_class.from_params(error.params)
+    model_class = models.get_model_class(self.method.model_name)
     directory = os.path.join(self.workdir, "nonfinite")
     checkpointing.TaskCheckpoints(directory).save(
       task.index,
@@ -208,58 +219,133 @@ class _Experiment:
       {
         "phase": tag,
         "step": error.step,
-        "architecture": checkpointing.architecture(model),
+        "model": self.method.model_name,
+        "architecture": checkpointing.architecture(
+          model_class.from_params(error.params)
+        ),
       },
     )
     logging.error("%s: %s; state saved in %s", tag, error, directory)
 
-  def score_row(self, params, timestamps, task: tasks.Task, eval_sets):
-    """Accuracy and ROC-AUC of tasks 0..task, each on its own network.
-
-    Args:
-      params: the network after training `task`.
-      timestamps: its units' timestamps.
-      task: the task just trained.
-      eval_sets: evaluation batches per task (test or validation).
-
-    Returns:
-      (accuracies, ROC-AUCs), one entry per task 0..task.
-    """
-    layers = tuple(timestamps)
-    heads = self.model_class.from_params(params).heads
-    accuracy, auroc = [], []
-    for seen in self.tasks[: task.index + 1]:
-      sub = timestamped.timestamped_params(
-        params, timestamps, layers, heads, seen.index
+  def initial_state(self):
+    """(params, state, next task) to start from: fresh or resumed."""
+    done = self.checkpoints.tasks()
+    self.global_step = 0
+    if done:
+      params, metadata = self.checkpoints.restore(
+        done[-1],
+        checkpointing.abstract_params(
+          models.get_model_class(self.method.model_name), self.input_shape
+        ),
       )
-      result = train.evaluate(
-        self.model_class.from_params(sub),
-        sub,
-        seen.index,
-        eval_sets[seen.index],
-      )
-      accuracy.append(result.accuracy)
-      auroc.append(metrics.roc_auc(result.probabilities, result.labels))
-    return accuracy, auroc
+      logging.info("Resuming after task %d from %s", done[-1], self.workdir)
+      self.global_step = metadata["global_step"]
+      return params, self.checkpoints.state(done[-1]), done[-1] + 1
+    params, state = self.method.init(
+      jax.random.key(self.config.seed), self.tasks[0]
+    )
+    return params, state, 0
 
-  def write_results(self, params, timestamps) -> dict:
+  def random_init_accuracy(self, task: tasks.Task) -> float:
+    """b_j: task j's test accuracy of a random-init `ConvClassifier`."""
+    model = models.ConvClassifier(
+      **self.config.model.widths, head_sizes=(task.num_classes,)
+    )
+    params = model.init(
+      jax.random.key(self.config.seed), jnp.zeros(self.input_shape)
+    )["params"]
+    return train.evaluate(model, params, 0, self.test_sets[task.index]).accuracy
+
+  def networks(self, params, state, upto: int):
+    return [self.method.network(params, state, j) for j in range(upto + 1)]
+
+  def score(self, params, state, task: tasks.Task) -> dict:
+    """Rows of the matrices after `task` (all tasks for a joint run)."""
+    networks = self.networks(params, state, task.index)
+    test = scoring.task_incremental(networks, self.test_sets[: task.index + 1])
+    validation = scoring.task_incremental(
+      networks, self.validation_sets[: task.index + 1]
+    )
+    union = self.eval_set(self.split.test, self.tasks[: task.index + 1])
+    return {
+      "accuracy_row": test.accuracy,
+      "auroc_row": test.roc_auc,
+      "pr_auc_row": test.pr_auc,
+      "validation_accuracy_row": validation.accuracy,
+      "class_incremental_accuracy": (
+        scoring.class_incremental_accuracy(networks, union)
+      ),
+    }
+
+  def capacity(self, params, state, upto: int) -> dict:
+    counts = [
+      method.count_parameters(n) for n in self.networks(params, state, upto)
+    ]
+    leaves = jax.tree.leaves(params)
+    return {
+      "params_per_task": [c[0] for c in counts],
+      "nonzero_params_per_task": [c[1] for c in counts],
+      "total_params": int(sum(np.size(v) for v in leaves)),
+      "total_nonzero_params": int(sum(np.count_nonzero(v) for v in leaves)),
+    }
+
+  def write_results(self, params, state) -> dict:
     """Rebuilds results.json from the checkpoints and the final network."""
-    heads = self.model_class.from_params(params).heads
-    results = assemble_results(
+    done = self.checkpoints.tasks()
+    out = results.assemble(
       self.tasks,
-      [self.checkpoints.metadata(j) for j in self.checkpoints.tasks()],
-      timestamped.parameters_per_task(params, timestamps, heads),
+      [self.checkpoints.metadata(j) for j in done],
+      self.capacity(params, state, done[-1]),
       self.config,
     )
-    _write_json(os.path.join(self.workdir, "results.json"), results)
-    return results
+    _write_json(os.path.join(self.workdir, "results.json"), out)
+    return out
+
+  def learn(self, params, state, task: tasks.Task, rng, zero_shot):
+    """Trains `task`, scores it and checkpoints it."""
+    start = time.time()
+    self.task = task
+    self.task_stream = self.batches(task.index)
+    params, state, record = self.method.learn_task(
+      self, params, state, task, rng
+    )
+    metadata = {
+      "task": task.index,
+      "model": self.method.model_name,
+      "input_shape": list(self.input_shape),
+      "architecture": checkpointing.architecture(
+        models.get_model_class(self.method.model_name).from_params(params)
+      ),
+      **self.score(params, state, task),
+      "zero_shot_accuracy": zero_shot,
+      "random_init_accuracy": self.random_init_accuracy(task),
+      "global_step": self.global_step,
+      "record": record,
+    }
+    if "timestamps" in state:
+      timestamps = state["timestamps"]
+      metadata["timestamps"] = {k: v.tolist() for k, v in timestamps.items()}
+      metadata["units_per_layer"] = surgery.widths(params, tuple(timestamps))
+    else:
+      metadata["units_per_layer"] = None
+    metadata["seconds"] = time.time() - start
+    logging.info(
+      "Task %d %s done in %.0f s: test accuracy row %s",
+      task.index,
+      task.class_names,
+      metadata["seconds"],
+      np.round(metadata["accuracy_row"], 3).tolist(),
+    )
+    self.checkpoints.save(task.index, params, metadata, state)
+    return params, state
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Learns the task sequence of `config` in `workdir`, resuming if possible.
 
   Args:
-    config: an experiment config (see `configs/gtzan_den.py`).
+    config: an experiment config (see `configs/gtzan.py`);
+      `config.method` picks the method from `METHODS`.
     workdir: output folder: checkpoints/, TensorBoard events, results.json.
 
   Returns:
@@ -272,64 +358,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   os.makedirs(workdir, exist_ok=True)
   experiment = _Experiment(config, workdir)
-  learn_task = METHODS[config.method]
-  den_config = den.DENConfig(**config.den)
-  params, timestamps, global_step = experiment.initial_state()
-  layers = tuple(timestamps)
-  results = None
-  for task in experiment.tasks[len(experiment.checkpoints.tasks()) :]:
-    start = time.time()
-    phase, steps = experiment.phase_fn(task, global_step)
-    params, timestamps, record = learn_task(
-      phase,
-      params,
-      timestamps,
-      layers,
-      task.index,
-      task.num_classes,
-      den_config,
-      experiment.fit_config.learning_rate,
-      np.random.default_rng([config.seed, task.index]),
-    )
-    global_step = steps[0]
-    accuracy_row, auroc_row = experiment.score_row(
-      params, timestamps, task, experiment.test_sets
-    )
-    validation_row, _ = experiment.score_row(
-      params, timestamps, task, experiment.validation_sets
-    )
-    seconds = time.time() - start
-    logging.info(
-      "Task %d %s done in %.0f s: test accuracy row %s, units %s",
-      task.index,
-      task.class_names,
-      seconds,
-      np.round(accuracy_row, 3).tolist(),
-      surgery.widths(params, layers),
-    )
-    experiment.checkpoints.save(
-      task.index,
-      params,
-      {
-        "task": task.index,
-        "model": config.model.name,
-        "input_shape": [1, experiment.frames, config.features.n_mels],
-        "architecture": checkpointing.architecture(
-          experiment.model_class.from_params(params)
-        ),
-        "timestamps": {k: v.tolist() for k, v in timestamps.items()},
-        "units_per_layer": surgery.widths(params, layers),
-        "accuracy_row": accuracy_row,
-        "auroc_row": auroc_row,
-        "validation_accuracy_row": validation_row,
-        "seconds": seconds,
-        "global_step": global_step,
-        "record": record,
-      },
-    )
-    results = experiment.write_results(params, timestamps)
-  if results is None:  # Every task was already done.
-    results = experiment.write_results(params, timestamps)
+  learner = experiment.method
+  params, state, start = experiment.initial_state()
+  last = experiment.tasks[-1]
+  for task in experiment.tasks[start:]:
+    rng = np.random.default_rng([config.seed, task.index])
+    zero_shot = None
+    if task.index > 0:
+      params, state = learner.begin_task(params, state, task, rng)
+      if not learner.joint:
+        network = learner.network(params, state, task.index)
+        zero_shot = train.evaluate(
+          network.model,
+          network.params,
+          network.head,
+          experiment.test_sets[task.index],
+        ).accuracy
+    if learner.joint and task is not last:
+      continue
+    params, state = experiment.learn(params, state, task, rng, zero_shot)
+    experiment.write_results(params, state)
+  out = experiment.write_results(params, state)
   experiment.writer.flush()
   experiment.checkpoints.close()
-  return results
+  return out

@@ -341,3 +341,22 @@ def split_units(
       )
     )
   return new, stamps, records
+
+
+def add_head(
+  params: Params,
+  last_layer: str,
+  head: str,
+  num_classes: int,
+  rng: np.random.Generator,
+) -> Params:
+  """Adds a task head on `last_layer`: LeCun-normal kernel, zero bias."""
+  fan_in = params[last_layer]["bias"].shape[0]
+  new = dict(params)
+  new[head] = {
+    "kernel": (
+      rng.standard_normal((fan_in, num_classes)) / np.sqrt(fan_in)
+    ).astype(np.float32),
+    "bias": np.zeros(num_classes, np.float32),
+  }
+  return new

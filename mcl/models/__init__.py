@@ -1,9 +1,11 @@
 """Flax linen models, chosen by name from an explicit registry."""
 
 from mcl.models.conv_classifier import ConvClassifier, head_name
+from mcl.models.progressive_net import ProgressiveNet
 
 MODELS = {
   "conv_classifier": ConvClassifier,
+  "progressive_net": ProgressiveNet,
 }
 
 
@@ -18,4 +20,10 @@ def get_model_class(name: str):
   return MODELS[name]
 
 
-__all__ = ["MODELS", "ConvClassifier", "get_model_class", "head_name"]
+__all__ = [
+  "MODELS",
+  "ConvClassifier",
+  "ProgressiveNet",
+  "get_model_class",
+  "head_name",
+]

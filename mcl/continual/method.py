@@ -1,0 +1,198 @@
+"""What the continual runner and a continual-learning method share.
+
+A method owns a parameter tree and a state (numpy arrays, saved with every
+task checkpoint). Per task the runner calls `begin_task` (add the task's
+head or column; the untrained result gives the zero-shot score of forward
+transfer) and `learn_task` (train through a `Context`); it evaluates task j
+on `network(params, state, j)`. The runner knows the data, the method knows
+what to train, under which mask and with which penalty.
+
+`Sequential` is the base of every method that grows one `ConvClassifier`
+trunk with a head per task; its state holds the units' timestamps (all 0
+unless DEN adds units), and task j's network is its timestamped network.
+"""
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mcl import tasks, train
+from mcl.continual import surgery, timestamped
+from mcl.models import ConvClassifier, head_name
+
+Params = dict
+State = dict  # name -> numpy array or nested dict of them
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+  """What evaluates one task: a module, its parameters, the head to read."""
+
+  model: nn.Module
+  params: Params
+  head: int
+
+
+class Context(Protocol):
+  """The runner's side: training data and the phase loop of one task."""
+
+  learning_rate: float
+  fit_config: train.FitConfig
+
+  def phase(
+    self,
+    params: Params,
+    trainable: Params,
+    name: str,
+    *,
+    penalty: train.Penalty = ...,
+    proximal: train.Proximal = ...,
+    batches: Iterator[dict[str, np.ndarray]] | None = None,
+    heads: tuple[int, ...] | None = None,
+    validation: Mapping[int, Sequence[dict]] | None = None,
+    fit_config: train.FitConfig | None = None,
+  ) -> train.FitResult:
+    """`train.fit` of the current task (defaults) or of given streams.
+
+    `batches` default to the current task's stream, `heads` to its head,
+    `validation` to its validation clips, `fit_config` to the run's.
+    """
+    ...
+
+  def batches(self, task: int) -> Iterator[dict[str, np.ndarray]]:
+    """A fresh seeded stream of task `task`'s training chunks."""
+    ...
+
+  def joint_batches(self) -> Iterator[dict[str, np.ndarray]]:
+    """A seeded stream of chunks from every task's training clips."""
+    ...
+
+  def validation(self, task: int) -> list[dict]:
+    """Task `task`'s validation batches."""
+    ...
+
+  def training_clips(self, task: int, num_chunks: int) -> list[dict]:
+    """Task `task`'s training clips as evenly spaced chunks (eval layout)."""
+    ...
+
+
+def ones(params: Params) -> Params:
+  """Mask that trains everything."""
+  return jax.tree.map(lambda v: np.ones(v.shape, np.float32), params)
+
+
+def only(params: Params, names: Sequence[str]) -> Params:
+  """Mask that trains the parameter groups `names` only."""
+  return {
+    n: {
+      k: np.full(v.shape, float(n in names), np.float32) for k, v in g.items()
+    }
+    for n, g in params.items()
+  }
+
+
+def phase_record(**phases: train.FitResult) -> dict:
+  """JSON record of a task's phases: steps and best validation figures."""
+  return {
+    "phases": {
+      name: {
+        "steps": r.steps,
+        "validation_loss": r.validation_loss,
+        "validation_accuracy": r.validation_accuracy,
+      }
+      for name, r in phases.items()
+    }
+  }
+
+
+def count_parameters(network: Network) -> tuple[int, int]:
+  """(scalars, nonzero scalars) of a task's network, other heads excluded."""
+  own = head_name(network.head)
+  leaves = [
+    v
+    for name, group in network.params.items()
+    if not name.startswith("head_") or name == own
+    for v in group.values()
+  ]
+  return (
+    int(sum(np.size(v) for v in leaves)),
+    int(sum(np.count_nonzero(v) for v in leaves)),
+  )
+
+
+class Method:
+  """Interface of a continual-learning method (see the module docstring).
+
+  Attributes:
+    joint: True when the method trains all tasks at once (`learn_task` is
+      then called once, for the last task, after every `begin_task`).
+    model_name: registry name of the module it builds.
+  """
+
+  joint = False
+  model_name = "conv_classifier"
+
+  def __init__(
+    self, config: ml_collections.ConfigDict, input_shape: tuple[int, ...]
+  ):
+    """Args: the experiment config; the shape of one input batch."""
+    self.config = config
+    self.input_shape = input_shape
+
+  def init(self, key: jax.Array, task: tasks.Task) -> tuple[Params, State]:
+    """Parameters and state before task 0, with head 0."""
+    raise NotImplementedError
+
+  def begin_task(
+    self, params: Params, state: State, task: tasks.Task, rng
+  ) -> tuple[Params, State]:
+    """Adds what task `task` needs (head, column); task 0's is in `init`."""
+    raise NotImplementedError
+
+  def learn_task(
+    self, context: Context, params: Params, state: State, task: tasks.Task, rng
+  ) -> tuple[Params, State, dict]:
+    """Trains task `task`; returns the tree, state and a JSON record."""
+    raise NotImplementedError
+
+  def network(self, params: Params, state: State, task: int) -> Network:
+    """The network that answers for task `task`."""
+    raise NotImplementedError
+
+
+class Sequential(Method):
+  """One `ConvClassifier` trunk, a head per task, timestamped inference."""
+
+  def init(self, key, task):
+    model = ConvClassifier(
+      **self.config.model.widths, head_sizes=(task.num_classes,)
+    )
+    params = jax.device_get(
+      model.init(key, jnp.zeros(self.input_shape))["params"]
+    )
+    timestamps = {
+      name: np.zeros(params[name]["bias"].shape, np.int32)
+      for name in model.hidden_layers
+    }
+    return params, {"timestamps": timestamps}
+
+  def begin_task(self, params, state, task, rng):
+    layers = tuple(state["timestamps"])
+    params = surgery.add_head(
+      params, layers[-1], head_name(task.index), task.num_classes, rng
+    )
+    return params, state
+
+  def network(self, params, state, task):
+    timestamps = state["timestamps"]
+    heads = ConvClassifier.from_params(params).heads
+    sub = timestamped.timestamped_params(
+      params, timestamps, tuple(timestamps), heads, task
+    )
+    return Network(ConvClassifier.from_params(sub), sub, task)

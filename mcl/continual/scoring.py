@@ -1,0 +1,76 @@
+"""Scores of a method's networks after a task: the rows of the matrices.
+
+Task-incremental scores evaluate task j on `method.network(..., j)` with
+its own head (task id given). The class-incremental score withholds the
+task id: every seen task's network scores each clip, their heads' chunk
+logits are concatenated in task order, and the clip's prediction is the
+argmax of the chunk-averaged softmax over all classes seen so far.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from mcl import metrics, train
+from mcl.continual import method
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskScores:
+  """Clip-level scores of tasks 0..i on one evaluation split."""
+
+  accuracy: list[float]
+  roc_auc: list[float | None]
+  pr_auc: list[float | None]
+
+
+def task_incremental(
+  networks: Sequence[method.Network], eval_sets: Sequence[list[dict]]
+) -> TaskScores:
+  """Accuracy, ROC-AUC and PR-AUC of each task on its own network.
+
+  Args:
+    networks: task j's network at position j.
+    eval_sets: task j's evaluation batches at position j.
+  """
+  accuracy, roc, pr = [], [], []
+  for network, batches in zip(networks, eval_sets, strict=True):
+    result = train.evaluate(
+      network.model, network.params, network.head, batches
+    )
+    accuracy.append(result.accuracy)
+    roc.append(metrics.roc_auc(result.probabilities, result.labels))
+    pr.append(metrics.pr_auc(result.probabilities, result.labels))
+  return TaskScores(accuracy, roc, pr)
+
+
+def class_incremental_accuracy(
+  networks: Sequence[method.Network], batches: list[dict]
+) -> float:
+  """Accuracy among all seen classes, task id withheld.
+
+  Args:
+    networks: the networks of tasks 0..i, in task order.
+    batches: evaluation batches of the clips of tasks 0..i, labelled by
+      position in the concatenation of the tasks' classes.
+
+  Returns:
+    Share of clips whose argmax over the concatenated heads is right.
+  """
+  probabilities, labels = [], []
+  for batch in batches:
+    logits = np.concatenate(
+      [
+        np.asarray(
+          train.chunk_logits(n.model, n.params, batch["log_mel"], n.head),
+          np.float64,
+        )
+        for n in networks
+      ],
+      axis=-1,
+    )
+    keep = batch["mask"] > 0
+    probabilities.append(train.clip_probabilities(logits)[keep])
+    labels.append(batch["label"][keep])
+  return metrics.accuracy(np.concatenate(probabilities), np.concatenate(labels))
