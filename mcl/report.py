@@ -1,0 +1,208 @@
+"""Aggregates the results.json of a sweep into tables and plots.
+
+A sweep's runs live in `<root>/<label>/<run>/results.json` (label: a
+method or ablation, run: e.g. `fold0_seed0`). For every label, each metric
+is reduced to mean ± sample standard deviation (ddof=1; 0 for one run)
+over its runs. Capacity is reported relative to STL: a run's nonzero
+parameters divided by those of the `stl` run with the same run name.
+"""
+
+import csv
+import glob
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+# (results.json key or derived name, column title).
+METRICS = (
+  ("average_accuracy", "accuracy (final avg)"),
+  ("mean_diagonal_accuracy", "accuracy (just learnt)"),
+  ("bwt", "BWT"),
+  ("fwt", "FWT"),
+  ("mean_forgetting", "forgetting"),
+  ("final_auroc", "ROC-AUC"),
+  ("final_pr_auc", "PR-AUC"),
+  ("final_class_incremental_accuracy", "class-IL accuracy"),
+  ("capacity_vs_stl", "params / STL"),
+  ("total_nonzero_params", "nonzero params"),
+  ("minutes", "minutes"),
+)
+
+
+def load_runs(root: str) -> dict[str, dict[str, dict]]:
+  """{label: {run: results}} of every finished run under `root`.
+
+  A run counts as finished when its results.json has every task done.
+  """
+  runs: dict[str, dict[str, dict]] = {}
+  for path in sorted(glob.glob(os.path.join(root, "*", "*", "results.json"))):
+    with open(path) as f:
+      results = json.load(f)
+    if results["finished_tasks"] != len(results["tasks"]):
+      continue
+    run_dir = os.path.dirname(path)
+    label = os.path.basename(os.path.dirname(run_dir))
+    runs.setdefault(label, {})[os.path.basename(run_dir)] = results
+  return runs
+
+
+def _derived(results: dict, stl: dict | None) -> dict:
+  forgetting = results.get("forgetting")
+  seconds = [s for s in results["seconds_per_task"] if s is not None]
+  return {
+    **results,
+    "mean_forgetting": float(np.mean(forgetting)) if forgetting else None,
+    "capacity_vs_stl": (
+      results["total_nonzero_params"] / stl["total_nonzero_params"]
+      if stl
+      else None
+    ),
+    "minutes": sum(seconds) / 60.0,
+  }
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
+  """(mean, sample std with ddof=1 or 0 for one value, count) of non-None.
+
+  Returns (nan, nan, 0) when every value is None.
+  """
+  x = np.asarray([v for v in values if v is not None], np.float64)
+  if x.size == 0:
+    return float("nan"), float("nan"), 0
+  std = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
+  return float(np.mean(x)), std, int(x.size)
+
+
+def aggregate(runs: dict[str, dict[str, dict]]) -> dict[str, dict]:
+  """{label: {metric: (mean, std, n)}, plus "runs": count}."""
+  stl = runs.get("stl", {})
+  table = {}
+  for label, by_run in runs.items():
+    rows = [_derived(r, stl.get(name)) for name, r in by_run.items()]
+    table[label] = {key: mean_std([r[key] for r in rows]) for key, _ in METRICS}
+    table[label]["runs"] = len(rows)
+  return table
+
+
+def _cell(stat: tuple[float, float, int]) -> str:
+  mean, std, n = stat
+  if n == 0:
+    return "–"
+  if abs(mean) >= 100:
+    return f"{mean:,.0f} ± {std:,.0f}"
+  return f"{mean:.3f} ± {std:.3f}"
+
+
+def markdown(table: dict[str, dict], order: Sequence[str] = ()) -> str:
+  """The table as Markdown, labels in `order` first."""
+  labels = [x for x in order if x in table] + sorted(
+    x for x in table if x not in order
+  )
+  header = ["method", "runs"] + [title for _, title in METRICS]
+  lines = [
+    "| " + " | ".join(header) + " |",
+    "|" + "---|" * len(header),
+  ]
+  for label in labels:
+    cells = [label, str(table[label]["runs"])]
+    cells += [_cell(table[label][key]) for key, _ in METRICS]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def write_csv(table: dict[str, dict], path: str) -> None:
+  """One row per label: runs, then mean, std and n of every metric."""
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    header = ["method", "runs"]
+    for key, _ in METRICS:
+      header += [f"{key}_mean", f"{key}_std", f"{key}_n"]
+    writer.writerow(header)
+    for label in sorted(table):
+      row = [label, table[label]["runs"]]
+      for key, _ in METRICS:
+        row += list(table[label][key])
+      writer.writerow(row)
+
+
+def mean_matrix(by_run: dict[str, dict]) -> np.ndarray:
+  """Mean test accuracy matrix over runs, NaN where undefined."""
+  stack = [
+    [[np.nan if v is None else v for v in row] for row in r["accuracy_matrix"]]
+    for r in by_run.values()
+  ]
+  return np.nanmean(np.asarray(stack, np.float64), axis=0)
+
+
+def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
+  """Writes the sweep's figures as PNG files; returns their paths.
+
+  - `matrix_<label>.png`: mean accuracy matrix heatmap per label;
+  - `per_task_accuracy.png`: accuracy on each task after each task;
+  - `accuracy_vs_params.png`: final average accuracy against nonzero
+    parameters relative to STL.
+  """
+  import matplotlib  # noqa: PLC0415 - only the plots need it
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # noqa: PLC0415
+
+  paths = []
+  for label, by_run in runs.items():
+    m = mean_matrix(by_run)
+    fig, ax = plt.subplots(figsize=(4, 3.5))
+    image = ax.imshow(m, vmin=0.0, vmax=1.0, cmap="viridis")
+    for (i, j), v in np.ndenumerate(m):
+      if not np.isnan(v):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+    ax.set(title=label, xlabel="task evaluated", ylabel="after task")
+    fig.colorbar(image, ax=ax)
+    paths.append(os.path.join(out_dir, f"matrix_{label}.png"))
+    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+  sequential = [x for x in runs if x != "joint"]
+  cols = len(sequential)
+  fig, axes = plt.subplots(
+    1, cols, figsize=(2.2 * cols, 2.6), sharey=True, squeeze=False
+  )
+  for ax, label in zip(axes[0], sequential, strict=True):
+    m = mean_matrix(runs[label])
+    for j in range(m.shape[1]):
+      ax.plot(range(j, m.shape[0]), m[j:, j], marker="o", label=f"task {j}")
+    ax.set(title=label, xlabel="after task", ylim=(0, 1.05))
+  axes[0][0].set_ylabel("test accuracy")
+  axes[0][-1].legend(fontsize=6)
+  paths.append(os.path.join(out_dir, "per_task_accuracy.png"))
+  fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+  plt.close(fig)
+
+  fig, ax = plt.subplots(figsize=(5, 4))
+  for label, row in table.items():
+    x, y = row["capacity_vs_stl"][0], row["average_accuracy"][0]
+    if not (np.isnan(x) or np.isnan(y)):
+      ax.errorbar(
+        x, y, yerr=row["average_accuracy"][1], xerr=row["capacity_vs_stl"][1],
+        marker="o", capsize=2,
+      )  # fmt: skip
+      ax.annotate(label, (x, y), fontsize=7)
+  ax.set(xlabel="nonzero parameters / STL", ylabel="final average accuracy")
+  paths.append(os.path.join(out_dir, "accuracy_vs_params.png"))
+  fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+  plt.close(fig)
+  return paths
+
+
+def write_report(root: str, order: Sequence[str] = ()) -> dict:
+  """results.md, results.csv and the plots of the sweep under `root`."""
+  runs = load_runs(root)
+  if not runs:
+    raise ValueError(f"{root}: no finished run (no complete results.json)")
+  table = aggregate(runs)
+  with open(os.path.join(root, "results.md"), "w") as f:
+    f.write(markdown(table, order))
+  write_csv(table, os.path.join(root, "results.csv"))
+  plot(runs, table, root)
+  return table

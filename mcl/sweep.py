@@ -1,0 +1,76 @@
+"""Sweep definitions: runs of `mcl.main` as (label, name, config overrides).
+
+A sweep file (e.g. `configs/sweeps/gtzan_comparison.py`) defines
+`get_sweep() -> Sweep`. `grid` expands variants x folds x seeds; any list
+of `Run`s works as well. `launch/sweep.py` runs, prints and aggregates.
+"""
+
+import dataclasses
+import json
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One `mcl.main` run: `<root>/<label>/<name>` with config overrides."""
+
+  label: str
+  name: str
+  overrides: Mapping[str, object]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  """A base config file and the runs on it."""
+
+  config: str
+  runs: Sequence[Run]
+
+
+def grid(
+  variants: Mapping[str, Mapping[str, object]],
+  folds: Sequence[int],
+  seeds: Sequence[int],
+) -> list[Run]:
+  """variants x folds x seeds: run `<label>/fold<f>_seed<s>`.
+
+  Args:
+    variants: {label: config overrides}, e.g. {"ewc": {"method": "ewc"}}.
+    folds: test folds (`data.fold`).
+    seeds: `seed` values.
+  """
+  return [
+    Run(label, f"fold{f}_seed{s}", {**overrides, "data.fold": f, "seed": s})
+    for label, overrides in variants.items()
+    for s in seeds
+    for f in folds
+  ]
+
+
+def workdir(root: str, run: Run) -> str:
+  return os.path.join(root, run.label, run.name)
+
+
+def command(run: Run, config: str, root: str, python: str = "python") -> list:
+  """The `mcl.main` command line of `run` (argv list)."""
+  argv = [python, "-m", "mcl.main", f"--config={config}"]
+  argv.append(f"--workdir={workdir(root, run)}")
+  for key, value in run.overrides.items():
+    argv.append(f"--config.{key}={value}")
+  return argv
+
+
+def shell_line(argv: Sequence[str]) -> str:
+  return " ".join(shlex.quote(a) for a in argv)
+
+
+def finished(root: str, run: Run) -> bool:
+  """True when the run's results.json has every task done."""
+  path = os.path.join(workdir(root, run), "results.json")
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    results = json.load(f)
+  return results["finished_tasks"] == len(results["tasks"])
