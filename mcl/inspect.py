@@ -2,11 +2,14 @@
 
   python -m mcl.inspect --workdir=DIR [--task=N] [--diff=M]
 
-For task N (default: the last) prints, per hidden layer, the units by
+For task N (default: the last) of a run with unit timestamps (DEN and
+the sequential baselines) prints, per hidden layer, the units by
 timestamp, the share of exact zeros in the kernel, the units split at each
 task with their semantic drift, and the parameters each task's timestamped
 network uses. `--diff=M` compares the trees after tasks M and N: units
 added, and how many of the units they share changed, and by how much.
+For column methods (STL, progressive) it lists every parameter group's
+size and zeros, and `--diff` the largest change of each shared group.
 """
 
 import collections
@@ -93,8 +96,23 @@ def diff_report(before: dict, after: dict, layers) -> list[dict]:
   ]
 
 
+def group_report(params: dict) -> list[str]:
+  """Per parameter group: scalars and the share of exact zeros.
+
+  The report of trees without unit timestamps (STL, progressive nets).
+  """
+  lines = []
+  for name, group in params.items():
+    size = sum(np.size(v) for v in group.values())
+    zeros = sum(np.sum(v == 0) for v in group.values())
+    lines.append(f"  {name:>20}: {size:7d} scalars, {zeros / size:.1%} zeros")
+  return lines
+
+
 def format_report(params: dict, metadata: dict) -> str:
   """The text report of one checkpoint."""
+  if "timestamps" not in metadata:
+    return "\n".join([f"after task {metadata['task']}", *group_report(params)])
   timestamps = checkpointing.timestamps(metadata)
   heads = models.get_model_class(metadata["model"]).from_params(params).heads
   lines = [f"after task {metadata['task']}"]
@@ -134,7 +152,15 @@ def main(argv):
   if _DIFF.value is not None:
     before, _ = load(_WORKDIR.value, _DIFF.value)
     print(f"diff task {_DIFF.value} -> task {metadata['task']}")
-    print(format_diff(before, params, list(metadata["timestamps"])))
+    if "timestamps" in metadata:
+      print(format_diff(before, params, list(metadata["timestamps"])))
+    else:
+      for name in sorted(set(before) & set(params)):
+        change = max(
+          float(np.max(np.abs(params[name][k] - v), initial=0.0))
+          for k, v in before[name].items()
+        )
+        print(f"  {name:>20}: max |change| {change:.4g}")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,10 @@ def mean_matrix(by_run: dict[str, dict]) -> np.ndarray:
     [[np.nan if v is None else v for v in row] for row in r["accuracy_matrix"]]
     for r in by_run.values()
   ]
-  return np.nanmean(np.asarray(stack, np.float64), axis=0)
+  stack = np.asarray(stack, np.float64)
+  count = np.sum(~np.isnan(stack), axis=0)
+  total = np.sum(np.nan_to_num(stack), axis=0)
+  return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:

@@ -36,6 +36,9 @@ def grid(
 ) -> list[Run]:
   """variants x folds x seeds: run `<label>/fold<f>_seed<s>`.
 
+  Ordered seed-major, then fold, then variant, so that a sweep stopped
+  early has every variant on the same folds.
+
   Args:
     variants: {label: config overrides}, e.g. {"ewc": {"method": "ewc"}}.
     folds: test folds (`data.fold`).
@@ -43,9 +46,9 @@ def grid(
   """
   return [
     Run(label, f"fold{f}_seed{s}", {**overrides, "data.fold": f, "seed": s})
-    for label, overrides in variants.items()
     for s in seeds
     for f in folds
+    for label, overrides in variants.items()
   ]
 
 

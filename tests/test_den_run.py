@@ -98,3 +98,55 @@ def test_non_finite_loss_stops_with_state_saved(tiny_config, tmp_path):
   saved = checkpointing.TaskCheckpoints(os.path.join(workdir, "nonfinite"))
   assert saved.tasks() == [0]
   assert saved.metadata(0)["phase"] == "task0/sparse"
+
+
+@pytest.fixture(scope="module")
+def method_runs(tmp_path_factory, tiny_audio_dir, tiny_data_dir):
+  """Every method of the runner on the tiny config: {method: (dir, results)}."""
+  from configs import test as test_config
+
+  out = {}
+  for name in runner.METHODS:
+    config = test_config.get_config()
+    config.data.source_dir = tiny_audio_dir
+    config.data.data_dir = tiny_data_dir
+    config.method = name
+    workdir = str(tmp_path_factory.mktemp(name))
+    out[name] = (config, workdir, runner.run(config, workdir))
+  return out
+
+
+@pytest.mark.parametrize("name", sorted(runner.METHODS))
+def test_every_method_writes_complete_results(method_runs, name):
+  _, _, results = method_runs[name]
+  assert results["method"] == name and results["finished_tasks"] == 2
+  accuracy = results["accuracy_matrix"]
+  assert all(a is not None for a in accuracy[1])
+  assert (accuracy[0][0] is None) == (name == "joint")
+  assert 0.0 <= results["final_class_incremental_accuracy"] <= 1.0
+  assert results["pr_auc_matrix"][1][1] is not None
+  if name == "joint":
+    assert results["bwt"] is None and results["fwt"] is None
+  else:
+    assert results["fwt"] == pytest.approx(
+      results["zero_shot_accuracy"][1] - results["random_init_accuracy"][1]
+    )
+  per_task = results["params_per_task"]
+  if name == "stl":  # Two independent columns, each with its head.
+    assert sum(per_task) == results["total_params"]
+  elif name == "progressive":  # Task 1 uses everything but head 0
+    assert per_task[1] + 8 * 2 + 2 == results["total_params"]  # (8 -> 2).
+  assert results["total_nonzero_params"] <= results["total_params"]
+
+
+@pytest.mark.parametrize("name", ["ewc", "replay"])
+def test_stateful_methods_resume_to_the_same_results(
+  method_runs, name, tmp_path
+):
+  config, workdir, results = method_runs[name]
+  resumed = str(tmp_path / "resumed")
+  shutil.copytree(workdir, resumed)
+  shutil.rmtree(os.path.join(resumed, "checkpoints", "1"))
+  again = runner.run(config, resumed)
+  assert _matrices(again) == _matrices(results)
+  assert again["total_nonzero_params"] == results["total_nonzero_params"]

@@ -7,10 +7,10 @@ Seeds: `--seeds=0,1,2` on the command line of launch/sweep.py.
 
 from mcl import sweep
 
-# The comparison's training budget, the same for every method: at most 60
+# The comparison's training budget, the same for every method: at most 40
 # steps per phase, validation every 10, patience 3 (configs/gtzan.py allows
 # 150 and 5). It keeps 60 runs on 2 CPU cores under 90 minutes.
-BUDGET = {"train.fit.max_steps": 60, "train.fit.patience": 3}
+BUDGET = {"train.fit.max_steps": 40, "train.fit.patience": 3}
 
 # label -> config overrides of configs/gtzan.py.
 VARIANTS = {
