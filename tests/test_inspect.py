@@ -88,3 +88,15 @@ def test_report_counts_units_by_timestamp(tmp_path):
   assert diff["dense_0"]["shared_units_changed"] == 1
   assert diff["dense_0"]["max_drift"] == np.sqrt(3.0).astype(np.float32)
   assert diff["conv_1"]["shared_units_changed"] == 0
+
+
+def test_column_methods_report_every_group_with_its_zeros():
+  params = {
+    "conv_0_col0": {"kernel": np.zeros((3, 3, 1, 2)), "bias": np.ones(2)},
+    "head_0": {"kernel": np.ones((2, 2)), "bias": np.zeros(2)},
+  }
+  text = mcl_inspect.format_report(params, {"task": 0})
+  lines = text.splitlines()
+  assert lines[0] == "after task 0"
+  assert "conv_0_col0:      20 scalars, 90.0% zeros" in lines[1]
+  assert "head_0:       6 scalars, 33.3% zeros" in lines[2]
