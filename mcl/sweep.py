@@ -53,6 +53,7 @@ def grid(
 
 
 def workdir(root: str, run: Run) -> str:
+  """The run's output folder, `<root>/<label>/<name>`."""
   return os.path.join(root, run.label, run.name)
 
 
@@ -66,6 +67,7 @@ def command(run: Run, config: str, root: str, python: str = "python") -> list:
 
 
 def shell_line(argv: Sequence[str]) -> str:
+  """`argv` as one shell-quoted command line (for `--print_only`)."""
   return " ".join(shlex.quote(a) for a in argv)
 
 

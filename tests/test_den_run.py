@@ -73,15 +73,20 @@ def test_checkpoint_restores_the_grown_network(finished_run):
     assert len(metadata["timestamps"][name]) == width
 
 
-def test_resume_after_a_kill_equals_the_uninterrupted_run(
-  finished_run, tmp_path
-):
-  config, workdir, results = finished_run
+def _resume_after_kill_in_task_1(config, workdir, tmp_path):
+  """A copy of a finished run without task 1's checkpoint, run again."""
   resumed = str(tmp_path / "resumed")
   shutil.copytree(workdir, resumed)
   # A kill during task 1: its checkpoint never finished.
   shutil.rmtree(os.path.join(resumed, "checkpoints", "1"))
-  again = runner.run(config, resumed)
+  return runner.run(config, resumed)
+
+
+def test_resume_after_a_kill_equals_the_uninterrupted_run(
+  finished_run, tmp_path
+):
+  config, workdir, results = finished_run
+  again = _resume_after_kill_in_task_1(config, workdir, tmp_path)
   assert _matrices(again) == _matrices(results)
   assert again["units_per_layer"] == results["units_per_layer"]
 
@@ -144,9 +149,6 @@ def test_stateful_methods_resume_to_the_same_results(
   method_runs, name, tmp_path
 ):
   config, workdir, results = method_runs[name]
-  resumed = str(tmp_path / "resumed")
-  shutil.copytree(workdir, resumed)
-  shutil.rmtree(os.path.join(resumed, "checkpoints", "1"))
-  again = runner.run(config, resumed)
+  again = _resume_after_kill_in_task_1(config, workdir, tmp_path)
   assert _matrices(again) == _matrices(results)
   assert again["total_nonzero_params"] == results["total_nonzero_params"]

@@ -189,14 +189,15 @@ def learn_task(
     params, timestamps = surgery.grow(
       params, timestamps, layers, heads, config.k, task, rng
     )
-    group = 0.0 if constant else learning_rate * config.group_lasso
     params = run(
       "expand",
       params,
       masks.new_unit_mask(params, timestamps, layers, task, head),
-      proximal=group_lasso_proximal(
+      proximal=l1
+      if constant
+      else group_lasso_proximal(
         learning_rate * config.l1,
-        group,
+        learning_rate * config.group_lasso,
         masks.units_of_task(timestamps, layers, task),
       ),
     )

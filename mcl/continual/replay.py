@@ -88,7 +88,19 @@ def with_replay(
   task: int,
   rng: np.random.Generator,
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Each batch of task `task` joined by `replay_size` memory chunks."""
+  """Each batch of task `task` joined by `replay_size` memory chunks.
+
+  Args:
+    batches: the task's stream, {"log_mel": float32 [B, frames, mels],
+      "label": int32 [B], ...}.
+    memory: from `update_memory`.
+    replay_size: memory chunks per batch, drawn uniformly with replacement.
+    task: the current task id.
+    rng: draws the chunks.
+
+  Returns:
+    Batches of B + replay_size chunks with "log_mel", "label" and "task".
+  """
   clips, chunks = memory["label"].size, memory["log_mel"].shape[1]
   for batch in batches:
     pick = rng.integers(0, clips * chunks, size=replay_size)

@@ -110,9 +110,9 @@ class _Experiment:
     self.method = METHODS[config.method](config, self.input_shape)
     self.fit_config = train.FitConfig(**config.train.fit)
     self.learning_rate = self.fit_config.learning_rate
-    self.test_sets = [self.eval_set(self.split.test, [t]) for t in self.tasks]
+    self.test_sets = [self.eval_set(self.split.test, t) for t in self.tasks]
     self.validation_sets = [
-      self.eval_set(self.split.validation, [t]) for t in self.tasks
+      self.eval_set(self.split.validation, t) for t in self.tasks
     ]
     self.checkpoints = checkpointing.TaskCheckpoints(
       os.path.join(workdir, "checkpoints")
@@ -120,14 +120,16 @@ class _Experiment:
     self.writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0
     )
-    self.task = None
+    self.task = None  # The task being learnt, and its training stream.
+    self.task_stream = None
+    self.global_step = 0
 
-  def eval_set(self, folds, task_list, num_chunks=None):
-    """Evaluation batches of the tasks' clips, labels in concatenated order."""
+  def eval_set(self, folds, task: tasks.Task, num_chunks=None):
+    """Evaluation batches of a task's clips in `folds`."""
     return input_pipeline.eval_batches(
       self.builder,
       folds,
-      [c for task in task_list for c in task.class_ids],
+      task.class_ids,
       chunk_frames=self.frames,
       num_chunks=num_chunks or self.config.data.eval_chunks,
       batch_size=self.config.train.eval_batch_size,
@@ -173,7 +175,7 @@ class _Experiment:
     return self.validation_sets[task]
 
   def training_clips(self, task: int, num_chunks: int):
-    return self.eval_set(self.split.train, [self.tasks[task]], num_chunks)
+    return self.eval_set(self.split.train, self.tasks[task], num_chunks)
 
   def phase(
     self,
@@ -230,7 +232,6 @@ class _Experiment:
   def initial_state(self):
     """(params, state, next task) to start from: fresh or resumed."""
     done = self.checkpoints.tasks()
-    self.global_step = 0
     if done:
       params, metadata = self.checkpoints.restore(
         done[-1],
@@ -266,7 +267,13 @@ class _Experiment:
     validation = scoring.task_incremental(
       networks, self.validation_sets[: task.index + 1]
     )
-    union = self.eval_set(self.split.test, self.tasks[: task.index + 1])
+    # All seen tasks' test clips, labelled by position among their classes.
+    union, offset = [], 0
+    for seen in self.tasks[: task.index + 1]:
+      union += [
+        {**b, "label": b["label"] + offset} for b in self.test_sets[seen.index]
+      ]
+      offset += seen.num_classes
     return {
       "accuracy_row": test.accuracy,
       "auroc_row": test.roc_auc,
