@@ -18,6 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.tasks = tasks.GTZAN_GENRE_PAIRS
 
   config.data = ml_collections.ConfigDict()
+  config.data.source = "labelled_folders"  # <label>/<clip> audio, in folds.
   config.data.source_dir = "../shared/data/gtzan_excerpts"
   config.data.data_dir = "runs/tfds"
   config.data.num_folds = 5

@@ -1,32 +1,27 @@
-"""tf.data pipelines over precomputed log-mel records.
+"""tf.data pipelines over precomputed log-mel (or waveform) records.
 
 Training draws random fixed-length chunks of whole clips (Won et al. 2020);
 evaluation takes `num_chunks` evenly spaced chunks of every clip so that the
-model's chunk predictions can be averaged per clip. Labels are remapped to
-the task's own indices 0..n-1 (task-incremental: one head per task).
+model's chunk predictions can be averaged per clip. Two kinds of stream:
+single-label task streams for continual learning, whose labels are remapped
+to the task's own indices 0..n-1 (task-incremental: one head per task), and
+multi-label tagging streams ("tags" multi-hot, MagnaTagATune top-50).
 Batches leave as numpy dicts; training never calls librosa.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 
-def split_expression(folds: Sequence[int]) -> str:
-  """TFDS split expression for a set of folds, e.g. 'fold1+fold3'."""
-  if not folds:
-    raise ValueError("at least one fold is needed")
-  return "+".join(f"fold{k}" for k in sorted(folds))
-
-
 def _task_clips(
   builder: tfds.core.DatasetBuilder,
-  folds: Sequence[int],
+  split: str,
   class_ids: Sequence[int],
 ) -> tf.data.Dataset:
-  """Clips of the given folds whose label is in `class_ids`, relabelled.
+  """Clips of `split` whose label is in `class_ids`, relabelled.
 
   The label becomes the position of the clip's class in `class_ids`.
   """
@@ -34,7 +29,7 @@ def _task_clips(
   local = np.full([num_classes], -1, np.int32)
   local[np.asarray(class_ids)] = np.arange(len(class_ids), dtype=np.int32)
   local = tf.constant(local)
-  ds = builder.as_dataset(split=split_expression(folds), shuffle_files=False)
+  ds = builder.as_dataset(split=split, shuffle_files=False)
   ds = ds.map(
     lambda ex: {
       "log_mel": ex["log_mel"],
@@ -44,26 +39,83 @@ def _task_clips(
   return ds.filter(lambda ex: ex["label"] >= 0)
 
 
-def _pad_frames(log_mel: tf.Tensor, chunk_frames: int) -> tf.Tensor:
-  """Pads a [frames, mels] clip at the end to at least `chunk_frames`."""
-  missing = tf.maximum(chunk_frames - tf.shape(log_mel)[0], 0)
-  return tf.pad(log_mel, [[0, missing], [0, 0]])
+def _pad_to(x: tf.Tensor, length: int) -> tf.Tensor:
+  """Pads axis 0 of `x` (frames or samples) at the end to `length`."""
+  x = tf.convert_to_tensor(x)
+  missing = tf.maximum(length - tf.shape(x)[0], 0)
+  return tf.pad(x, [[0, missing]] + [[0, 0]] * (x.shape.rank - 1))
+
+
+def _random_chunks(
+  ds: tf.data.Dataset, key: str, chunk_length: int, seed: int
+) -> tf.data.Dataset:
+  """Replaces `ex[key]` by a random chunk of it, seeded by (seed, position).
+
+  The chunk start is uniform over the clip (padded to one chunk), so equal
+  seeds give equal chunks of an equally ordered stream.
+  """
+
+  def random_chunk(index, ex):
+    x = _pad_to(ex[key], chunk_length)
+    start = tf.random.stateless_uniform(
+      [],
+      seed=tf.stack([tf.constant(seed, tf.int64), index]),
+      maxval=tf.shape(x)[0] - chunk_length + 1,
+      dtype=tf.int32,
+    )
+    return {**ex, key: x[start : start + chunk_length]}
+
+  return ds.enumerate().map(random_chunk, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def evenly_spaced_chunks(
+  x: tf.Tensor, chunk_length: int, num_chunks: int
+) -> tf.Tensor:
+  """`num_chunks` chunks whose starts are evenly spaced over the clip.
+
+  Args:
+    x: [frames, mels] log-mel or [samples] waveform (padded at the end if
+      shorter than one chunk).
+    chunk_length: chunk length along axis 0 (frames or samples).
+    num_chunks: chunks per clip; the first starts at 0, the last ends at
+      the clip's end (chunks overlap when the clip is short).
+
+  Returns:
+    [num_chunks, chunk_length, ...].
+  """
+  x = _pad_to(x, chunk_length)
+  last_start = tf.cast(tf.shape(x)[0] - chunk_length, tf.float32)
+  starts = tf.cast(tf.round(tf.linspace(0.0, last_start, num_chunks)), tf.int32)
+  return tf.gather(x, starts[:, None] + tf.range(chunk_length)[None, :])
+
+
+def _masked_batches(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+  """Fixed-shape batches; the last is filled with zero examples, mask 0.
+
+  Every batch has the same shape, so the evaluation step compiles once.
+  """
+  ds = ds.map(lambda ex: {**ex, "mask": tf.constant(1.0)})
+  zeros = tf.nest.map_structure(
+    lambda spec: tf.zeros(spec.shape, spec.dtype), ds.element_spec
+  )
+  padding = tf.data.Dataset.from_tensors(zeros).repeat(batch_size - 1)
+  return ds.concatenate(padding).batch(batch_size, drop_remainder=True)
 
 
 def train_batches(
   builder: tfds.core.DatasetBuilder,
-  folds: Sequence[int],
+  split: str,
   class_ids: Sequence[int],
   *,
   chunk_frames: int,
   batch_size: int,
   seed: int,
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Endless, seeded stream of random-chunk training batches.
+  """Endless, seeded stream of random-chunk training batches of a task.
 
   Args:
-    builder: a prepared `LabelledFolders` builder.
-    folds: folds to draw clips from.
+    builder: a prepared builder with "log_mel" and a "label" ClassLabel.
+    split: TFDS split expression to draw clips from, e.g. 'fold2+fold3'.
     class_ids: global label ids of the task, in head order.
     chunk_frames: chunk length in frames.
     batch_size: chunks per batch.
@@ -75,72 +127,32 @@ def train_batches(
     "label": int32 [batch]} with labels in 0..len(class_ids)-1.
 
   Raises:
-    ValueError: the folds hold no clip of the task.
+    ValueError: the split holds no clip of the task.
   """
-  clips = _task_clips(builder, folds, class_ids).cache()
+  clips = _task_clips(builder, split, class_ids).cache()
   num_clips = int(clips.reduce(0, lambda n, _: n + 1))
   if num_clips == 0:
-    raise ValueError(f"no clips of classes {class_ids} in folds {folds}")
+    raise ValueError(f"no clips of classes {class_ids} in split {split}")
   ds = clips.shuffle(num_clips, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.repeat().enumerate()
-
-  def random_chunk(index, ex):
-    log_mel = _pad_frames(ex["log_mel"], chunk_frames)
-    max_start = tf.shape(log_mel)[0] - chunk_frames + 1
-    start = tf.random.stateless_uniform(
-      [],
-      seed=tf.stack([tf.constant(seed, tf.int64), index]),
-      maxval=max_start,
-      dtype=tf.int32,
-    )
-    return {
-      "log_mel": log_mel[start : start + chunk_frames],
-      "label": ex["label"],
-    }
-
-  ds = ds.map(random_chunk, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _random_chunks(ds.repeat(), "log_mel", chunk_frames, seed)
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return iter(tfds.as_numpy(ds))
 
 
-def evenly_spaced_chunks(
-  log_mel: tf.Tensor, chunk_frames: int, num_chunks: int
-) -> tf.Tensor:
-  """`num_chunks` chunks whose starts are evenly spaced over the clip.
-
-  Args:
-    log_mel: [frames, mels] clip (padded if shorter than one chunk).
-    chunk_frames: chunk length in frames.
-    num_chunks: chunks per clip; the first starts at frame 0, the last ends
-      at the clip's last frame (chunks overlap when the clip is short).
-
-  Returns:
-    [num_chunks, chunk_frames, mels].
-  """
-  log_mel = _pad_frames(log_mel, chunk_frames)
-  last_start = tf.cast(tf.shape(log_mel)[0] - chunk_frames, tf.float32)
-  starts = tf.cast(tf.round(tf.linspace(0.0, last_start, num_chunks)), tf.int32)
-  index = starts[:, None] + tf.range(chunk_frames)[None, :]
-  return tf.gather(log_mel, index)
-
-
 def eval_batches(
   builder: tfds.core.DatasetBuilder,
-  folds: Sequence[int],
+  split: str,
   class_ids: Sequence[int],
   *,
   chunk_frames: int,
   num_chunks: int,
   batch_size: int,
 ) -> list[dict[str, np.ndarray]]:
-  """Whole-clip evaluation batches of fixed shape, in a fixed order.
-
-  The last batch is padded with zero clips whose `mask` is 0, so that every
-  batch has the same shape and the evaluation step compiles once.
+  """Whole-clip evaluation batches of a task, fixed shape, fixed order.
 
   Args:
-    builder: a prepared `LabelledFolders` builder.
-    folds: folds to evaluate.
+    builder: a prepared builder with "log_mel" and a "label" ClassLabel.
+    split: TFDS split expression to evaluate.
     class_ids: global label ids of the task, in head order.
     chunk_frames: chunk length in frames.
     num_chunks: evenly spaced chunks per clip.
@@ -148,25 +160,109 @@ def eval_batches(
 
   Returns:
     List of {"log_mel": float32 [batch, num_chunks, chunk_frames, mels],
-    "label": int32 [batch], "mask": float32 [batch]}.
+    "label": int32 [batch], "mask": float32 [batch]}; padding clips at the
+    end of the last batch have mask 0.
 
   Raises:
-    ValueError: the folds hold no clip of the task.
+    ValueError: the split holds no clip of the task.
   """
-  ds = _task_clips(builder, folds, class_ids).map(
+  ds = _task_clips(builder, split, class_ids).map(
     lambda ex: {
       "log_mel": evenly_spaced_chunks(ex["log_mel"], chunk_frames, num_chunks),
       "label": ex["label"],
-      "mask": tf.constant(1.0),
     }
   )
-  batches = list(tfds.as_numpy(ds.batch(batch_size)))
+  batches = list(tfds.as_numpy(_masked_batches(ds, batch_size)))
   if not batches:
-    raise ValueError(f"no clips of classes {class_ids} in folds {folds}")
-  last = batches[-1]
-  missing = batch_size - last["label"].shape[0]
-  batches[-1] = {
-    k: np.concatenate([v, np.zeros((missing,) + v.shape[1:], v.dtype)])
-    for k, v in last.items()
-  }
+    raise ValueError(f"no clips of classes {class_ids} in split {split}")
   return batches
+
+
+def _tagged_clips(
+  builder: tfds.core.DatasetBuilder, split: str, feature: str, **read
+) -> tf.data.Dataset:
+  """{"inputs", "tags"} of every clip; int16 PCM becomes float in [-1, 1]."""
+
+  def inputs(ex):
+    x = ex[feature]
+    if x.dtype == tf.int16:
+      x = tf.cast(x, tf.float32) / 32767.0
+    return {"inputs": x, "tags": ex["tags"]}
+
+  ds = builder.as_dataset(split=split, **read)
+  return ds.map(inputs, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def tagging_train_batches(
+  builder: tfds.core.DatasetBuilder,
+  split: str,
+  *,
+  feature: str,
+  chunk_length: int,
+  batch_size: int,
+  seed: int,
+  shuffle_buffer: int = 1024,
+) -> Iterator[dict[str, np.ndarray]]:
+  """Endless stream of random-chunk multi-label batches (Won et al. 2020).
+
+  Clips are read with shuffled files and a `shuffle_buffer`-clip buffer
+  (MagnaTagATune does not fit in memory) and cut at a random offset.
+
+  Args:
+    builder: a prepared builder with a float32 "tags" multi-hot feature.
+    split: TFDS split expression, e.g. 'train'.
+    feature: "log_mel" (chunk_length in frames) or "waveform" (samples).
+    chunk_length: chunk length along the feature's time axis.
+    batch_size: chunks per batch.
+    seed: seeds file order, shuffling and chunk offsets.
+    shuffle_buffer: clips held for shuffling.
+
+  Returns:
+    Iterator of {"inputs": float32 [batch, chunk_length, ...], "tags":
+    float32 [batch, tags]}.
+  """
+  ds = _tagged_clips(
+    builder,
+    split,
+    feature,
+    shuffle_files=True,
+    read_config=tfds.ReadConfig(shuffle_seed=seed),
+  )
+  ds = ds.shuffle(shuffle_buffer, seed=seed).repeat()
+  ds = _random_chunks(ds, "inputs", chunk_length, seed)
+  ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return iter(tfds.as_numpy(ds))
+
+
+def tagging_eval_batches(
+  builder: tfds.core.DatasetBuilder,
+  split: str,
+  *,
+  feature: str,
+  chunk_length: int,
+  num_chunks: int,
+  batch_size: int,
+) -> Iterable[dict[str, np.ndarray]]:
+  """Re-iterable, streamed whole-clip multi-label evaluation batches.
+
+  Args:
+    builder: a prepared builder with a float32 "tags" multi-hot feature.
+    split: TFDS split expression, e.g. 'valid'.
+    feature: "log_mel" or "waveform".
+    chunk_length: chunk length (frames or samples).
+    num_chunks: evenly spaced chunks per clip (16 in Won et al. 2020).
+    batch_size: clips per batch.
+
+  Returns:
+    An iterable (each pass re-reads the records, in a fixed order) of
+    {"inputs": float32 [batch, num_chunks, chunk_length, ...], "tags":
+    float32 [batch, tags], "mask": float32 [batch]}.
+  """
+  ds = _tagged_clips(builder, split, feature, shuffle_files=False).map(
+    lambda ex: {
+      "inputs": evenly_spaced_chunks(ex["inputs"], chunk_length, num_chunks),
+      "tags": ex["tags"],
+    }
+  )
+  ds = _masked_batches(ds, batch_size).prefetch(tf.data.AUTOTUNE)
+  return tfds.as_numpy(ds)

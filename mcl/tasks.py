@@ -1,10 +1,11 @@
-"""Task sequences and fold splits for continual learning.
+"""Task sequences and data splits for continual learning.
 
 A task is an ordered group of class names; its head predicts among them
-(task-incremental scenario: the task id is known at test time). The folds
-of the dataset are split into test (one fold), validation (the next fold,
+(task-incremental scenario: the task id is known at test time). A dataset
+in folds (GTZAN) is split into test (one fold), validation (the next fold,
 cyclically) and training (the rest), so validation clips always come from
-the training folds and never from the test fold.
+the training folds and never from the test fold; a dataset with a standard
+split (MagnaTagATune) uses its own train/valid/test.
 """
 
 import dataclasses
@@ -39,12 +40,19 @@ class Task:
 
 
 @dataclasses.dataclass(frozen=True)
-class FoldSplit:
-  """Which folds train, validate and test."""
+class DataSplit:
+  """TFDS split expressions that train, validate and test, e.g. 'fold0'."""
 
-  train: tuple[int, ...]
-  validation: tuple[int, ...]
-  test: tuple[int, ...]
+  train: str
+  validation: str
+  test: str
+
+
+STANDARD_SPLIT = DataSplit(train="train", validation="valid", test="test")
+
+
+def _folds(folds: Sequence[int]) -> str:
+  return "+".join(f"fold{k}" for k in sorted(folds))
 
 
 def make_tasks(
@@ -84,7 +92,7 @@ def make_tasks(
   return tasks
 
 
-def fold_split(test_fold: int, num_folds: int) -> FoldSplit:
+def fold_split(test_fold: int, num_folds: int) -> DataSplit:
   """Test fold, the next fold for validation, the others for training.
 
   Args:
@@ -92,7 +100,7 @@ def fold_split(test_fold: int, num_folds: int) -> FoldSplit:
     num_folds: total number of folds, at least 3.
 
   Returns:
-    The split.
+    The split over the TFDS splits `fold<k>`.
 
   Raises:
     ValueError: out-of-range fold or fewer than three folds.
@@ -103,4 +111,8 @@ def fold_split(test_fold: int, num_folds: int) -> FoldSplit:
     raise ValueError(f"test fold {test_fold} not in [0, {num_folds})")
   validation = (test_fold + 1) % num_folds
   train = tuple(k for k in range(num_folds) if k not in (test_fold, validation))
-  return FoldSplit(train=train, validation=(validation,), test=(test_fold,))
+  return DataSplit(
+    train=_folds(train),
+    validation=_folds([validation]),
+    test=_folds([test_fold]),
+  )

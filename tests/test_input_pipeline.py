@@ -16,7 +16,12 @@ def test_train_batches_are_task_chunks_and_seeded(builder):
   names = builder.info.features["label"].names
   class_ids = [names.index("pop"), names.index("blues")]
   stream = input_pipeline.train_batches(
-    builder, [0, 1, 2], class_ids, chunk_frames=50, batch_size=6, seed=3
+    builder,
+    "fold0+fold1+fold2",
+    class_ids,
+    chunk_frames=50,
+    batch_size=6,
+    seed=3,
   )
   batches = [next(stream) for _ in range(4)]
   for batch in batches:
@@ -27,10 +32,20 @@ def test_train_batches_are_task_chunks_and_seeded(builder):
   assert set(labels.tolist()) == {0, 1}
 
   again = input_pipeline.train_batches(
-    builder, [0, 1, 2], class_ids, chunk_frames=50, batch_size=6, seed=3
+    builder,
+    "fold0+fold1+fold2",
+    class_ids,
+    chunk_frames=50,
+    batch_size=6,
+    seed=3,
   )
   other = input_pipeline.train_batches(
-    builder, [0, 1, 2], class_ids, chunk_frames=50, batch_size=6, seed=4
+    builder,
+    "fold0+fold1+fold2",
+    class_ids,
+    chunk_frames=50,
+    batch_size=6,
+    seed=4,
   )
   np.testing.assert_array_equal(next(again)["log_mel"], batches[0]["log_mel"])
   assert not np.array_equal(next(other)["log_mel"], batches[0]["log_mel"])
@@ -40,7 +55,12 @@ def test_eval_batches_cover_every_clip_once(builder):
   names = builder.info.features["label"].names
   class_ids = [names.index("metal"), names.index("classical")]
   batches = input_pipeline.eval_batches(
-    builder, [3, 4], class_ids, chunk_frames=40, num_chunks=3, batch_size=3
+    builder,
+    "fold3+fold4",
+    class_ids,
+    chunk_frames=40,
+    num_chunks=3,
+    batch_size=3,
   )
   # Folds 3 and 4 hold one clip per genre each: 4 clips, padded to 6.
   assert len(batches) == 2

@@ -30,10 +30,12 @@ def test_bad_task_groups_are_clear_errors(groups, message):
 @pytest.mark.parametrize("test_fold", range(5))
 def test_fold_split_keeps_test_out_of_training_and_validation(test_fold):
   split = tasks.fold_split(test_fold, 5)
-  assert split.test == (test_fold,)
-  assert test_fold not in split.validation + split.train
-  assert not set(split.validation) & set(split.train)
-  assert sorted(split.test + split.validation + split.train) == list(range(5))
+  assert split.test == f"fold{test_fold}"
+  train = split.train.split("+")
+  assert len(train) == 3 and split.test not in train + [split.validation]
+  assert split.validation not in train
+  folds = sorted(train + [split.test, split.validation])
+  assert folds == [f"fold{k}" for k in range(5)]
 
 
 def test_fold_split_rejects_bad_folds():

@@ -3,7 +3,7 @@
 For each task the runner lets the method add the task's head or column
 (`begin_task`), scores that untrained network on the task (the zero-shot
 score of forward transfer), lets the method train (`learn_task`), then
-scores every task seen so far on the test and validation folds, saves an
+scores every task seen so far on the test and validation splits, saves an
 Orbax checkpoint (parameters, method state, JSON metadata with everything
 results.json needs) and rewrites `<workdir>/results.json`. A re-run with the
 same workdir resumes after the last checkpointed task; every random stream
@@ -41,7 +41,7 @@ from mcl.continual import (
   scoring,
   surgery,
 )
-from mcl.datasets import labelled_folders
+from mcl.datasets import labelled_folders, magnatagatune
 
 METHODS: dict[str, type[method.Method]] = {
   "den": den.DEN,
@@ -65,12 +65,34 @@ def _write_json(path: str, content: dict) -> None:
 
 
 def build_dataset(config: ml_collections.ConfigDict):
-  """The prepared labelled-folder builder named by `config.data`."""
-  return labelled_folders.build(
-    config.data.source_dir,
-    config.data.data_dir,
-    audio.FeatureConfig(**config.features),
-    num_folds=config.data.num_folds,
+  """The prepared builder named by `config.data` and its data split.
+
+  `config.data.source` is "labelled_folders" (GTZAN layout, split in
+  folds: `fold`, `num_folds`) or "magnatagatune" (the `genres` selection of
+  `manual_dir`, standard folder split).
+
+  Raises:
+    ValueError: unknown source.
+  """
+  features = audio.FeatureConfig(**config.features)
+  if config.data.source == "labelled_folders":
+    builder = labelled_folders.build(
+      config.data.source_dir,
+      config.data.data_dir,
+      features,
+      num_folds=config.data.num_folds,
+    )
+    return builder, tasks.fold_split(config.data.fold, config.data.num_folds)
+  if config.data.source == "magnatagatune":
+    builder = magnatagatune.build(
+      config.data.manual_dir,
+      config.data.data_dir,
+      magnatagatune.make_config("genres", features, genres=config.data.genres),
+    )
+    return builder, tasks.STANDARD_SPLIT
+  raise ValueError(
+    f"unknown data source {config.data.source!r}; known: "
+    "['labelled_folders', 'magnatagatune']"
   )
 
 
@@ -100,11 +122,10 @@ class _Experiment:
       )
     self.config = config
     self.workdir = workdir
-    self.builder = build_dataset(config)
+    self.builder, self.split = build_dataset(config)
     self.tasks = tasks.make_tasks(
       config.tasks, self.builder.info.features["label"].names
     )
-    self.split = tasks.fold_split(config.data.fold, config.data.num_folds)
     self.frames = chunk_frames(config)
     self.input_shape = (1, self.frames, config.features.n_mels)
     self.method = METHODS[config.method](config, self.input_shape)
@@ -124,11 +145,11 @@ class _Experiment:
     self.task_stream = None
     self.global_step = 0
 
-  def eval_set(self, folds, task: tasks.Task, num_chunks=None):
-    """Evaluation batches of a task's clips in `folds`."""
+  def eval_set(self, split: str, task: tasks.Task, num_chunks=None):
+    """Evaluation batches of a task's clips in `split`."""
     return input_pipeline.eval_batches(
       self.builder,
-      folds,
+      split,
       task.class_ids,
       chunk_frames=self.frames,
       num_chunks=num_chunks or self.config.data.eval_chunks,

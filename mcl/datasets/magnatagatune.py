@@ -1,0 +1,418 @@
+"""TFDS builder `magnatagatune`: MagnaTagATune (Law et al., ISMIR 2009).
+
+Manual download: the user places the clips and the label file in the
+manual directory as
+
+  <manual_dir>/annotations_final.csv     tab-separated, header row:
+                                         clip_id, 188 tag columns (0/1),
+                                         mp3_path
+  <manual_dir>/mp3/0/ ... mp3/f/         the 16 folders of mp3 clips
+
+Builder configs:
+  top50   the standard tagging benchmark (Won et al. 2020; Lee et al.
+          2017), split by rule: the 50 most frequent tags over the whole
+          annotation file, clips carrying at least one of them whose
+          decoded length is at least 29.1 s; folders 0-b train, c valid,
+          d-f test.
+  genres  single-label genre clips (Yoon et al. 2018's MTAT scenario):
+          clips carrying exactly one tag of a configured genre set, in the
+          same folder split.
+
+Each clip is decoded once (16 kHz mono; header durations are not trusted),
+its log-mel stored (`mcl.audio`) and, when asked, its waveform as 16-bit
+PCM. Decoding and feature extraction run in parallel worker processes
+with a progress bar. Clips that cannot be featurised (missing, empty,
+corrupt, shorter than the length rule) are skipped, logged and listed in
+the dataset's `metadata.json` under "skipped".
+"""
+
+import concurrent.futures
+import csv
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+import tqdm
+from absl import logging
+
+from mcl import audio
+
+_VERSION = tfds.core.Version("1.0.0")
+ANNOTATIONS = "annotations_final.csv"
+MP3_DIR = "mp3"
+# Folder of a clip (first character of its mp3_path) -> split.
+SPLIT_OF_FOLDER = {
+  **{folder: "train" for folder in "0123456789ab"},
+  "c": "valid",
+  **{folder: "test" for folder in "def"},
+}
+# The seed paper's MTAT genre scenario; all are among the top-50 tags.
+GENRES = (
+  "classical",
+  "techno",
+  "rock",
+  "pop",
+  "ambient",
+  "indian",
+  "metal",
+  "country",
+  "opera",
+  "new age",
+)
+# The length rule of the top-50 split: 29.1 s of decoded audio.
+FEATURES = audio.FeatureConfig(min_seconds=29.1, silence_db=-100.0)
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
+Download MagnaTagATune from https://mirg.city.ac.uk/codeapps/the-magnatagatune-dataset
+(mp3.zip.001-003 and {ANNOTATIONS}); unpack the clips so that the manual
+directory holds {MP3_DIR}/0/ ... {MP3_DIR}/f/ and {ANNOTATIONS} beside them.
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Annotations:
+  """The label file.
+
+  Attributes:
+    tag_names: the tag columns, in file order.
+    clip_ids: int [clips].
+    mp3_paths: relative paths, e.g. "f/artist-album-01-track-30-59.mp3".
+    tags: uint8 [clips, tags] 0/1.
+  """
+
+  tag_names: tuple[str, ...]
+  clip_ids: np.ndarray
+  mp3_paths: tuple[str, ...]
+  tags: np.ndarray
+
+
+def read_annotations(path: str) -> Annotations:
+  """Reads `annotations_final.csv` (tab-separated, values may be quoted).
+
+  Args:
+    path: the file.
+
+  Returns:
+    The annotations.
+
+  Raises:
+    FileNotFoundError: the file is missing.
+    ValueError: a bad header, a row of the wrong length or a value that is
+      not 0/1; the message names the file and line.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+      f"{path}: MagnaTagATune label file missing.{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+    )
+  with open(path, newline="", encoding="utf-8") as f:
+    rows = list(csv.reader(f, delimiter="\t"))
+  if not rows or rows[0][0] != "clip_id" or rows[0][-1] != "mp3_path":
+    raise ValueError(
+      f"{path}: header must be clip_id, <tag columns>, mp3_path; "
+      f"got {rows[0][:2] if rows else 'an empty file'} ... "
+      f"{rows[0][-1:] if rows else ''}"
+    )
+  header = rows[0]
+  clip_ids, paths, tags = [], [], []
+  for line, row in enumerate(rows[1:], start=2):
+    if len(row) != len(header):
+      raise ValueError(
+        f"{path}:{line}: {len(row)} fields, the header has {len(header)}"
+      )
+    try:
+      clip_ids.append(int(row[0]))
+      values = [int(v) for v in row[1:-1]]
+    except ValueError as e:
+      raise ValueError(f"{path}:{line}: not an integer ({e})") from e
+    if any(v not in (0, 1) for v in values):
+      raise ValueError(f"{path}:{line}: tag values must be 0 or 1")
+    tags.append(values)
+    paths.append(row[-1])
+  return Annotations(
+    tag_names=tuple(header[1:-1]),
+    clip_ids=np.asarray(clip_ids, np.int64),
+    mp3_paths=tuple(paths),
+    tags=np.asarray(tags, np.uint8).reshape(len(paths), len(header) - 2),
+  )
+
+
+def top_tags(annotations: Annotations, n: int) -> list[int]:
+  """Columns of the `n` most frequent tags, most frequent first.
+
+  Frequencies are counted over every clip of the file; ties keep file
+  order.
+  """
+  counts = annotations.tags.sum(axis=0, dtype=np.int64)
+  return np.argsort(-counts, kind="stable")[:n].tolist()
+
+
+def split_of(mp3_path: str) -> str:
+  """The split ("train", "valid" or "test") of a clip by its folder.
+
+  Raises:
+    ValueError: the path does not start with a folder 0-f.
+  """
+  folder = mp3_path.split("/", 1)[0]
+  if folder not in SPLIT_OF_FOLDER:
+    raise ValueError(f"{mp3_path}: not in a MagnaTagATune folder 0-f")
+  return SPLIT_OF_FOLDER[folder]
+
+
+def check_manual_dir(manual_dir: str) -> None:
+  """Raises FileNotFoundError saying exactly what is missing and where."""
+  missing = []
+  if not os.path.isfile(os.path.join(manual_dir, ANNOTATIONS)):
+    missing.append(f"{os.path.join(manual_dir, ANNOTATIONS)} (the label file)")
+  if not os.path.isdir(os.path.join(manual_dir, MP3_DIR)):
+    missing.append(
+      f"{os.path.join(manual_dir, MP3_DIR)}/0 ... /f (the mp3 folders)"
+    )
+  if missing:
+    raise FileNotFoundError(
+      "MagnaTagATune manual directory incomplete; missing: "
+      + "; ".join(missing)
+      + "."
+      + MANUAL_DOWNLOAD_INSTRUCTIONS
+    )
+
+
+@dataclasses.dataclass(eq=False)
+class MagnaTagATuneConfig(tfds.core.BuilderConfig):
+  """Which clips to keep and how to featurise them.
+
+  Attributes:
+    selection: "top50" (multi-label) or "genres" (single-label).
+    num_tags: tags kept by "top50".
+    genres: the genre tags of "genres", in label-id order.
+    features: log-mel parameters; `min_seconds` is the length rule.
+    waveform: also store the 16 kHz waveform as int16 PCM.
+  """
+
+  selection: str = "top50"
+  num_tags: int = 50
+  genres: tuple[str, ...] = GENRES
+  features: audio.FeatureConfig = FEATURES
+  waveform: bool = False
+
+
+def make_config(
+  selection: str,
+  features: audio.FeatureConfig = FEATURES,
+  *,
+  genres: Sequence[str] = GENRES,
+  waveform: bool = False,
+) -> MagnaTagATuneConfig:
+  """The registered config for default settings, else a derived one.
+
+  A derived config is named `<selection>_<digest of the settings>`, so two
+  builds with equal settings share their records.
+
+  Raises:
+    ValueError: unknown selection or fewer than two genres.
+  """
+  if selection not in ("top50", "genres"):
+    raise ValueError(f"selection must be top50 or genres, got {selection!r}")
+  if selection == "genres" and len(set(genres)) < 2:
+    raise ValueError(f"need at least two distinct genres, got {genres}")
+  config = MagnaTagATuneConfig(
+    name=selection,
+    version=_VERSION,
+    selection=selection,
+    genres=tuple(genres),
+    features=features,
+    waveform=waveform,
+  )
+  if (features, waveform) == (FEATURES, False) and (
+    selection == "top50" or tuple(genres) == GENRES
+  ):
+    return config
+  key = json.dumps(
+    [dataclasses.asdict(features), list(genres), waveform], sort_keys=True
+  )
+  digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+  return dataclasses.replace(config, name=f"{selection}_{digest}")
+
+
+def _featurise(
+  path: str, features: audio.FeatureConfig, waveform: bool
+) -> tuple[dict[str, np.ndarray] | None, str | None]:
+  """Worker: (features, None) or (None, problem). Runs in a subprocess."""
+  try:
+    signal = audio.load_audio(path, features.sample_rate)
+    audio.check_audio(path, signal, features)
+  except audio.AudioError as e:
+    return None, e.problem
+  out = {"log_mel": audio.log_mel(signal, features)}
+  if waveform:
+    pcm = np.round(np.clip(signal, -1.0, 1.0) * 32767.0)
+    out["waveform"] = pcm.astype(np.int16)
+  return out, None
+
+
+class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
+  """MagnaTagATune log-mel clips: top-50 tags or single-label genres."""
+
+  name = "magnatagatune"
+  VERSION = _VERSION
+  BUILDER_CONFIGS = [make_config("top50"), make_config("genres")]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+
+  def __init__(self, *, num_workers: int | None = None, **kwargs):
+    """Args: num_workers: feature processes (default: all cores)."""
+    self._num_workers = num_workers or os.cpu_count() or 1
+    self._skipped = []
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    config = self.builder_config
+    features = {
+      "log_mel": tfds.features.Tensor(
+        shape=(None, config.features.n_mels), dtype=np.float32
+      ),
+      "clip_id": np.int64,
+      "mp3_path": tfds.features.Text(),
+    }
+    if config.waveform:
+      features["waveform"] = tfds.features.Tensor(shape=(None,), dtype=np.int16)
+    if config.selection == "top50":
+      features["tags"] = tfds.features.Tensor(
+        shape=(config.num_tags,), dtype=np.float32
+      )
+    else:
+      features["label"] = tfds.features.ClassLabel(names=list(config.genres))
+    return self.dataset_info_from_configs(
+      features=tfds.features.FeaturesDict(features),
+      metadata=tfds.core.MetadataDict(),
+      description=f"MagnaTagATune, {config.selection} selection.",
+    )
+
+  def _split_generators(self, dl_manager):
+    manual_dir = dl_manager.manual_dir
+    check_manual_dir(manual_dir)
+    annotations = read_annotations(os.path.join(manual_dir, ANNOTATIONS))
+    clips = self._select(annotations)
+    self.info.metadata["skipped"] = self._skipped
+    self.info.metadata["selected"] = {
+      split: sum(1 for c in clips if c["split"] == split)
+      for split in ("train", "valid", "test")
+    }
+    mp3_dir = os.path.join(manual_dir, MP3_DIR)
+    return {
+      split: self._generate_examples(
+        mp3_dir, [c for c in clips if c["split"] == split], split
+      )
+      for split in ("train", "valid", "test")
+    }
+
+  def _select(self, annotations: Annotations) -> list[dict]:
+    """The clips of the config, with their labels and split."""
+    config = self.builder_config
+    names = list(annotations.tag_names)
+    if config.selection == "top50":
+      columns = top_tags(annotations, config.num_tags)
+      self.info.metadata["tags"] = [names[c] for c in columns]
+      labels = annotations.tags[:, columns].astype(np.float32)
+      keep = labels.sum(axis=1) > 0
+    else:
+      unknown = [g for g in config.genres if g not in names]
+      if unknown:
+        raise ValueError(f"genres {unknown} are not tags of the label file")
+      genre_tags = annotations.tags[:, [names.index(g) for g in config.genres]]
+      keep = genre_tags.sum(axis=1) == 1
+      labels = genre_tags.argmax(axis=1)
+    return [
+      {
+        "clip_id": int(annotations.clip_ids[i]),
+        "mp3_path": annotations.mp3_paths[i],
+        "split": split_of(annotations.mp3_paths[i]),
+        "labels": labels[i],
+      }
+      for i in np.flatnonzero(keep)
+    ]
+
+  def _generate_examples(
+    self, mp3_dir: str, clips: list[dict], split: str
+  ) -> Iterator[tuple[int, dict]]:
+    config = self.builder_config
+    paths = [os.path.join(mp3_dir, c["mp3_path"]) for c in clips]
+    # Spawn: forking a process that holds TensorFlow's threads can hang.
+    with concurrent.futures.ProcessPoolExecutor(
+      self._num_workers, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+      results = pool.map(
+        _featurise,
+        paths,
+        [config.features] * len(paths),
+        [config.waveform] * len(paths),
+        chunksize=4,
+      )
+      progress = tqdm.tqdm(results, total=len(paths), desc=f"MTAT {split}")
+      for clip, path, (features, problem) in zip(
+        clips, paths, progress, strict=True
+      ):
+        if features is None:
+          logging.warning("Skipping clip %s: %s", path, problem)
+          self._skipped.append({"path": path, "problem": problem})
+          continue
+        label_key = "tags" if config.selection == "top50" else "label"
+        yield (
+          clip["clip_id"],
+          {
+            **features,
+            "clip_id": clip["clip_id"],
+            "mp3_path": clip["mp3_path"],
+            label_key: clip["labels"],
+          },
+        )
+
+
+def build(
+  manual_dir: str,
+  data_dir: str,
+  config: MagnaTagATuneConfig,
+  *,
+  num_workers: int | None = None,
+) -> MagnaTagATune:
+  """Builds (or reuses) MagnaTagATune records.
+
+  Args:
+    manual_dir: holds `annotations_final.csv` and `mp3/0` ... `mp3/f`.
+    data_dir: TFDS data directory where the records are written.
+    config: from `make_config`.
+    num_workers: feature-extraction processes (default: all cores).
+
+  Returns:
+    The prepared builder; `info.metadata["skipped"]` lists skipped clips
+    and, for top50, `info.metadata["tags"]` the tag of each label column.
+
+  Raises:
+    FileNotFoundError: the manual directory lacks a piece; the message
+      says what to put where.
+    ValueError: a malformed label file or an unknown genre.
+  """
+  # A registered config is passed by name (TFDS refuses an equal object).
+  registered = config.name in MagnaTagATune.builder_configs
+  builder = MagnaTagATune(
+    config=config.name if registered else config,
+    data_dir=data_dir,
+    num_workers=num_workers,
+  )
+  if not builder.is_prepared():
+    check_manual_dir(manual_dir)
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+  )
+  skipped = builder.info.metadata.get("skipped", [])
+  logging.info(
+    "MagnaTagATune %s: %s clips, %d skipped%s",
+    config.name,
+    {k: v.num_examples for k, v in builder.info.splits.items()},
+    len(skipped),
+    "".join(f"\n  {s['path']}: {s['problem']}" for s in skipped),
+  )
+  return builder
