@@ -18,6 +18,15 @@ GTZAN_GENRE_PAIRS = (
   ("metal", "pop"),
   ("reggae", "rock"),
 )
+# Yoon et al. 2018's MagnaTagATune scenario: five pairs of the genre tags
+# (`mcl.datasets.magnatagatune.GENRES`), single-label clips.
+MTAT_GENRE_PAIRS = (
+  ("classical", "techno"),
+  ("rock", "pop"),
+  ("ambient", "indian"),
+  ("metal", "country"),
+  ("opera", "new age"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
