@@ -12,6 +12,7 @@ from mcl import tasks
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.experiment = "continual"
   config.method = "den"
   config.seed = 0
   # A tuple of tuples, so --config.tasks="(('rock', 'pop'), ...)" works.

@@ -2,7 +2,10 @@
 
   python -m mcl.main --config=configs/gtzan.py --workdir=DIR
 
-Config values are overridden on the command line, e.g.
+`config.experiment` picks the experiment: "continual" (a method over a task
+sequence, `mcl.continual.runner`) or "tagging" (one model on the
+MagnaTagATune top-50 benchmark, `mcl.tagging.experiment`). Config values
+are overridden on the command line, e.g.
 `--config.data.fold=2 --config.den.k=8`.
 """
 
@@ -14,6 +17,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mcl.continual import runner
+from mcl.tagging import experiment
+
+EXPERIMENTS = {"continual": runner.run, "tagging": experiment.run}
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file.", lock_config=True
@@ -42,13 +48,12 @@ def main(argv):
     jax.process_count(),
     jax.devices(),
   )
-  results = runner.run(_CONFIG.value, _WORKDIR.value)
-  logging.info(
-    "Average accuracy %.3f, BWT %s, params per task %s",
-    results["average_accuracy"],
-    results["bwt"],
-    results["params_per_task"],
-  )
+  config = _CONFIG.value
+  if config.experiment not in EXPERIMENTS:
+    raise app.UsageError(
+      f"unknown experiment {config.experiment!r}; known: {sorted(EXPERIMENTS)}"
+    )
+  EXPERIMENTS[config.experiment](config, _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,61 @@ def forward_transfer(
   return float(
     np.mean([zero_shot[j] - random_init[j] for j in range(1, len(zero_shot))])
   )
+
+
+def _scorable_tags(tags: np.ndarray) -> np.ndarray:
+  """Bool [n_tags]: the tags with at least one positive and one negative."""
+  positives = np.sum(tags > 0, axis=0)
+  return (positives > 0) & (positives < tags.shape[0])
+
+
+def tag_roc_auc(probabilities: np.ndarray, tags: np.ndarray) -> float | None:
+  """Macro ROC-AUC over tags (multi-label auto-tagging).
+
+  The area under each tag's ROC curve (scikit-learn `roc_auc_score`, one
+  binary problem per column), averaged over tags with equal weight, as in
+  Won et al., "Evaluation of CNN-based automatic music tagging models"
+  (SMC 2020). A tag with no positive or no negative clip has no ROC curve
+  and is left out of the average.
+
+  Args:
+    probabilities: float [clips, n_tags], any monotone score per tag.
+    tags: 0/1 [clips, n_tags], the multi-hot ground truth.
+
+  Returns:
+    The mean area over the scorable tags, or None when no tag is scorable.
+  """
+  keep = _scorable_tags(tags)
+  if not keep.any():
+    return None
+  return float(
+    sk_metrics.roc_auc_score(
+      tags[:, keep] > 0, probabilities[:, keep], average="macro"
+    )
+  )
+
+
+def tag_pr_auc(probabilities: np.ndarray, tags: np.ndarray) -> float | None:
+  """Macro PR-AUC over tags: average precision (scikit-learn), per tag.
+
+  Each tag's average precision, sum_n (R_n - R_{n-1}) P_n over the
+  thresholds n (scikit-learn `average_precision_score`), averaged over tags
+  with equal weight (Won et al., SMC 2020). A tag with no positive or no
+  negative clip is left out of the average.
+
+  Args:
+    probabilities: float [clips, n_tags].
+    tags: 0/1 [clips, n_tags].
+
+  Returns:
+    The mean average precision over the scorable tags, or None when no tag
+    is scorable.
+  """
+  keep = _scorable_tags(tags)
+  if not keep.any():
+    return None
+  return float(
+    sk_metrics.average_precision_score(
+      tags[:, keep] > 0, probabilities[:, keep], average="macro"
+    )
+  )

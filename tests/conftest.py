@@ -18,6 +18,9 @@ MTAT_CLIP = os.path.join(
   "joram-moments_of_clarity-08-solipsism-59-88.mp3",
 )
 TINY_GENRES = ("blues", "classical", "metal", "pop")
+MTAT_GENRES = ("classical", "metal", "pop", "rock")
+# GTZAN clip index -> MTAT folder: 6 train, 2 valid, 2 test clips per genre.
+MTAT_FOLDERS = ("0", "3", "5", "7", "9", "b", "c", "c", "d", "f")
 TINY_CLIPS_PER_GENRE = 5
 
 
@@ -52,3 +55,31 @@ def tiny_config(tiny_audio_dir, tiny_data_dir):
   config.data.source_dir = tiny_audio_dir
   config.data.data_dir = tiny_data_dir
   return config
+
+
+@pytest.fixture(scope="session")
+def mtat_from_gtzan(gtzan_dir, tmp_path_factory):
+  """An MTAT manual dir whose clips are real GTZAN recordings.
+
+  The full MTAT is not at hand. 40 GTZAN excerpts of `MTAT_GENRES` are laid
+  out as `mp3/<folder>/<clip>.mp3` (libsndfile reads them by content) with
+  an `annotations_final.csv` in the documented format that tags each with
+  its genre and "guitar"; one extra row carries two genre tags (not
+  single-label; its file does not exist).
+  """
+  root = tmp_path_factory.mktemp("mtat_from_gtzan")
+  tags = ["guitar", *MTAT_GENRES]
+  lines = ["\t".join(["clip_id", *tags, "mp3_path"])]
+  for g, genre in enumerate(MTAT_GENRES):
+    for i, folder in enumerate(MTAT_FOLDERS):
+      path = f"{folder}/{genre}.{i:05d}.mp3"
+      os.makedirs(root / "mp3" / folder, exist_ok=True)
+      os.symlink(
+        os.path.join(gtzan_dir, genre, f"{genre}.{i:05d}.wav"),
+        root / "mp3" / path,
+      )
+      values = ["1" if t in ("guitar", genre) else "0" for t in tags]
+      lines.append("\t".join([str(100 * g + i), *values, path]))
+  lines.append("\t".join(["999", "0", "1", "1", "0", "0", "0/both.mp3"]))
+  (root / "annotations_final.csv").write_text("\n".join(lines) + "\n")
+  return str(root)

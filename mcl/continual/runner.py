@@ -409,4 +409,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   out = experiment.write_results(params, state)
   experiment.writer.flush()
   experiment.checkpoints.close()
+  logging.info(
+    "Average accuracy %.3f, BWT %s, params per task %s",
+    out["average_accuracy"],
+    out["bwt"],
+    out["params_per_task"],
+  )
   return out

@@ -206,11 +206,19 @@ def make_config(
   *,
   genres: Sequence[str] = GENRES,
   waveform: bool = False,
+  num_tags: int = 50,
 ) -> MagnaTagATuneConfig:
   """The registered config for default settings, else a derived one.
 
   A derived config is named `<selection>_<digest of the settings>`, so two
   builds with equal settings share their records.
+
+  Args:
+    selection: "top50" or "genres".
+    features: log-mel parameters; `min_seconds` is the length rule.
+    genres: the genre tags of "genres", in label-id order.
+    waveform: also store the 16 kHz waveform (int16 PCM).
+    num_tags: tags kept by "top50" (50 in the benchmark).
 
   Raises:
     ValueError: unknown selection or fewer than two genres.
@@ -226,13 +234,15 @@ def make_config(
     genres=tuple(genres),
     features=features,
     waveform=waveform,
+    num_tags=num_tags,
   )
-  if (features, waveform) == (FEATURES, False) and (
+  if (features, waveform, num_tags) == (FEATURES, False, 50) and (
     selection == "top50" or tuple(genres) == GENRES
   ):
     return config
   key = json.dumps(
-    [dataclasses.asdict(features), list(genres), waveform], sort_keys=True
+    [dataclasses.asdict(features), list(genres), waveform, num_tags],
+    sort_keys=True,
   )
   digest = hashlib.sha1(key.encode()).hexdigest()[:10]
   return dataclasses.replace(config, name=f"{selection}_{digest}")
@@ -314,6 +324,11 @@ class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     names = list(annotations.tag_names)
     if config.selection == "top50":
+      if len(names) < config.num_tags:
+        raise ValueError(
+          f"{ANNOTATIONS} has {len(names)} tag columns; the selection "
+          f"keeps the {config.num_tags} most frequent"
+        )
       columns = top_tags(annotations, config.num_tags)
       self.info.metadata["tags"] = [names[c] for c in columns]
       labels = annotations.tags[:, columns].astype(np.float32)

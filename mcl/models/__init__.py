@@ -1,11 +1,24 @@
 """Flax linen models, chosen by name from an explicit registry."""
 
 from mcl.models.conv_classifier import ConvClassifier, head_name
+from mcl.models.crnn import CRNN
+from mcl.models.fcn import FCN
+from mcl.models.musicnn import Musicnn
 from mcl.models.progressive_net import ProgressiveNet
+from mcl.models.sample_cnn import SampleCNN, SampleCNNSE
+from mcl.models.short_chunk import ShortChunkCNN, ShortChunkResNet
 
 MODELS = {
   "conv_classifier": ConvClassifier,
   "progressive_net": ProgressiveNet,
+  # The music-tagging zoo of Won et al. 2020; inputs in models.inputs.
+  "fcn": FCN,
+  "musicnn": Musicnn,
+  "short_chunk_cnn": ShortChunkCNN,
+  "short_chunk_resnet": ShortChunkResNet,
+  "crnn": CRNN,
+  "sample_cnn": SampleCNN,
+  "sample_cnn_se": SampleCNNSE,
 }
 
 
@@ -21,9 +34,16 @@ def get_model_class(name: str):
 
 
 __all__ = [
+  "CRNN",
+  "FCN",
   "MODELS",
   "ConvClassifier",
+  "Musicnn",
   "ProgressiveNet",
+  "SampleCNN",
+  "SampleCNNSE",
+  "ShortChunkCNN",
+  "ShortChunkResNet",
   "get_model_class",
   "head_name",
 ]

@@ -1,0 +1,13 @@
+"""Sample-level CNN + SE (Kim et al. 2018): 59,049 raw samples.
+
+MagnaTagATune top-50 with the recipe of Won et al. 2020
+(`configs/mtat_tagging.py`).
+"""
+
+import ml_collections
+
+from configs import mtat_tagging
+
+
+def get_config() -> ml_collections.ConfigDict:
+  return mtat_tagging.make("sample_cnn_se")

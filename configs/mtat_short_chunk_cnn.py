@@ -1,0 +1,13 @@
+"""Short-chunk CNN (Won et al. 2020): 3.69 s of 128-band log-mel.
+
+MagnaTagATune top-50 with the recipe of Won et al. 2020
+(`configs/mtat_tagging.py`).
+"""
+
+import ml_collections
+
+from configs import mtat_tagging
+
+
+def get_config() -> ml_collections.ConfigDict:
+  return mtat_tagging.make("short_chunk_cnn")

@@ -1,0 +1,176 @@
+"""One zoo model on the MagnaTagATune top-50 benchmark (Won et al. 2020).
+
+Builds (or reuses) the `top50` records of the manual download, trains the
+model with the staged recipe (`mcl.tagging.train.fit`: batch of random
+chunks, one validation pass per epoch, best variables by validation loss),
+then scores those best variables on the test split (16 evenly spaced chunks
+per clip, clip probabilities averaged) and writes `<workdir>/results.json`.
+A re-run with the same workdir resumes from the last validation pass.
+"""
+
+import dataclasses
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers
+
+from mcl import audio, input_pipeline, models
+from mcl.datasets import magnatagatune
+from mcl.models import inputs
+from mcl.tagging import evaluation, train
+from mcl.tagging import recipe as recipes
+
+
+def build_dataset(config: ml_collections.ConfigDict):
+  """The prepared `top50` builder of `config.data` for `config.input`."""
+  return magnatagatune.build(
+    config.data.manual_dir,
+    config.data.data_dir,
+    magnatagatune.make_config(
+      "top50",
+      audio.FeatureConfig(**config.features),
+      waveform=config.input.feature == "waveform",
+      num_tags=config.data.num_tags,
+    ),
+  )
+
+
+def make_recipe(
+  config: ml_collections.ConfigDict, train_clips: int
+) -> recipes.Recipe:
+  """`config.train`'s stages; `steps_per_epoch` 0 means one pass per epoch.
+
+  Raises:
+    ValueError: a stage with an unknown optimizer, or an empty budget.
+  """
+  steps_per_epoch = config.train.steps_per_epoch or math.ceil(
+    train_clips / config.train.batch_size
+  )
+  return recipes.Recipe(
+    stages=tuple(recipes.Stage(*stage) for stage in config.train.stages),
+    weight_decay=config.train.weight_decay,
+    momentum=config.train.momentum,
+    eval_every=steps_per_epoch,
+    max_evals=config.train.max_epochs,
+    patience_resets_on_improvement=config.train.patience_resets,
+  )
+
+
+def _figures(result: evaluation.TagEvaluation) -> dict:
+  return {
+    "loss": result.loss,
+    "roc_auc": result.roc_auc,
+    "pr_auc": result.pr_auc,
+  }
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains and tests `config.model` on MagnaTagATune top-50.
+
+  Args:
+    config: see `configs/mtat_tagging.py`.
+    workdir: output folder: checkpoints (latest/, best/), TensorBoard
+      events, results.json.
+
+  Returns:
+    The content of `<workdir>/results.json`: validation and test loss,
+    macro ROC-AUC and PR-AUC, parameter count, steps, best pass.
+
+  Raises:
+    FileNotFoundError: the manual download is incomplete.
+    ValueError: unknown model, or a bad data or recipe setting.
+    mcl.train.NonFiniteLossError: training diverged (state saved under
+      `<workdir>/nonfinite`).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  builder = build_dataset(config)
+  spec = inputs.InputSpec(**config.input)
+  model = models.get_model_class(config.model.name)(
+    **config.model.widths, num_classes=config.data.num_tags
+  )
+  init_rng, fit_rng = jax.random.split(jax.random.key(config.seed))
+  variables = model.init(
+    {"params": init_rng, "dropout": init_rng},
+    jnp.zeros((1, *spec.shape)),
+    train=False,
+  )
+  num_params = sum(np.size(p) for p in jax.tree.leaves(variables["params"]))
+  train_clips = builder.info.splits["train"].num_examples
+  logging.info(
+    "%s (%d params) on %s, %d train clips",
+    config.model.name,
+    num_params,
+    spec,
+    train_clips,
+  )
+
+  def train_batches(pass_index: int):
+    return input_pipeline.tagging_train_batches(
+      builder,
+      "train",
+      feature=spec.feature,
+      chunk_length=spec.length,
+      batch_size=config.train.batch_size,
+      seed=config.seed * 1_000_003 + pass_index,
+      shuffle_buffer=config.train.shuffle_buffer,
+    )
+
+  def eval_batches(split: str):
+    return input_pipeline.tagging_eval_batches(
+      builder,
+      split,
+      feature=spec.feature,
+      chunk_length=spec.length,
+      num_chunks=config.train.eval_chunks,
+      batch_size=config.train.eval_batch_size,
+    )
+
+  writer = metric_writers.create_default_writer(
+    workdir, just_logging=jax.process_index() > 0
+  )
+  result = train.fit(
+    model,
+    variables,
+    train_batches,
+    lambda: eval_batches("valid"),
+    make_recipe(config, train_clips),
+    workdir,
+    rng=fit_rng,
+    writer=writer,
+  )
+  test = evaluation.evaluate(model, result.variables, eval_batches("test"))
+  out = {
+    "model": config.model.name,
+    "input": dict(config.input),
+    "params": int(num_params),
+    "tags": list(builder.info.metadata["tags"]),
+    "clips": {k: v.num_examples for k, v in builder.info.splits.items()},
+    "skipped_clips": len(builder.info.metadata.get("skipped", [])),
+    "steps": result.steps,
+    "best_pass": result.best_pass,
+    "validation": {
+      "loss": result.validation_loss,
+      "roc_auc": result.validation_roc_auc,
+      "pr_auc": result.validation_pr_auc,
+    },
+    "test": _figures(test),
+    "history": [dataclasses.asdict(record) for record in result.history],
+  }
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(out, f, indent=1)
+  writer.flush()
+  logging.info(
+    "%s test ROC-AUC %s, PR-AUC %s (best pass %d of %d steps)",
+    config.model.name,
+    test.roc_auc,
+    test.pr_auc,
+    result.best_pass,
+    result.steps,
+  )
+  return out

@@ -1,0 +1,226 @@
+"""The music-tagging zoo of Won et al. 2020: shapes at the paper inputs,
+parameter counts against the reference PyTorch code, and a few training
+steps of tiny versions on a real MagnaTagATune clip."""
+
+import functools
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mcl import audio, models
+from mcl.models import inputs, layers
+from tests import conftest
+
+ZOO = (
+  "fcn",
+  "musicnn",
+  "short_chunk_cnn",
+  "short_chunk_resnet",
+  "crnn",
+  "sample_cnn",
+  "sample_cnn_se",
+)
+
+# Trainable parameters of the reference PyTorch models
+# (minzwon/sota-music-tagging-models, training/model.py and modules.py,
+# default arguments, Musicnn with dataset="mtat"), counted as
+# sum(p.numel() for p in model.parameters() if p.requires_grad) with torch
+# 2.13 on a scratch transcription of those classes (the torchaudio
+# spectrogram has no parameters), and independently by hand from the layer
+# definitions (conv in*out*k + out, BatchNorm 2C, Linear in*out + out, GRU
+# 3*(in*h + h*h + 2h) per layer); both agree.
+REFERENCE_PARAMS = {
+  "fcn": 447_732,
+  "musicnn": 784_300,
+  "short_chunk_cnn": 3_687_348,
+  "short_chunk_resnet": 12_104_244,
+  "crnn": 394_100,
+  "sample_cnn": 1_869_874,
+  "sample_cnn_se": 6_951_858,
+}
+# torch's GRU has two bias vectors per gate (b_i*, b_h*), 6h per layer;
+# flax's GRUCell keeps one per gate plus the reset-gated b_hn, 4h per
+# layer. The r and z gates only ever see b_i + b_h, so the models compute
+# the same functions: the gap is 2 layers * 2 gates * 32 units.
+STRUCTURAL_GAP = {"crnn": -2 * 2 * 32}
+
+# Tiny widths and short crops for the training test: (fields, length).
+TINY = {
+  "fcn": (dict(widths=(4, 8, 8, 8, 4)), 1280),
+  "musicnn": (
+    dict(timbral_width=8, temporal_width=4, backend_width=8, dense_width=16),
+    188,
+  ),
+  "short_chunk_cnn": (dict(n_channels=4), 128),
+  "short_chunk_resnet": (dict(n_channels=4), 128),
+  "crnn": (dict(conv_widths=(4, 8, 8, 8), gru_width=8), 384),
+  "sample_cnn": (dict(widths=(8,) * 11), 59_049),
+  "sample_cnn_se": (dict(widths=(8,) * 11, dense_width=16), 59_049),
+}
+BATCH = 4
+
+
+def abstract_variables(model, x):
+  return jax.eval_shape(
+    functools.partial(model.init, train=False), jax.random.key(0), x
+  )
+
+
+def count_params(variables) -> int:
+  return sum(leaf.size for leaf in jax.tree.leaves(variables["params"]))
+
+
+def test_paper_inputs_cover_the_zoo():
+  assert set(inputs.PAPER_INPUTS) == set(ZOO)
+  assert set(ZOO) <= set(models.MODELS)
+  assert inputs.PAPER_INPUTS["fcn"].shape == (1819, 96)
+  assert inputs.PAPER_INPUTS["musicnn"].shape == (188, 96)
+  assert inputs.PAPER_INPUTS["short_chunk_cnn"].shape == (231, 128)
+  assert inputs.PAPER_INPUTS["sample_cnn"].shape == (59_049,)
+  with pytest.raises(ValueError):
+    inputs.InputSpec("waveform", 59_049, 128)
+  with pytest.raises(ValueError):
+    inputs.InputSpec("mfcc", 100, 20)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_builds_at_paper_input(name):
+  spec = inputs.PAPER_INPUTS[name]
+  model = models.get_model_class(name)()
+  x = jax.ShapeDtypeStruct((2, *spec.shape), jnp.float32)
+  variables = abstract_variables(model, x)
+  assert set(variables) == {"params", "batch_stats"}
+  logits = jax.eval_shape(
+    functools.partial(model.apply, train=False), variables, x
+  )
+  assert logits.shape == (2, 50)
+  assert logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", ["fcn", "crnn"])
+def test_builds_at_reference_code_length(name):
+  # The reference training script crops FCN/CRNN inputs to 29 s, not 29.1.
+  frames = inputs.frames(29 * 16_000)
+  assert frames == 1813
+  model = models.get_model_class(name)()
+  x = jax.ShapeDtypeStruct((2, frames, 96), jnp.float32)
+  logits = jax.eval_shape(
+    functools.partial(model.apply, train=False), abstract_variables(model, x), x
+  )
+  assert logits.shape == (2, 50)
+
+
+def test_wrong_input_size_is_a_clear_error():
+  model = models.get_model_class("short_chunk_cnn")()
+  x = jax.ShapeDtypeStruct((2, 231, 96), jnp.float32)
+  with pytest.raises(ValueError, match="short_chunk_cnn"):
+    abstract_variables(model, x)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_param_count_matches_reference(name):
+  spec = inputs.PAPER_INPUTS[name]
+  model = models.get_model_class(name)()
+  x = jax.ShapeDtypeStruct((2, *spec.shape), jnp.float32)
+  ours = count_params(abstract_variables(model, x))
+  reference = REFERENCE_PARAMS[name]
+  gap = STRUCTURAL_GAP.get(name, 0)
+  if not gap:
+    assert abs(ours - reference) <= 0.02 * reference
+  # Tighter than the 2 % contract: every layer matches the reference, so
+  # any difference means an architecture change.
+  assert ours - reference == gap
+
+
+def test_disjoint_max_pool_floors_like_torch():
+  x = np.arange(2 * 7 * 5 * 3, dtype=np.float32).reshape(2, 7, 5, 3)
+  x = np.random.default_rng(0).permutation(x.ravel()).reshape(x.shape)
+  pooled = layers.disjoint_max_pool(jnp.asarray(x), (3, 2))
+  expected = np.zeros((2, 2, 2, 3), np.float32)
+  for i in range(2):
+    for j in range(2):
+      window = x[:, 3 * i : 3 * i + 3, 2 * j : 2 * j + 2]
+      expected[:, i, j] = window.max(axis=(1, 2))
+  np.testing.assert_array_equal(np.asarray(pooled), expected)
+
+
+@pytest.fixture(scope="module")
+def mtat_waveform():
+  if not os.path.exists(conftest.MTAT_CLIP):
+    pytest.skip(f"real MTAT clip not found at {conftest.MTAT_CLIP}")
+  return audio.load_audio(conftest.MTAT_CLIP, 16_000)
+
+
+@pytest.fixture(scope="module")
+def mtat_log_mels(mtat_waveform):
+  """n_mels -> float32 [frames, n_mels] log-mel of the whole clip."""
+  return {
+    n: audio.log_mel(mtat_waveform, audio.FeatureConfig(n_mels=n))
+    for n in (96, 128)
+  }
+
+
+def crops(signal: np.ndarray, length: int) -> jnp.ndarray:
+  """BATCH evenly spaced crops of `length` along axis 0 of `signal`."""
+  starts = np.linspace(0, signal.shape[0] - length, BATCH).astype(int)
+  return jnp.asarray(np.stack([signal[s : s + length] for s in starts]))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_tiny_model_trains_on_real_audio(name, mtat_waveform, mtat_log_mels):
+  fields, length = TINY[name]
+  spec = inputs.PAPER_INPUTS[name]
+  if spec.feature == "waveform":
+    x = crops(mtat_waveform, length)
+  else:
+    x = crops(mtat_log_mels[spec.n_mels], length)
+  model = models.get_model_class(name)(**fields)
+  target = jnp.asarray(
+    np.random.default_rng(0).random((BATCH, 50)) < 0.2, jnp.float32
+  )
+  variables = model.init(jax.random.key(0), x, train=False)
+  params, batch_stats = variables["params"], variables["batch_stats"]
+  optimiser = optax.adam(3e-3)
+  opt_state = optimiser.init(params)
+  chex.clear_trace_counter()  # `step` is a new function per model
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(params, batch_stats, opt_state, rng):
+    def loss_fn(params):
+      logits, updates = model.apply(
+        {"params": params, "batch_stats": batch_stats},
+        x,
+        train=True,
+        rngs={"dropout": rng},
+        mutable=["batch_stats"],
+      )
+      chex.assert_shape(logits, (BATCH, 50))
+      loss = optax.sigmoid_binary_cross_entropy(logits, target).mean()
+      return loss, updates["batch_stats"]
+
+    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      params
+    )
+    updates, opt_state = optimiser.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_stats, opt_state, loss
+
+  rng = jax.random.key(1)
+  losses = []
+  new_stats = batch_stats
+  for i in range(6):
+    params, new_stats, opt_state, loss = step(
+      params, new_stats, opt_state, jax.random.fold_in(rng, i)
+    )
+    losses.append(float(loss))
+  assert np.all(np.isfinite(losses)), losses
+  assert losses[-1] < losses[0], losses
+  moved = jax.tree.map(
+    lambda a, b: bool(jnp.any(a != b)), batch_stats, new_stats
+  )
+  assert all(jax.tree.leaves(moved)), "some BatchNorm statistics never moved"
