@@ -55,7 +55,9 @@ class CRNN(nn.Module):
     if len(self.conv_widths) != len(POOLS):
       raise ValueError(f"CRNN has {len(POOLS)} blocks: {self.conv_widths}")
     h = layers.input_batch_norm(x, train=train)
-    for i, (width, pool) in enumerate(zip(self.conv_widths, POOLS, strict=True)):
+    for i, (width, pool) in enumerate(
+      zip(self.conv_widths, POOLS, strict=True)
+    ):
       h = layers.ConvBlock2d(width, pool, name=f"block_{i}")(h, train=train)
     h_BxSxC = layers.squeeze_pooled_axis(h, 2, "crnn")
     for i in range(self.gru_layers):

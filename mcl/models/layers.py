@@ -177,7 +177,7 @@ class DenseHead(nn.Module):
     return nn.Dense(self.num_classes, name="dense_1")(x)
 
 
-def input_batch_norm(log_mel_BxTxF: jnp.ndarray, *, train: bool):
+def input_batch_norm(log_mel_BxTxF: jnp.ndarray, *, train: bool) -> jnp.ndarray:
   """The reference's `spec_bn`: one BatchNorm channel over the dB log-mel.
 
   Must be called inside a compact method; the layer is named "spec_bn".
