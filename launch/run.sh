@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Sets up .venv, builds the log-mel records and runs DEN over the GTZAN
-# genre tasks. Variables:
-#   AUDIO_DIR  folder of <label>/<clip> audio (default ../shared/data/gtzan_excerpts)
-#   WORKDIR    output folder (default runs/gtzan_den_fold0)
+# Sets up .venv and runs one experiment (building its records on first use).
+# Default: DEN over the GTZAN genre tasks. Variables:
 #   CONFIG     config file (default configs/gtzan.py)
+#   WORKDIR    output folder (default runs/gtzan_den_fold0 for the default
+#              config, else runs/<config name>)
+#   AUDIO_DIR  GTZAN-layout configs: folder of <label>/<clip> audio
+#              (default ../shared/data/gtzan_excerpts)
+#   MTAT_DIR   configs/mtat_*: the MagnaTagATune manual download
+#              (default data/magnatagatune: annotations_final.csv, mp3/0..f)
 # Extra arguments are passed to mcl.main, e.g. --config.data.fold=2.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash launch/setup.sh
-audio_dir="${AUDIO_DIR:-$root/../shared/data/gtzan_excerpts}"
-workdir="${WORKDIR:-runs/gtzan_den_fold0}"
-exec .venv/bin/python -m mcl.main \
-  --config="${CONFIG:-configs/gtzan.py}" \
-  --workdir="$workdir" \
-  --config.data.source_dir="$audio_dir" \
-  --config.data.data_dir="$root/runs/tfds" \
-  "$@"
+config="${CONFIG:-configs/gtzan.py}"
+if [[ -z "${CONFIG:-}" ]]; then
+  workdir="${WORKDIR:-runs/gtzan_den_fold0}"
+else
+  workdir="${WORKDIR:-runs/$(basename "$config" .py)}"
+fi
+args=(--config="$config" --workdir="$workdir"
+  --config.data.data_dir="$root/runs/tfds")
+case "$(basename "$config")" in
+  mtat_*) args+=(--config.data.manual_dir="${MTAT_DIR:-$root/data/magnatagatune}") ;;
+  *) args+=(--config.data.source_dir="${AUDIO_DIR:-$root/../shared/data/gtzan_excerpts}") ;;
+esac
+exec .venv/bin/python -m mcl.main "${args[@]}" "$@"
