@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mcl import audio, input_pipeline
-from mcl.datasets import magnatagatune
+from mcl.datasets import magnatagatune, mtat_annotations
 from tests import conftest
 
 SPLIT_DIR = os.path.join(conftest.SHARED_DATA, "mtat_sample", "split")
@@ -53,7 +53,7 @@ def manual_dir(tmp_path_factory):
     head = f.read(2000)
   # A truncated mp3 whose bytes are then garbled: undecodable.
   (root / "mp3" / ROWS[3][1]).write_bytes(head[:400] + b"\x00garbage" * 50)
-  write_annotations(str(root / magnatagatune.ANNOTATIONS))
+  write_annotations(str(root / mtat_annotations.ANNOTATIONS))
   return str(root)
 
 
@@ -131,7 +131,7 @@ def test_rule_split_matches_the_standard_split_files():
     ("test", [str(e).split("\t")[1] for e in test]),
     ("train", [p.replace(".npy", ".mp3") for p in train]),
   ):
-    assert {magnatagatune.split_of(p) for p in entries} == {expected}
+    assert {mtat_annotations.split_of(p) for p in entries} == {expected}
   assert f"{17050}\t{REAL_PATH}" in set(map(str, test))
 
 
@@ -150,10 +150,10 @@ def test_missing_pieces_say_what_to_put_where(manual_dir, tmp_path):
 
 
 def test_malformed_annotations_name_file_and_line(tmp_path):
-  path = tmp_path / magnatagatune.ANNOTATIONS
+  path = tmp_path / mtat_annotations.ANNOTATIONS
   path.write_text("clip_id\trock\tmp3_path\n1\t1\t0/a.mp3\n2\t7\t0/b.mp3\n")
   with pytest.raises(ValueError, match=f"{path}:3: tag values"):
-    magnatagatune.read_annotations(str(path))
+    mtat_annotations.read_annotations(str(path))
 
 
 def test_tagging_streams_cut_chunks_of_the_stored_clips(top50):

@@ -27,7 +27,6 @@ the dataset's `metadata.json` under "skipped".
 """
 
 import concurrent.futures
-import csv
 import dataclasses
 import hashlib
 import json
@@ -41,16 +40,9 @@ import tqdm
 from absl import logging
 
 from mcl import audio
+from mcl.datasets import mtat_annotations
 
 _VERSION = tfds.core.Version("1.0.0")
-ANNOTATIONS = "annotations_final.csv"
-MP3_DIR = "mp3"
-# Folder of a clip (first character of its mp3_path) -> split.
-SPLIT_OF_FOLDER = {
-  **{folder: "train" for folder in "0123456789ab"},
-  "c": "valid",
-  **{folder: "test" for folder in "def"},
-}
 # The seed paper's MTAT genre scenario; all are among the top-50 tags.
 GENRES = (
   "classical",
@@ -64,121 +56,10 @@ GENRES = (
   "opera",
   "new age",
 )
+# Clips decoded per batch of work given to the feature processes.
+_WINDOW = 512
 # The length rule of the top-50 split: 29.1 s of decoded audio.
 FEATURES = audio.FeatureConfig(min_seconds=29.1, silence_db=-100.0)
-
-MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
-Download MagnaTagATune from https://mirg.city.ac.uk/codeapps/the-magnatagatune-dataset
-(mp3.zip.001-003 and {ANNOTATIONS}); unpack the clips so that the manual
-directory holds {MP3_DIR}/0/ ... {MP3_DIR}/f/ and {ANNOTATIONS} beside them.
-"""
-
-
-@dataclasses.dataclass(frozen=True)
-class Annotations:
-  """The label file.
-
-  Attributes:
-    tag_names: the tag columns, in file order.
-    clip_ids: int [clips].
-    mp3_paths: relative paths, e.g. "f/artist-album-01-track-30-59.mp3".
-    tags: uint8 [clips, tags] 0/1.
-  """
-
-  tag_names: tuple[str, ...]
-  clip_ids: np.ndarray
-  mp3_paths: tuple[str, ...]
-  tags: np.ndarray
-
-
-def read_annotations(path: str) -> Annotations:
-  """Reads `annotations_final.csv` (tab-separated, values may be quoted).
-
-  Args:
-    path: the file.
-
-  Returns:
-    The annotations.
-
-  Raises:
-    FileNotFoundError: the file is missing.
-    ValueError: a bad header, a row of the wrong length or a value that is
-      not 0/1; the message names the file and line.
-  """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-      f"{path}: MagnaTagATune label file missing.{MANUAL_DOWNLOAD_INSTRUCTIONS}"
-    )
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.reader(f, delimiter="\t"))
-  if not rows or rows[0][0] != "clip_id" or rows[0][-1] != "mp3_path":
-    raise ValueError(
-      f"{path}: header must be clip_id, <tag columns>, mp3_path; "
-      f"got {rows[0][:2] if rows else 'an empty file'} ... "
-      f"{rows[0][-1:] if rows else ''}"
-    )
-  header = rows[0]
-  clip_ids, paths, tags = [], [], []
-  for line, row in enumerate(rows[1:], start=2):
-    if len(row) != len(header):
-      raise ValueError(
-        f"{path}:{line}: {len(row)} fields, the header has {len(header)}"
-      )
-    try:
-      clip_ids.append(int(row[0]))
-      values = [int(v) for v in row[1:-1]]
-    except ValueError as e:
-      raise ValueError(f"{path}:{line}: not an integer ({e})") from e
-    if any(v not in (0, 1) for v in values):
-      raise ValueError(f"{path}:{line}: tag values must be 0 or 1")
-    tags.append(values)
-    paths.append(row[-1])
-  return Annotations(
-    tag_names=tuple(header[1:-1]),
-    clip_ids=np.asarray(clip_ids, np.int64),
-    mp3_paths=tuple(paths),
-    tags=np.asarray(tags, np.uint8).reshape(len(paths), len(header) - 2),
-  )
-
-
-def top_tags(annotations: Annotations, n: int) -> list[int]:
-  """Columns of the `n` most frequent tags, most frequent first.
-
-  Frequencies are counted over every clip of the file; ties keep file
-  order.
-  """
-  counts = annotations.tags.sum(axis=0, dtype=np.int64)
-  return np.argsort(-counts, kind="stable")[:n].tolist()
-
-
-def split_of(mp3_path: str) -> str:
-  """The split ("train", "valid" or "test") of a clip by its folder.
-
-  Raises:
-    ValueError: the path does not start with a folder 0-f.
-  """
-  folder = mp3_path.split("/", 1)[0]
-  if folder not in SPLIT_OF_FOLDER:
-    raise ValueError(f"{mp3_path}: not in a MagnaTagATune folder 0-f")
-  return SPLIT_OF_FOLDER[folder]
-
-
-def check_manual_dir(manual_dir: str) -> None:
-  """Raises FileNotFoundError saying exactly what is missing and where."""
-  missing = []
-  if not os.path.isfile(os.path.join(manual_dir, ANNOTATIONS)):
-    missing.append(f"{os.path.join(manual_dir, ANNOTATIONS)} (the label file)")
-  if not os.path.isdir(os.path.join(manual_dir, MP3_DIR)):
-    missing.append(
-      f"{os.path.join(manual_dir, MP3_DIR)}/0 ... /f (the mp3 folders)"
-    )
-  if missing:
-    raise FileNotFoundError(
-      "MagnaTagATune manual directory incomplete; missing: "
-      + "; ".join(missing)
-      + "."
-      + MANUAL_DOWNLOAD_INSTRUCTIONS
-    )
 
 
 @dataclasses.dataclass(eq=False)
@@ -270,7 +151,7 @@ class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
   name = "magnatagatune"
   VERSION = _VERSION
   BUILDER_CONFIGS = [make_config("top50"), make_config("genres")]
-  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  MANUAL_DOWNLOAD_INSTRUCTIONS = mtat_annotations.MANUAL_DOWNLOAD_INSTRUCTIONS
 
   def __init__(self, *, num_workers: int | None = None, **kwargs):
     """Args: num_workers: feature processes (default: all cores)."""
@@ -303,15 +184,17 @@ class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     manual_dir = dl_manager.manual_dir
-    check_manual_dir(manual_dir)
-    annotations = read_annotations(os.path.join(manual_dir, ANNOTATIONS))
+    mtat_annotations.check_manual_dir(manual_dir)
+    annotations = mtat_annotations.read_annotations(
+      os.path.join(manual_dir, mtat_annotations.ANNOTATIONS)
+    )
     clips = self._select(annotations)
     self.info.metadata["skipped"] = self._skipped
     self.info.metadata["selected"] = {
       split: sum(1 for c in clips if c["split"] == split)
       for split in ("train", "valid", "test")
     }
-    mp3_dir = os.path.join(manual_dir, MP3_DIR)
+    mp3_dir = os.path.join(manual_dir, mtat_annotations.MP3_DIR)
     return {
       split: self._generate_examples(
         mp3_dir, [c for c in clips if c["split"] == split], split
@@ -319,17 +202,17 @@ class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
       for split in ("train", "valid", "test")
     }
 
-  def _select(self, annotations: Annotations) -> list[dict]:
+  def _select(self, annotations: mtat_annotations.Annotations) -> list[dict]:
     """The clips of the config, with their labels and split."""
     config = self.builder_config
     names = list(annotations.tag_names)
     if config.selection == "top50":
       if len(names) < config.num_tags:
         raise ValueError(
-          f"{ANNOTATIONS} has {len(names)} tag columns; the selection "
-          f"keeps the {config.num_tags} most frequent"
+          f"{mtat_annotations.ANNOTATIONS} has {len(names)} tag columns; "
+          f"the selection keeps the {config.num_tags} most frequent"
         )
-      columns = top_tags(annotations, config.num_tags)
+      columns = mtat_annotations.top_tags(annotations, config.num_tags)
       self.info.metadata["tags"] = [names[c] for c in columns]
       labels = annotations.tags[:, columns].astype(np.float32)
       keep = labels.sum(axis=1) > 0
@@ -344,7 +227,7 @@ class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
       {
         "clip_id": int(annotations.clip_ids[i]),
         "mp3_path": annotations.mp3_paths[i],
-        "split": split_of(annotations.mp3_paths[i]),
+        "split": mtat_annotations.split_of(annotations.mp3_paths[i]),
         "labels": labels[i],
       }
       for i in np.flatnonzero(keep)
@@ -355,35 +238,42 @@ class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
   ) -> Iterator[tuple[int, dict]]:
     config = self.builder_config
     paths = [os.path.join(mp3_dir, c["mp3_path"]) for c in clips]
+    label_key = "tags" if config.selection == "top50" else "label"
     # Spawn: forking a process that holds TensorFlow's threads can hang.
-    with concurrent.futures.ProcessPoolExecutor(
-      self._num_workers, mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
-      results = pool.map(
-        _featurise,
-        paths,
-        [config.features] * len(paths),
-        [config.waveform] * len(paths),
-        chunksize=4,
-      )
-      progress = tqdm.tqdm(results, total=len(paths), desc=f"MTAT {split}")
-      for clip, path, (features, problem) in zip(
-        clips, paths, progress, strict=True
-      ):
-        if features is None:
-          logging.warning("Skipping clip %s: %s", path, problem)
-          self._skipped.append({"path": path, "problem": problem})
-          continue
-        label_key = "tags" if config.selection == "top50" else "label"
-        yield (
-          clip["clip_id"],
-          {
-            **features,
-            "clip_id": clip["clip_id"],
-            "mp3_path": clip["mp3_path"],
-            label_key: clip["labels"],
-          },
+    with (
+      concurrent.futures.ProcessPoolExecutor(
+        self._num_workers, mp_context=multiprocessing.get_context("spawn")
+      ) as pool,
+      tqdm.tqdm(total=len(paths), desc=f"MTAT {split}") as progress,
+    ):
+      # Windows of clips: `map` submits its whole input at once, so finished
+      # features would pile up in memory if the writer fell behind.
+      for start in range(0, len(paths), _WINDOW):
+        window = paths[start : start + _WINDOW]
+        results = pool.map(
+          _featurise,
+          window,
+          [config.features] * len(window),
+          [config.waveform] * len(window),
+          chunksize=4,
         )
+        for clip, path, (features, problem) in zip(
+          clips[start : start + _WINDOW], window, results, strict=True
+        ):
+          progress.update()
+          if features is None:
+            logging.warning("Skipping clip %s: %s", path, problem)
+            self._skipped.append({"path": path, "problem": problem})
+            continue
+          yield (
+            clip["clip_id"],
+            {
+              **features,
+              "clip_id": clip["clip_id"],
+              "mp3_path": clip["mp3_path"],
+              label_key: clip["labels"],
+            },
+          )
 
 
 def build(
@@ -418,7 +308,7 @@ def build(
     num_workers=num_workers,
   )
   if not builder.is_prepared():
-    check_manual_dir(manual_dir)
+    mtat_annotations.check_manual_dir(manual_dir)
   builder.download_and_prepare(
     download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
   )
