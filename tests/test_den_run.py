@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mcl import checkpointing, train
-from mcl.continual import runner
+from mcl.continual import data, runner
 from mcl.models import ConvClassifier
 
 
@@ -60,7 +60,7 @@ def test_checkpoint_restores_the_grown_network(finished_run):
   checkpoints = checkpointing.TaskCheckpoints(
     os.path.join(workdir, "checkpoints")
   )
-  frames = runner.chunk_frames(config)
+  frames = data.chunk_frames(config)
   params, metadata = checkpoints.restore(
     1,
     checkpointing.abstract_params(

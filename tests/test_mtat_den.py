@@ -4,7 +4,7 @@ over real GTZAN recordings laid out as MTAT (`mtat_from_gtzan` fixture).
 
 from configs import mtat_den
 from configs import test as test_config
-from mcl.continual import runner
+from mcl.continual import data, runner
 from tests import conftest
 
 
@@ -22,7 +22,7 @@ def test_den_learns_mtat_genre_tasks(mtat_from_gtzan, tmp_path):
   assert accuracy[0][1] is None and accuracy[1][1] is not None
   assert results["tasks"] == [["classical", "metal"], ["pop", "rock"]]
   assert len(results["units_per_layer"]) == 2
-  builder, split = runner.build_dataset(config)
+  builder, split = data.build_dataset(config)
   assert split.test == "test" and split.validation == "valid"
   sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
   assert sizes == {"train": 24, "valid": 8, "test": 8}

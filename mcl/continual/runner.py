@@ -23,7 +23,6 @@ from absl import logging
 from clu import metric_writers
 
 from mcl import (
-  audio,
   checkpointing,
   input_pipeline,
   models,
@@ -33,6 +32,7 @@ from mcl import (
 from mcl.continual import (
   baselines,
   columns,
+  data,
   den,
   joint,
   method,
@@ -41,7 +41,6 @@ from mcl.continual import (
   scoring,
   surgery,
 )
-from mcl.datasets import labelled_folders, magnatagatune
 
 METHODS: dict[str, type[method.Method]] = {
   "den": den.DEN,
@@ -64,49 +63,6 @@ def _write_json(path: str, content: dict) -> None:
   os.replace(tmp, path)
 
 
-def build_dataset(config: ml_collections.ConfigDict):
-  """The prepared builder named by `config.data` and its data split.
-
-  `config.data.source` is "labelled_folders" (GTZAN layout, split in
-  folds: `fold`, `num_folds`) or "magnatagatune" (the `genres` selection of
-  `manual_dir`, standard folder split).
-
-  Raises:
-    ValueError: unknown source.
-  """
-  features = audio.FeatureConfig(**config.features)
-  if config.data.source == "labelled_folders":
-    builder = labelled_folders.build(
-      config.data.source_dir,
-      config.data.data_dir,
-      features,
-      num_folds=config.data.num_folds,
-    )
-    return builder, tasks.fold_split(config.data.fold, config.data.num_folds)
-  if config.data.source == "magnatagatune":
-    builder = magnatagatune.build(
-      config.data.manual_dir,
-      config.data.data_dir,
-      magnatagatune.make_config("genres", features, genres=config.data.genres),
-    )
-    return builder, tasks.STANDARD_SPLIT
-  raise ValueError(
-    f"unknown data source {config.data.source!r}; known: "
-    "['labelled_folders', 'magnatagatune']"
-  )
-
-
-def chunk_frames(config: ml_collections.ConfigDict) -> int:
-  """Training/evaluation chunk length in frames."""
-  return int(
-    round(
-      config.data.chunk_seconds
-      * config.features.sample_rate
-      / config.features.hop_length
-    )
-  )
-
-
 def _with_task(batches, task: int) -> Iterator[dict[str, np.ndarray]]:
   for batch in batches:
     yield {**batch, "task": np.full(batch["label"].shape, task, np.int32)}
@@ -122,11 +78,11 @@ class _Experiment:
       )
     self.config = config
     self.workdir = workdir
-    self.builder, self.split = build_dataset(config)
+    self.builder, self.split = data.build_dataset(config)
     self.tasks = tasks.make_tasks(
       config.tasks, self.builder.info.features["label"].names
     )
-    self.frames = chunk_frames(config)
+    self.frames = data.chunk_frames(config)
     self.input_shape = (1, self.frames, config.features.n_mels)
     self.method = METHODS[config.method](config, self.input_shape)
     self.fit_config = train.FitConfig(**config.train.fit)

@@ -15,16 +15,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-
-def max_pool_2x2(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
-  """Non-overlapping 2x2 max pooling as reshape + max.
-
-  Odd trailing rows/columns are dropped. Its gradient is much cheaper on
-  CPU than the select-and-scatter of `flax.linen.max_pool`.
-  """
-  b, h, w, c = x_BxHxWxC.shape
-  x = x_BxHxWxC[:, : h // 2 * 2, : w // 2 * 2]
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+from mcl.models import layers
 
 
 def standardise(x_BxTxF: jnp.ndarray) -> jnp.ndarray:
@@ -98,7 +89,7 @@ class ConvClassifier(nn.Module):
     x = standardise(log_mel_BxTxF)[..., None]
     for i, width in enumerate(self.conv_widths):
       x = nn.Conv(width, (3, 3), padding="SAME", name=f"conv_{i}")(x)
-      x = max_pool_2x2(nn.relu(x))
+      x = layers.disjoint_max_pool(nn.relu(x), (2, 2))
     x = x.mean(axis=(1, 2))
     for i, width in enumerate(self.dense_widths):
       x = nn.relu(nn.Dense(width, name=f"dense_{i}")(x))

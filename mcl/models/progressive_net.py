@@ -24,7 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mcl.models.conv_classifier import head_name, max_pool_2x2, standardise
+from mcl.models import layers
+from mcl.models.conv_classifier import head_name, standardise
 
 
 def column_of(name: str) -> int | None:
@@ -113,8 +114,8 @@ class ProgressiveNet(nn.Module):
 
       hidden = freeze(
         [
-          max_pool_2x2(
-            nn.relu(self._layer(conv, f"conv_{i}", hidden, c, i == 0))
+          layers.disjoint_max_pool(
+            nn.relu(self._layer(conv, f"conv_{i}", hidden, c, i == 0)), (2, 2)
           )
           for c in range(columns)
         ]

@@ -44,7 +44,17 @@ def build_dataset(config: ml_collections.ConfigDict):
 def make_recipe(
   config: ml_collections.ConfigDict, train_clips: int
 ) -> recipes.Recipe:
-  """`config.train`'s stages; `steps_per_epoch` 0 means one pass per epoch.
+  """The recipe of `config.train` (Won et al. 2020's by default).
+
+  Args:
+    config: reads `train.stages` ((optimizer, learning rate, epochs before
+      the next stage), ...), `weight_decay`, `momentum`, `max_epochs`,
+      `patience_resets`, `batch_size` and `steps_per_epoch` (0: one pass
+      over the training clips, ceil(train_clips / batch_size) steps).
+    train_clips: clips in the training split.
+
+  Returns:
+    The recipe, validating once per epoch.
 
   Raises:
     ValueError: a stage with an unknown optimizer, or an empty budget.
