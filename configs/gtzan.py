@@ -55,17 +55,21 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.fit.eval_every = 10
   config.train.fit.patience = 5
 
+  # DEN (mcl.continual.den.DENConfig): l1 and group_lasso are in gradient
+  # units (thresholds in Adam's metric), sigma is per incoming weight.
   config.den = ml_collections.ConfigDict()
-  config.den.l1 = 1.0
+  config.den.l1 = 1e-3
   config.den.l2 = 0.1
-  config.den.group_lasso = 0.5
+  config.den.group_lasso = 1e-3
   config.den.k = 4
   config.den.tau = 0.1
-  config.den.sigma = 0.1
-  # Ablations (Yoon et al. 2018, Sec. 4.2).
+  config.den.sigma = 0.01
+  config.den.outgoing_scale = 0.1
+  # Ablations (Yoon et al. 2018, Sec. 4.2) and the frozen-units variant.
   config.den.selective_retraining = True
   config.den.split = True
   config.den.expansion = "dynamic"  # or "constant" (DEN-Constant)
+  config.den.shared_units = "retrain"  # or "frozen"
 
   config.l2 = ml_collections.ConfigDict()
   config.l2.strength = 0.1  # As DEN's selective-retraining pull.

@@ -8,6 +8,7 @@
 #              (default ../shared/data/gtzan_excerpts)
 #   MTAT_DIR   configs/mtat_*: the MagnaTagATune manual download
 #              (default data/magnatagatune: annotations_final.csv, mp3/0..f)
+# configs/permuted_digits.py needs no data folder.
 # Extra arguments are passed to mcl.main, e.g. --config.data.fold=2.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +24,7 @@ args=(--config="$config" --workdir="$workdir"
   --config.data.data_dir="$root/runs/tfds")
 case "$(basename "$config")" in
   mtat_*) args+=(--config.data.manual_dir="${MTAT_DIR:-$root/data/magnatagatune}") ;;
+  permuted_digits*) ;;  # Bundled digits (or TFDS mnist in runs/tfds).
   *) args+=(--config.data.source_dir="${AUDIO_DIR:-$root/../shared/data/gtzan_excerpts}") ;;
 esac
 exec .venv/bin/python -m mcl.main "${args[@]}" "$@"

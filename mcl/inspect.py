@@ -122,6 +122,24 @@ def format_report(params: dict, metadata: dict) -> str:
       f"{row['units_by_timestamp']}, {row['zero_share']:.1%} exact zeros"
     )
   record = metadata.get("record", {})
+  for key, label in (
+    ("selected_units", "selective retraining |S|"),
+    ("added_units", "added by expansion"),
+    ("pruned_units", "pruned after expansion"),
+  ):
+    if key in record:
+      lines.append(f"  {label}: {record[key]}")
+  for name, phase in record.get("phases", {}).items():
+    lines.append(
+      f"  phase {name}: {phase['steps']} steps, validation loss "
+      f"{phase.get('validation_loss_before', float('nan')):.4f} -> "
+      f"{phase['validation_loss']:.4f}"
+    )
+  if metadata.get("learnt") is False:
+    lines.append(
+      f"  NOT LEARNT: validation loss {metadata['validation_loss']:.4f}, "
+      f"untrained {metadata['zero_shot_validation_loss']:.4f}"
+    )
   for split in record.get("splits", []):
     drifts = ", ".join(
       f"{u}->{d} ({r:.3f})"

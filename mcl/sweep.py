@@ -31,7 +31,7 @@ class Sweep:
 
 def grid(
   variants: Mapping[str, Mapping[str, object]],
-  folds: Sequence[int],
+  folds: Sequence[int] | None,
   seeds: Sequence[int],
 ) -> list[Run]:
   """variants x folds x seeds: run `<label>/fold<f>_seed<s>`.
@@ -41,9 +41,16 @@ def grid(
 
   Args:
     variants: {label: config overrides}, e.g. {"ewc": {"method": "ewc"}}.
-    folds: test folds (`data.fold`).
+    folds: test folds (`data.fold`); None for a dataset without folds
+      (e.g. permuted digits): runs `<label>/seed<s>`, no fold override.
     seeds: `seed` values.
   """
+  if folds is None:
+    return [
+      Run(label, f"seed{s}", {**overrides, "seed": s})
+      for s in seeds
+      for label, overrides in variants.items()
+    ]
   return [
     Run(label, f"fold{f}_seed{s}", {**overrides, "data.fold": f, "seed": s})
     for s in seeds

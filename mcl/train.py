@@ -9,13 +9,16 @@ does not fit), so frozen entries stay bit-identical. A continual-learning
 method shapes a phase through two functions: a differentiable `penalty`
 added to the loss (e.g. L2 towards old weights, EWC, LwF's distillation on
 the batch) and a `proximal` map applied after each optimizer step (e.g.
-DEN's L1 and group-lasso soft-thresholds).
+DEN's L1 and group-lasso soft-thresholds). The proximal map receives
+Adam's diagonal metric (`AdamMetric`), so that its thresholds are taken
+in the same per-coordinate step sizes as the optimizer's own update.
 The optimizer state is built fresh for every phase.
 """
 
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -30,9 +33,38 @@ from mcl import metrics
 
 Params = dict
 Batch = dict[str, jax.Array]
+# Adam's decay of the second moment and its denominator's epsilon.
+ADAM_B2 = 0.999
+ADAM_EPS = 1e-8
+
+
+class AdamMetric(NamedTuple):
+  """Adam's diagonal metric after an update: what one step may move.
+
+  Coordinate i moved by learning_rate * m_i / (sqrt(v_i) + eps), with m, v
+  the bias-corrected moments; a proximal map in this metric (Yun et al.,
+  "Adaptive proximal gradient methods for structured neural networks",
+  NeurIPS 2021) soft-thresholds coordinate i by lambda * `step_size(v_i)`,
+  so that lambda is in gradient units: a weight leaves zero when its
+  gradient's running mean exceeds lambda, whatever the gradient's scale.
+
+  Attributes:
+    learning_rate: float32 scalar.
+    second_moment: bias-corrected v, a float32 tree like the parameters.
+  """
+
+  learning_rate: jax.Array
+  second_moment: Params
+
+  def step_size(self, v: jax.Array) -> jax.Array:
+    """learning_rate / (sqrt(v) + eps), elementwise over `v`."""
+    return self.learning_rate / (jnp.sqrt(v) + ADAM_EPS)
+
+
 # penalty(params, batch, logits of every head) -> scalar.
 Penalty = Callable[[Params, Batch, tuple[jax.Array, ...]], jax.Array]
-Proximal = Callable[[Params, Params], Params]
+# proximal(params, trainable mask, Adam's metric) -> params.
+Proximal = Callable[[Params, Params, AdamMetric], Params]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -68,12 +100,22 @@ class FitConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
-  """Outcome of a phase: the best parameters by validation loss."""
+  """Outcome of a phase: the best parameters by validation loss.
+
+  Attributes:
+    params: the parameters of the best validation pass.
+    steps: optimizer steps taken.
+    validation_loss: clip-level validation loss of `params` (nats).
+    validation_accuracy: their clip-level validation accuracy.
+    initial_validation_loss: the validation loss before the first step;
+      `validation_loss` equals it when no pass improved on it.
+  """
 
   params: Params
   steps: int
   validation_loss: float
   validation_accuracy: float
+  initial_validation_loss: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +140,25 @@ def _zero_penalty(params: Params, batch: Batch, logits) -> jax.Array:
   return jnp.zeros([])
 
 
-def _no_proximal(params: Params, trainable: Params) -> Params:
-  del trainable
+def _no_proximal(params: Params, trainable: Params, metric) -> Params:
+  del trainable, metric
   return params
+
+
+def adam(learning_rate: float) -> optax.GradientTransformation:
+  """The optimizer of every phase: Adam with `ADAM_B2` and `ADAM_EPS`."""
+  return optax.adam(learning_rate, b2=ADAM_B2, eps=ADAM_EPS)
+
+
+def adam_metric(opt_state, learning_rate: jax.Array) -> AdamMetric:
+  """Adam's metric from the state of `adam` after an update."""
+  count = optax.tree_utils.tree_get(opt_state, "count")
+  nu = optax.tree_utils.tree_get(opt_state, "nu")
+  correction = 1.0 - jnp.power(ADAM_B2, count.astype(jnp.float32))
+  return AdamMetric(
+    jnp.asarray(learning_rate, jnp.float32),
+    jax.tree.map(lambda v: v / correction, nu),
+  )
 
 
 def multi_task_cross_entropy(
@@ -139,6 +197,7 @@ def train_step(
   state: train_state.TrainState,
   batch: Batch,
   trainable: Params,
+  learning_rate: jax.Array,
   *,
   heads: tuple[int, ...],
   penalty: Penalty,
@@ -151,9 +210,12 @@ def train_step(
     batch: {"log_mel": float32 [B, frames, mels], "label": int32 [B],
       "task": int32 [B]}.
     trainable: pytree like `state.params` of 0./1. entries.
+    learning_rate: float32 scalar, the learning rate of `state.tx` (an
+      `adam`), for the metric of `proximal`.
     heads: the task ids that occur in the batch.
     penalty: regulariser added to the mean cross-entropy.
-    proximal: map applied to the parameters after the update.
+    proximal: map applied to the parameters after the update, given the
+      mask and Adam's metric (`AdamMetric`).
 
   Returns:
     The new state and {"loss", "cross_entropy"} scalars.
@@ -168,7 +230,11 @@ def train_step(
   grads = jax.tree.map(jnp.multiply, grads, trainable)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   updates = jax.tree.map(jnp.multiply, updates, trainable)
-  params = proximal(optax.apply_updates(state.params, updates), trainable)
+  params = proximal(
+    optax.apply_updates(state.params, updates),
+    trainable,
+    adam_metric(opt_state, learning_rate),
+  )
   new_state = state.replace(
     step=state.step + 1, params=params, opt_state=opt_state
   )
@@ -299,10 +365,12 @@ def fit(
   state = train_state.TrainState.create(
     apply_fn=model.apply,
     params=jax.tree.map(jnp.array, params),
-    tx=optax.adam(config.learning_rate),
+    tx=adam(config.learning_rate),
   )
   trainable = jax.tree.map(jnp.asarray, trainable)
+  learning_rate = jnp.float32(config.learning_rate)
   best_loss, best_accuracy = evaluate_tasks(model, params, validation)
+  initial_loss = best_loss
   best_params, best_step, waited = params, 0, 0
   # Steps/s and ETA in the log (not the writer: its x axis is global);
   # phases last seconds, so report often.
@@ -315,6 +383,7 @@ def fit(
       state,
       next(train_iter),
       trainable,
+      learning_rate,
       heads=heads,
       penalty=penalty,
       proximal=proximal,
@@ -357,4 +426,5 @@ def fit(
     steps=step,
     validation_loss=best_loss,
     validation_accuracy=best_accuracy,
+    initial_validation_loss=initial_loss,
   )

@@ -52,6 +52,17 @@ def test_two_task_den_run_writes_results(finished_run):
   )
   record = results["task_records"][1]
   assert set(record["phases"]) >= {"head", "selective"}
+  assert sum(record["selected_units"].values()) > 0
+  for phase in record["phases"].values():
+    assert phase["validation_loss"] <= phase["validation_loss_before"]
+  # Every task learnt: below its untrained network's validation loss.
+  assert results["unlearnt_tasks"] == []
+  for after, untrained in zip(
+    results["validation_loss"],
+    results["zero_shot_validation_loss"],
+    strict=True,
+  ):
+    assert after < untrained
   assert results["config"]["den"]["k"] == config.den.k
 
 

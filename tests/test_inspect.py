@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mcl import checkpointing
 from mcl import inspect as mcl_inspect
@@ -47,6 +48,15 @@ def test_report_counts_units_by_timestamp(tmp_path):
   )
   grown["dense_0"]["kernel"][:3, 1] += 1.0  # drift of one shared unit
   record = {
+    "selected_units": {"conv_0": 2, "conv_1": 3, "dense_0": 4},
+    "phases": {
+      "selective": {
+        "steps": 40,
+        "validation_loss_before": 0.6,
+        "validation_loss": 0.25,
+        "validation_accuracy": 1.0,
+      }
+    },
     "splits": [
       {
         "layer": "dense_0",
@@ -54,7 +64,7 @@ def test_report_counts_units_by_timestamp(tmp_path):
         "duplicates": [7],
         "drifts": [1.7320508],
       }
-    ]
+    ],
   }
   _save(checkpoints, 1, grown, grown_stamps, record)
   checkpoints.close()
@@ -76,6 +86,10 @@ def test_report_counts_units_by_timestamp(tmp_path):
 
   text = mcl_inspect.format_report(loaded, metadata)
   assert "split dense_0: 1->7 (1.732)" in text
+  assert (
+    "selective retraining |S|: {'conv_0': 2, 'conv_1': 3, 'dense_0': 4}" in text
+  )
+  assert "phase selective: 40 steps, validation loss 0.6000 -> 0.2500" in text
   base = 9 * 3 + 3 + 9 * 3 * 4 + 4 + 4 * 5 + 5 + 5 * 2 + 2
   grown_count = 9 * 5 + 5 + 9 * 5 * 6 + 6 + 6 * 7 + 7 + 7 * 2 + 2
   assert f"parameters per task: [{base}, {grown_count}]" in text
@@ -86,7 +100,8 @@ def test_report_counts_units_by_timestamp(tmp_path):
   }
   assert diff["conv_0"]["units_added"] == 2
   assert diff["dense_0"]["shared_units_changed"] == 1
-  assert diff["dense_0"]["max_drift"] == np.sqrt(3.0).astype(np.float32)
+  # Per incoming weight: 3 of 4 rows + bias moved by 1.
+  assert diff["dense_0"]["max_drift"] == pytest.approx(np.sqrt(3.0 / 5))
   assert diff["conv_1"]["shared_units_changed"] == 0
 
 

@@ -6,7 +6,7 @@ import pytest
 from flax.training import train_state
 
 from mcl import train
-from mcl.continual import den, masks, regularisers, surgery, timestamped
+from mcl.continual import masks, regularisers, sparsity, surgery, timestamped
 from mcl.models import ConvClassifier
 
 FRAMES, MELS = 16, 8
@@ -108,8 +108,9 @@ def test_masked_parameters_are_bit_identical_after_optimizer_steps():
     params=jax.tree.map(jnp.array, grown),
     tx=optax.adam(1e-2),
   )
-  proximal = den.group_lasso_proximal(
-    1e-3, 1e-3, {n: stamps[n] == 1 for n in layers}
+  proximal = sparsity.chain(
+    sparsity.l1(1e-3),
+    sparsity.unit_groups(1e-3, {n: stamps[n] == 1 for n in layers}),
   )
   for step in range(5):
     batch = {
@@ -121,6 +122,7 @@ def test_masked_parameters_are_bit_identical_after_optimizer_steps():
       state,
       batch,
       trainable,
+      jnp.float32(1e-2),
       heads=(1,),
       penalty=regularisers.l2_pull(grown, 1e-2, names=layers),
       proximal=proximal,
@@ -183,8 +185,9 @@ def test_split_only_above_sigma():
   new = {
     k: {kk: np.array(vv) for kk, vv in v.items()} for k, v in params.items()
   }
-  new["dense_0"]["kernel"][:, 2] += 1.0  # drift 2.0 (4 rows)
-  new["dense_0"]["kernel"][:, 4] += 0.01  # drift 0.02
+  # Per incoming weight (4 rows + bias): sqrt(4 / 5) and 0.01 sqrt(4 / 5).
+  new["dense_0"]["kernel"][:, 2] += 1.0
+  new["dense_0"]["kernel"][:, 4] += 0.01
   new = surgery.add_head(new, layers[-1], "head_1", 2, np.random.default_rng(0))
   _, split_stamps, records = surgery.split_units(
     new, params, stamps, layers, ("head_0", "head_1"), 1, sigma=0.5
@@ -192,7 +195,7 @@ def test_split_only_above_sigma():
   assert len(records) == 1
   assert records[0].layer == "dense_0"
   assert records[0].units == (2,)
-  assert records[0].drifts[0] == pytest.approx(2.0)
+  assert records[0].drifts[0] == pytest.approx(np.sqrt(4 / 5))
   assert split_stamps["dense_0"].tolist() == [0] * 5 + [1]
 
 
@@ -238,11 +241,13 @@ def test_group_lasso_prunes_a_zeroed_unit():
     grown[consumer]["kernel"][..., -2:, :] = 0.5
   grown["dense_0"]["kernel"][:, -1] *= 1e-3
   grown["dense_0"]["bias"][-1] = 0.0
-  proximal = den.group_lasso_proximal(
-    0.0, 0.1, {n: stamps[n] == 1 for n in layers}
-  )
+  proximal = sparsity.unit_groups(0.1, {n: stamps[n] == 1 for n in layers})
   trainable = masks.new_unit_mask(grown, stamps, layers, 1, "head_1")
-  shrunk = jax.device_get(proximal(grown, trainable))
+  # Unit step sizes (v = 1, learning rate 1): threshold 0.1 sqrt(group size).
+  metric = train.AdamMetric(
+    jnp.float32(1.0), jax.tree.map(jnp.ones_like, grown)
+  )
+  shrunk = jax.device_get(proximal(grown, trainable, metric))
   assert np.all(shrunk["dense_0"]["kernel"][:, -1] == 0)
   assert np.any(shrunk["dense_0"]["kernel"][:, -2] != 0)
 
@@ -263,7 +268,10 @@ def test_l1_proximal_makes_exact_zeros_only_where_trainable():
   _, params, _ = _network()
   trainable = jax.tree.map(np.zeros_like, params)
   trainable["dense_0"]["kernel"][:] = 1
-  out = jax.device_get(den.l1_proximal(10.0)(params, trainable))
+  metric = train.AdamMetric(
+    jnp.float32(1.0), jax.tree.map(jnp.ones_like, params)
+  )
+  out = jax.device_get(sparsity.l1(10.0)(params, trainable, metric))
   assert np.all(out["dense_0"]["kernel"] == 0)
   np.testing.assert_array_equal(
     out["dense_1"]["kernel"], params["dense_1"]["kernel"]

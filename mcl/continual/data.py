@@ -1,18 +1,102 @@
-"""The continual runner's data: the prepared builder, its split, chunks.
+"""The continual runner's data: a task sequence and its batches.
 
-`config.data.source` names the dataset: "labelled_folders" (GTZAN layout,
-split in folds) or "magnatagatune" (the `genres` selection of the manual
-download, standard folder split).
+`build(config)` returns the `TaskData` named by `config.data.source`:
+
+- "labelled_folders": GTZAN layout, split in folds; tasks from
+  `config.tasks` (groups of genre names);
+- "magnatagatune": the `genres` selection of the manual download, standard
+  folder split; tasks from `config.tasks`;
+- "permuted_digits": scikit-learn's 8x8 digits, one fixed pixel
+  permutation per task (`mcl.datasets.permuted_digits`);
+- "mnist": the same benchmark on TFDS `mnist` (28x28).
+
+Every source yields the same batch layouts, with the input under "log_mel"
+(the key the trainer, replay and EWC read; an image is a [rows, columns]
+"frames x bins" array): training batches {"log_mel": float32 [B, H, W],
+"label": int32 [B]} with task-local labels, and evaluation batches
+{"log_mel": float32 [clips, chunks, H, W], "label": int32 [clips], "mask":
+float32 [clips]} (an image is a clip of one chunk).
 """
 
-import ml_collections
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
-from mcl import audio, tasks
-from mcl.datasets import labelled_folders, magnatagatune
+import ml_collections
+import numpy as np
+
+from mcl import audio, input_pipeline, tasks
+from mcl.datasets import labelled_folders, magnatagatune, permuted_digits
+
+# Split names of `TaskData.eval_batches`.
+SPLITS = ("train", "validation", "test")
+
+
+class TaskData(Protocol):
+  """A task sequence's data, as the continual runner uses it.
+
+  Attributes:
+    tasks: the task sequence, in order.
+    input_shape: shape of one input batch, (1, H, W): (1, frames, mels)
+      for audio chunks, (1, rows, columns) for images.
+  """
+
+  tasks: Sequence[tasks.Task]
+  input_shape: tuple[int, int, int]
+
+  def train_batches(
+    self, task: int, seed: int
+  ) -> Iterator[dict[str, np.ndarray]]:
+    """Endless stream of task `task`'s training batches.
+
+    Args:
+      task: task index.
+      seed: fixes the stream; equal seeds give equal streams.
+
+    Returns:
+      Iterator of {"log_mel": float32 [B, H, W], "label": int32 [B]}, the
+      label the class's position in the task (its head's output).
+    """
+    ...
+
+  def eval_batches(
+    self, task: int, split: str, num_chunks: int | None = None
+  ) -> Sequence[dict[str, np.ndarray]]:
+    """Fixed-order, fixed-shape evaluation batches of a task's clips.
+
+    Args:
+      task: task index.
+      split: one of `SPLITS`.
+      num_chunks: evenly spaced chunks per clip; None: the source's
+        default (always 1 for images).
+
+    Returns:
+      Batches {"log_mel": float32 [clips, chunks, H, W], "label": int32
+      [clips], "mask": float32 [clips]}; padding clips have mask 0.
+
+    Raises:
+      ValueError: unknown split.
+    """
+    ...
+
+  def joint_batches(self, seed: int) -> Iterator[dict[str, np.ndarray]]:
+    """Endless stream drawn uniformly from every task's training data.
+
+    Returns:
+      Iterator of {"log_mel": float32 [B, H, W], "label": int32 [B] (within
+      the task), "task": int32 [B]}.
+    """
+    ...
+
+
+def check_split(split: str) -> None:
+  """Raises ValueError unless `split` is one of `SPLITS`."""
+  if split not in SPLITS:
+    raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
 
 
 def build_dataset(config: ml_collections.ConfigDict):
-  """The prepared builder named by `config.data` and its data split.
+  """The prepared audio builder named by `config.data` and its data split.
 
   Args:
     config: an experiment config; labelled folders read `data.source_dir`,
@@ -24,7 +108,7 @@ def build_dataset(config: ml_collections.ConfigDict):
     ClassLabel.
 
   Raises:
-    ValueError: unknown source (and see the builders' `build`).
+    ValueError: not an audio source (and see the builders' `build`).
     FileNotFoundError: an incomplete MagnaTagATune manual directory.
   """
   features = audio.FeatureConfig(**config.features)
@@ -44,7 +128,7 @@ def build_dataset(config: ml_collections.ConfigDict):
     )
     return builder, tasks.STANDARD_SPLIT
   raise ValueError(
-    f"unknown data source {config.data.source!r}; known: "
+    f"unknown audio source {config.data.source!r}; known: "
     "['labelled_folders', 'magnatagatune']"
   )
 
@@ -59,3 +143,94 @@ def chunk_frames(config: ml_collections.ConfigDict) -> int:
       / config.features.hop_length
     )
   )
+
+
+class AudioTaskData:
+  """`TaskData` of a prepared log-mel builder: random-chunk training,
+  evenly spaced evaluation chunks (`mcl.input_pipeline`).
+
+  Attributes:
+    builder: the prepared TFDS builder.
+    split: its train/validation/test split expressions.
+    frames: chunk length in frames.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    """Builds (or loads) the records of `config.data`; see `build_dataset`.
+
+    Raises:
+      ValueError: a bad data or task setting (`tasks.make_tasks`).
+    """
+    self.builder, self.split = build_dataset(config)
+    self.tasks = tasks.make_tasks(
+      config.tasks, self.builder.info.features["label"].names
+    )
+    self.frames = chunk_frames(config)
+    self.input_shape = (1, self.frames, config.features.n_mels)
+    self._batch_size = config.train.batch_size
+    self._eval_batch_size = config.train.eval_batch_size
+    self._eval_chunks = config.data.eval_chunks
+
+  def train_batches(self, task, seed):
+    return input_pipeline.train_batches(
+      self.builder,
+      self.split.train,
+      self.tasks[task].class_ids,
+      chunk_frames=self.frames,
+      batch_size=self._batch_size,
+      seed=seed,
+    )
+
+  def eval_batches(self, task, split, num_chunks=None):
+    check_split(split)
+    return input_pipeline.eval_batches(
+      self.builder,
+      dataclasses.asdict(self.split)[split],
+      self.tasks[task].class_ids,
+      chunk_frames=self.frames,
+      num_chunks=num_chunks or self._eval_chunks,
+      batch_size=self._eval_batch_size,
+    )
+
+  def joint_batches(self, seed):
+    task_of = np.concatenate(
+      [np.full(t.num_classes, t.index) for t in self.tasks]
+    )
+    local = np.concatenate([np.arange(t.num_classes) for t in self.tasks])
+    stream = input_pipeline.train_batches(
+      self.builder,
+      self.split.train,
+      [c for t in self.tasks for c in t.class_ids],
+      chunk_frames=self.frames,
+      batch_size=self._batch_size,
+      seed=seed,
+    )
+    for batch in stream:
+      yield {
+        "log_mel": batch["log_mel"],
+        "label": local[batch["label"]].astype(np.int32),
+        "task": task_of[batch["label"]].astype(np.int32),
+      }
+
+
+# config.data.source -> the TaskData it builds from the config.
+SOURCES: dict[str, Callable[[ml_collections.ConfigDict], TaskData]] = {
+  "labelled_folders": AudioTaskData,
+  "magnatagatune": AudioTaskData,
+  "permuted_digits": permuted_digits.permuted_digits,
+  "mnist": permuted_digits.permuted_mnist,
+}
+
+
+def build(config: ml_collections.ConfigDict) -> TaskData:
+  """The task data of `config.data.source` (see the module docstring).
+
+  Raises:
+    ValueError: unknown source (the message lists the known ones), or a
+      bad data or task setting of that source.
+  """
+  if config.data.source not in SOURCES:
+    raise ValueError(
+      f"unknown data source {config.data.source!r}; known: {sorted(SOURCES)}"
+    )
+  return SOURCES[config.data.source](config)

@@ -2,40 +2,49 @@
 
 One call of `learn_task` is one iteration of Algorithm 1:
 
-1. task 0: train everything with L1 sparsity (proximal soft-threshold after
-   each optimizer step, threshold = learning rate * l1: exact zeros);
-2. task t > 0, selective retraining: train the new head t alone with L1;
-   breadth-first search from its nonzero weights for the sub-network S;
-   retrain S only, with L1 and an L2 pull towards the task t-1 weights
-   (the paper writes a plain L2 norm; the pull is the reference code's);
+1. task 0: train everything with L1 sparsity (Eq. 2) and group sparsity
+   over the (input, output) channel slices of conv kernels, as proximal
+   steps in Adam's metric (`mcl.continual.sparsity`: exact zeros, and
+   thresholds that never cancel the optimizer's step);
+2. task t > 0, selective retraining: train the new head t alone with L1
+   (Eq. 3); breadth-first search from its nonzero weights for the
+   sub-network S (`masks.select_subnetwork`); retrain S only, with the
+   loss plus l2 * ||W_S - W_S^(t-1)||_2^2 over kernels and biases and no L1
+   step (Eq. 4, with the reference code's pull towards the old weights in
+   place of the paper's plain ||W_S||^2);
 3. dynamic expansion: if the validation loss is still above tau, add k
-   units to every hidden layer, train only the weights that touch them with
-   L1 + group lasso (one group = one unit's incoming weights and bias,
-   proximal group soft-threshold), then
-   remove the new units that died;
-4. split/duplication: units whose semantic drift exceeds sigma are restored
-   and duplicated (`surgery.split_units`), then the weights that touch
-   timestamp-t units are retrained;
+   units to every hidden layer (nonzero outgoing weights, so they can
+   learn), train only the weights that touch them with L1 + group lasso
+   (one group = one new unit's incoming weights and bias), then remove the
+   new units that died;
+4. split/duplication (Algorithm 4): the drift of selective retraining
+   (trained with the Eq. 6 pull) is measured against W^(t-1) per incoming
+   weight; every unit above sigma is restored and duplicated
+   (`surgery.split_units`), then the units of timestamp t and the head are
+   retrained (old units stay frozen, so old tasks see only the sub-sigma
+   drift, and the Eq. 6 pull, which acts on old units only, has nothing
+   left to act on);
 5. timestamped inference: `timestamped.timestamped_params`.
 
-The training itself is delegated to the runner's `method.Context`, which
-knows the data; this module knows the method. Ablations (Yoon et al. 2018,
-Sec. 4.2) are switches of `DENConfig`: `selective_retraining=False`
-retrains every hidden unit in step 2; `split=False` skips step 4;
-`expansion="constant"` (DEN-Constant) always adds k units, with neither
-group lasso nor pruning.
+Every phase is an early-stopped fit of the runner's `method.Context`; a
+phase that never improves its validation loss returns its start, and the
+runner flags a task whose validation loss ends no lower than its untrained
+head's. Ablations (Yoon et al. 2018, Sec. 4.2) are switches of
+`DENConfig`: `selective_retraining=False` retrains every hidden unit in
+step 2; `split=False` skips step 4; `expansion="constant"` (DEN-Constant)
+always adds k units, with neither group lasso nor pruning;
+`shared_units="frozen"` trains no old unit at all (step 2 trains the head
+only, capacity comes from expansion alone).
 """
 
 import dataclasses
-from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from mcl import train
-from mcl.continual import masks, method, regularisers, surgery
+from mcl.continual import masks, method, regularisers, sparsity, surgery
 from mcl.models import head_name
+
+SHARED_UNITS = ("retrain", "frozen")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,18 +52,26 @@ class DENConfig:
   """Hyper-parameters of DEN (names as in the paper).
 
   Attributes:
-    l1: lambda of the L1 sparsity term (proximal).
-    l2: strength of selective retraining's pull towards the previous
-      task's weights (`drift_pull`).
-    group_lasso: lambda_g of the group sparsity of expansion.
+    l1: lambda of the L1 terms (Eq. 2, 3), in gradient units: a weight
+      whose gradient's running mean stays below it is driven to zero
+      (`mcl.continual.sparsity`).
+    l2: strength of the pull towards the previous task's weights and
+      biases in selective retraining (Eq. 4) and split (Eq. 6).
+    group_lasso: lambda_g of the group terms (conv connections in task 0,
+      new units in expansion), in gradient units per sqrt(group size).
     k: units added to every hidden layer by an expansion.
-    tau: expansion threshold on the validation loss (nats).
-    sigma: split threshold on the semantic drift (L2 norm).
+    tau: expansion threshold on the validation loss after selective
+      retraining (nats).
+    sigma: split threshold on the semantic drift per incoming weight
+      (`surgery.semantic_drift`).
+    outgoing_scale: new units' outgoing weights, times LeCun-normal.
     selective_retraining: retrain the BFS sub-network only (False: every
       hidden unit; the "without selective retraining" ablation).
     split: split/duplicate drifted units (False: the ablation without it).
     expansion: "dynamic" (tau-triggered, group-sparse, pruned) or
       "constant" (DEN-Constant: always k units, kept).
+    shared_units: "retrain" (the paper) or "frozen" (old units never
+      train; a labelled variant, not the paper's method).
   """
 
   l1: float
@@ -63,65 +80,22 @@ class DENConfig:
   k: int
   tau: float
   sigma: float
+  outgoing_scale: float = 0.1
   selective_retraining: bool = True
   split: bool = True
   expansion: str = "dynamic"
+  shared_units: str = "retrain"
 
   def __post_init__(self):
     if self.expansion not in ("dynamic", "constant"):
       raise ValueError(
         f"den.expansion must be 'dynamic' or 'constant', not {self.expansion!r}"
       )
-
-
-def l1_proximal(threshold: float) -> train.Proximal:
-  """Soft-threshold of trainable kernel entries: sign(w) max(|w| - thr, 0).
-
-  The proximal operator of thr * ||W||_1; biases are not penalised.
-  """
-
-  def proximal(params, trainable):
-    def shrink(path, w, m):
-      if path[-1].key != "kernel":
-        return w
-      soft = jnp.sign(w) * jnp.maximum(jnp.abs(w) - threshold, 0.0)
-      return jnp.where(m > 0, soft, w)
-
-    return jax.tree.map_with_path(shrink, params, trainable)
-
-  return proximal
-
-
-def group_lasso_proximal(
-  l1_threshold: float, group_threshold: float, groups: Mapping[str, np.ndarray]
-) -> train.Proximal:
-  """L1 soft-threshold, then group soft-threshold of the given units.
-
-  Group g (unit g's incoming kernel column and bias) is scaled by
-  max(0, 1 - thr / ||w_g||_2): the proximal operator of thr * sum_g ||w_g||.
-
-  Args:
-    l1_threshold: learning rate * l1.
-    group_threshold: learning rate * group_lasso.
-    groups: {layer: bool [units]}, the units that form groups.
-  """
-  l1 = l1_proximal(l1_threshold)
-  groups = {name: jnp.asarray(g, jnp.float32) for name, g in groups.items()}
-
-  def proximal(params, trainable):
-    params = dict(l1(params, trainable))
-    for name, is_group in groups.items():
-      kernel, bias = params[name]["kernel"], params[name]["bias"]
-      norm = jnp.sqrt(
-        jnp.sum(jnp.square(kernel), axis=tuple(range(kernel.ndim - 1)))
-        + jnp.square(bias)
+    if self.shared_units not in SHARED_UNITS:
+      raise ValueError(
+        f"den.shared_units must be one of {SHARED_UNITS}, not "
+        f"{self.shared_units!r}"
       )
-      scale = jnp.maximum(0.0, 1.0 - group_threshold / jnp.maximum(norm, 1e-12))
-      scale = jnp.where(is_group > 0, scale, 1.0)
-      params[name] = {"kernel": kernel * scale, "bias": bias * scale}
-    return params
-
-  return proximal
 
 
 def learn_task(
@@ -144,11 +118,11 @@ def learn_task(
     rng: initialiser of the new units.
 
   Returns:
-    The tree, the timestamps, and a JSON-ready record of the phases.
+    The tree, the timestamps, and a JSON-ready record: per phase the
+    validation loss before and after, steps; units selected (|S| per
+    layer), added, pruned and split; connection sparsity after task 0.
   """
   layers = tuple(timestamps)
-  learning_rate = context.learning_rate
-  l1 = l1_proximal(learning_rate * config.l1)
   record = {"phases": {}}
 
   def run(name, params, trainable, **kwargs):
@@ -157,7 +131,16 @@ def learn_task(
     return result.params
 
   if task == 0:
-    params = run("sparse", params, method.ones(params), proximal=l1)
+    params = run(
+      "sparse",
+      params,
+      method.ones(params),
+      proximal=sparsity.chain(
+        sparsity.l1(config.l1, sparsity.kernel_names(params)),
+        sparsity.connection_groups(config.group_lasso, layers),
+      ),
+    )
+    record["sparsity"] = sparsity.connection_sparsity(params, layers)
     return params, timestamps, record
 
   head = head_name(task)
@@ -167,38 +150,47 @@ def learn_task(
     "head",
     params,
     masks.new_unit_mask(params, timestamps, layers, task, head),
-    proximal=l1,
+    proximal=sparsity.l1(config.l1, (head,)),
   )
-  if config.selective_retraining:
+  if config.shared_units == "frozen":
+    selected = {n: np.zeros_like(timestamps[n], bool) for n in layers}
+  elif config.selective_retraining:
     selected = masks.select_subnetwork(params, layers, head)
   else:
     selected = {n: np.ones_like(timestamps[n], bool) for n in layers}
   record["selected_units"] = {k: int(v.sum()) for k, v in selected.items()}
-  params = run(
-    "selective",
-    params,
-    masks.subnetwork_mask(params, layers, selected, head),
-    penalty=regularisers.l2_pull(old_params, config.l2, names=layers),
-    proximal=l1,
+  record["units_before"] = surgery.widths(params, layers)
+  pull = regularisers.l2_pull(
+    old_params, config.l2, names=layers, keys=("kernel", "bias")
   )
-
-  loss = record["phases"]["selective"]["validation_loss"]
+  if config.shared_units == "retrain":
+    params = run(
+      "selective",
+      params,
+      masks.subnetwork_mask(params, layers, selected, head),
+      penalty=pull,
+    )
+  loss = _last_loss(record)
   constant = config.expansion == "constant"
   record["expanded"] = bool(constant or loss > config.tau)
   if record["expanded"]:
     params, timestamps = surgery.grow(
-      params, timestamps, layers, heads, config.k, task, rng
-    )
+      params, timestamps, layers, heads, config.k, task, rng,
+      outgoing_scale=config.outgoing_scale,
+    )  # fmt: skip
+    record["added_units"] = {n: config.k for n in layers}
+    l1 = sparsity.l1(config.l1, (*layers, head))
     params = run(
       "expand",
       params,
       masks.new_unit_mask(params, timestamps, layers, task, head),
       proximal=l1
       if constant
-      else group_lasso_proximal(
-        learning_rate * config.l1,
-        learning_rate * config.group_lasso,
-        masks.units_of_task(timestamps, layers, task),
+      else sparsity.chain(
+        l1,
+        sparsity.unit_groups(
+          config.group_lasso, masks.units_of_task(timestamps, layers, task)
+        ),
       ),
     )
     if not constant:
@@ -207,19 +199,24 @@ def learn_task(
       )
       record["pruned_units"] = removed
 
-  if not config.split:
-    return params, timestamps, record
-  params, timestamps, splits = surgery.split_units(
-    params, old_params, timestamps, layers, heads, task, config.sigma
-  )
-  record["splits"] = [dataclasses.asdict(s) for s in splits]
-  if splits:
-    params = run(
-      "split",
-      params,
-      masks.new_unit_mask(params, timestamps, layers, task, head),
+  if config.split and config.shared_units == "retrain":
+    params, timestamps, splits = surgery.split_units(
+      params, old_params, timestamps, layers, heads, task, config.sigma
     )
+    record["splits"] = [dataclasses.asdict(s) for s in splits]
+    if splits:
+      params = run(
+        "split",
+        params,
+        masks.new_unit_mask(params, timestamps, layers, task, head),
+      )
+  record["units_after"] = surgery.widths(params, layers)
   return params, timestamps, record
+
+
+def _last_loss(record: dict) -> float:
+  """Validation loss at the end of the latest phase."""
+  return list(record["phases"].values())[-1]["validation_loss"]
 
 
 class DEN(method.Sequential):

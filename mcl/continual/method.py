@@ -98,11 +98,13 @@ def only(params: Params, names: Sequence[str]) -> Params:
 
 
 def phase_record(**phases: train.FitResult) -> dict:
-  """JSON record of a task's phases: steps and best validation figures."""
+  """JSON record of a task's phases: steps, validation loss before the
+  first step and of the returned (best) parameters, their accuracy."""
   return {
     "phases": {
       name: {
         "steps": r.steps,
+        "validation_loss_before": r.initial_validation_loss,
         "validation_loss": r.validation_loss,
         "validation_accuracy": r.validation_accuracy,
       }

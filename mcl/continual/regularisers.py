@@ -27,26 +27,33 @@ def _shared(params: Params, anchor: Params) -> list[str]:
   ]
 
 
-def l2_pull(anchor: Params, strength: float, names=None) -> train.Penalty:
-  """strength * sum ||W - W*||_2^2 over the kernels of `names`.
+def l2_pull(
+  anchor: Params,
+  strength: float,
+  names=None,
+  keys: tuple[str, ...] = ("kernel",),
+) -> train.Penalty:
+  """strength * sum ||W - W*||_2^2 over the `keys` leaves of `names`.
 
-  The L2 transfer baseline pulls every shared weight towards the previous
+  The L2 transfer baseline pulls every shared kernel towards the previous
   task's (`names=None`: every group of `anchor`); DEN's selective
-  retraining uses the same pull on the hidden layers (Yoon et al. 2018,
-  reference code). Biases are not pulled.
+  retraining and split (Yoon et al. 2018, Eq. 4 and 6) pull kernels and
+  biases of the hidden layers (`keys=("kernel", "bias")`), as the
+  reference code does.
 
   Args:
     anchor: W*, the tree after the previous task.
     strength: the pull's coefficient.
     names: parameter groups to pull, or None for all of `anchor`'s.
+    keys: leaves of each group to pull.
   """
   names = list(anchor) if names is None else list(names)
-  anchors = {n: jnp.asarray(anchor[n]["kernel"]) for n in names}
+  anchors = {(n, k): jnp.asarray(anchor[n][k]) for n in names for k in keys}
 
   def penalty(params, batch, logits):
     del batch, logits
     return strength * sum(
-      jnp.sum(jnp.square(params[n]["kernel"] - a)) for n, a in anchors.items()
+      jnp.sum(jnp.square(params[n][k] - a)) for (n, k), a in anchors.items()
     )
 
   return penalty

@@ -48,7 +48,7 @@ def assemble(
     return rows
 
   def per_task(key):
-    return [by_task[i][key] if i in by_task else None for i in range(t)]
+    return [by_task[i].get(key) if i in by_task else None for i in range(t)]
 
   accuracy = matrix("accuracy_row")
   finished = sorted(by_task)
@@ -87,6 +87,13 @@ def assemble(
       else None
     ),
     "forgetting": metrics.forgetting(square) if sequential else None,
+    # Tasks whose validation loss after training was not below their
+    # untrained network's (`mcl.continual.runner`).
+    "unlearnt_tasks": [
+      j for j in finished if by_task[j].get("learnt") is False
+    ],
+    "validation_loss": per_task("validation_loss"),
+    "zero_shot_validation_loss": per_task("zero_shot_validation_loss"),
     **capacity,
     "units_per_layer": per_task("units_per_layer"),
     "seconds_per_task": per_task("seconds"),

@@ -24,7 +24,6 @@ from clu import metric_writers
 
 from mcl import (
   checkpointing,
-  input_pipeline,
   models,
   tasks,
   train,
@@ -78,18 +77,17 @@ class _Experiment:
       )
     self.config = config
     self.workdir = workdir
-    self.builder, self.split = data.build_dataset(config)
-    self.tasks = tasks.make_tasks(
-      config.tasks, self.builder.info.features["label"].names
-    )
-    self.frames = data.chunk_frames(config)
-    self.input_shape = (1, self.frames, config.features.n_mels)
+    self.data = data.build(config)
+    self.tasks = self.data.tasks
+    self.input_shape = self.data.input_shape
     self.method = METHODS[config.method](config, self.input_shape)
     self.fit_config = train.FitConfig(**config.train.fit)
     self.learning_rate = self.fit_config.learning_rate
-    self.test_sets = [self.eval_set(self.split.test, t) for t in self.tasks]
+    self.test_sets = [
+      self.data.eval_batches(t.index, "test") for t in self.tasks
+    ]
     self.validation_sets = [
-      self.eval_set(self.split.validation, t) for t in self.tasks
+      self.data.eval_batches(t.index, "validation") for t in self.tasks
     ]
     self.checkpoints = checkpointing.TaskCheckpoints(
       os.path.join(workdir, "checkpoints")
@@ -101,58 +99,24 @@ class _Experiment:
     self.task_stream = None
     self.global_step = 0
 
-  def eval_set(self, split: str, task: tasks.Task, num_chunks=None):
-    """Evaluation batches of a task's clips in `split`."""
-    return input_pipeline.eval_batches(
-      self.builder,
-      split,
-      task.class_ids,
-      chunk_frames=self.frames,
-      num_chunks=num_chunks or self.config.data.eval_chunks,
-      batch_size=self.config.train.eval_batch_size,
-    )
-
   # The method.Context interface.
 
   def batches(self, task: int):
     return _with_task(
-      input_pipeline.train_batches(
-        self.builder,
-        self.split.train,
-        self.tasks[task].class_ids,
-        chunk_frames=self.frames,
-        batch_size=self.config.train.batch_size,
-        seed=self.config.seed * 1000 + task,
-      ),
-      task,
+      self.data.train_batches(task, seed=self.config.seed * 1000 + task), task
     )
 
   def joint_batches(self):
     """Chunks drawn uniformly from all tasks' training clips."""
-    task_of = np.concatenate(
-      [np.full(t.num_classes, t.index) for t in self.tasks]
+    return self.data.joint_batches(
+      seed=self.config.seed * 1000 + len(self.tasks)
     )
-    local = np.concatenate([np.arange(t.num_classes) for t in self.tasks])
-    stream = input_pipeline.train_batches(
-      self.builder,
-      self.split.train,
-      [c for t in self.tasks for c in t.class_ids],
-      chunk_frames=self.frames,
-      batch_size=self.config.train.batch_size,
-      seed=self.config.seed * 1000 + len(self.tasks),
-    )
-    for batch in stream:
-      yield {
-        "log_mel": batch["log_mel"],
-        "label": local[batch["label"]].astype(np.int32),
-        "task": task_of[batch["label"]].astype(np.int32),
-      }
 
   def validation(self, task: int):
     return self.validation_sets[task]
 
   def training_clips(self, task: int, num_chunks: int):
-    return self.eval_set(self.split.train, self.tasks[task], num_chunks)
+    return self.data.eval_batches(task, "train", num_chunks)
 
   def phase(
     self,
@@ -285,13 +249,61 @@ class _Experiment:
     _write_json(os.path.join(self.workdir, "results.json"), out)
     return out
 
+  def zero_shot(self, params, state, task: tasks.Task) -> dict:
+    """The untrained network of `task` (new head or column; for task 0 the
+    initialisation): test accuracy (forward transfer; None for task 0)
+    and validation loss (the bar a learnt task must get under)."""
+    network = self.method.network(params, state, task.index)
+
+    def evaluate(clips):
+      return train.evaluate(network.model, network.params, network.head, clips)
+
+    return {
+      "accuracy": (
+        evaluate(self.test_sets[task.index]).accuracy if task.index else None
+      ),
+      "validation_loss": evaluate(self.validation_sets[task.index]).loss,
+    }
+
+  def learnt(self, params, state, task: tasks.Task, zero_shot: dict) -> dict:
+    """Whether `task` was learnt: its validation loss right after training
+    is below its untrained network's (`zero_shot`); logged when not."""
+    network = self.method.network(params, state, task.index)
+    loss = train.evaluate(
+      network.model,
+      network.params,
+      network.head,
+      self.validation_sets[task.index],
+    ).loss
+    if loss >= zero_shot["validation_loss"]:
+      logging.warning(
+        "Task %d %s NOT LEARNT: validation loss %.4f after training, "
+        "%.4f untrained",
+        task.index,
+        task.class_names,
+        loss,
+        zero_shot["validation_loss"],
+      )
+    return {
+      "validation_loss": loss,
+      "zero_shot_validation_loss": zero_shot["validation_loss"],
+      "learnt": bool(loss < zero_shot["validation_loss"]),
+    }
+
   def learn(self, params, state, task: tasks.Task, rng, zero_shot):
-    """Trains `task`, scores it and checkpoints it."""
+    """Trains `task`, scores it and checkpoints it.
+
+    `zero_shot` is `self.zero_shot` of the untrained network, or None for
+    a joint run (which learns every task at once).
+    """
     start = time.time()
     self.task = task
     self.task_stream = self.batches(task.index)
     params, state, record = self.method.learn_task(
       self, params, state, task, rng
+    )
+    learnt = (
+      {} if zero_shot is None else self.learnt(params, state, task, zero_shot)
     )
     metadata = {
       "task": task.index,
@@ -301,7 +313,8 @@ class _Experiment:
         models.get_model_class(self.method.model_name).from_params(params)
       ),
       **self.score(params, state, task),
-      "zero_shot_accuracy": zero_shot,
+      "zero_shot_accuracy": zero_shot and zero_shot["accuracy"],
+      **learnt,
       "random_init_accuracy": self.random_init_accuracy(task),
       "global_step": self.global_step,
       "record": record,
@@ -347,17 +360,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   last = experiment.tasks[-1]
   for task in experiment.tasks[start:]:
     rng = np.random.default_rng([config.seed, task.index])
-    zero_shot = None
     if task.index > 0:
       params, state = learner.begin_task(params, state, task, rng)
-      if not learner.joint:
-        network = learner.network(params, state, task.index)
-        zero_shot = train.evaluate(
-          network.model,
-          network.params,
-          network.head,
-          experiment.test_sets[task.index],
-        ).accuracy
+    zero_shot = (
+      None if learner.joint else experiment.zero_shot(params, state, task)
+    )
     if learner.joint and task is not last:
       continue
     params, state = experiment.learn(params, state, task, rng, zero_shot)

@@ -130,12 +130,18 @@ def grow(
   k: int,
   task: int,
   rng: np.random.Generator | None,
+  outgoing_scale: float = 0.0,
 ) -> tuple[Params, Timestamps]:
   """Dynamic expansion: adds k units with timestamp `task` to every layer.
 
   New units' incoming weights are LeCun-normal (std 1/sqrt(fan_in)) when
-  `rng` is given, zero otherwise; their outgoing weights are zero, so the
-  network's outputs are unchanged by the growth itself.
+  `rng` is given, zero otherwise. Their outgoing weights are
+  `outgoing_scale` times LeCun-normal in the consumer's fan-in (zero by
+  default, so that the network's outputs are unchanged by the growth).
+  Either way older tasks' timestamped networks do not contain the new
+  units. DEN grows with nonzero outgoing weights: a unit whose outgoing
+  weights are all zero gets no gradient into its incoming weights, and
+  group sparsity would remove it before it could learn.
 
   Args:
     params: the tree.
@@ -144,28 +150,34 @@ def grow(
     heads: head names.
     k: units added per layer.
     task: timestamp of the new units.
-    rng: initialiser of the incoming weights, or None for zeros.
+    rng: initialiser of the new weights, or None for zeros.
+    outgoing_scale: scale of the outgoing weights' initialisation (needs
+      `rng`).
 
   Returns:
     The grown tree and timestamps.
+
+  Raises:
+    ValueError: `outgoing_scale` without `rng`.
   """
+  if outgoing_scale and rng is None:
+    raise ValueError("grow: nonzero outgoing_scale needs an rng")
+
+  def lecun(shape, fan_in):
+    if rng is None:
+      return np.zeros(shape, np.float32)
+    return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+
   new, stamps = params, dict(timestamps)
   for layer in layers:
     shape = new[layer]["kernel"].shape[:-1] + (k,)
-    fan_in = int(np.prod(shape[:-1]))
-    if rng is None:
-      incoming = np.zeros(shape, np.float32)
-    else:
-      incoming = (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(
-        np.float32
-      )
-    outgoing = {
-      name: np.zeros(
-        new[name]["kernel"].shape[:-2] + (k, new[name]["kernel"].shape[-1]),
-        np.float32,
-      )
-      for name in consumers(layers, heads, layer)
-    }
+    incoming = lecun(shape, int(np.prod(shape[:-1])))
+    outgoing = {}
+    for name in consumers(layers, heads, layer):
+      kernel = new[name]["kernel"]
+      rows = kernel.shape[:-2] + (k, kernel.shape[-1])
+      fan_in = int(np.prod(kernel.shape[:-1])) + int(np.prod(rows[:-1]))
+      outgoing[name] = (outgoing_scale * lecun(rows, fan_in)).astype(np.float32)
     new = add_units(
       new, layers, heads, layer, incoming, np.zeros(k, np.float32), outgoing
     )
@@ -225,11 +237,15 @@ def prune_dead_units(
 def semantic_drift(
   params: Params, old_params: Params, layers: Sequence[str]
 ) -> dict[str, np.ndarray]:
-  """rho_i = ||w_i^t - w_i^(t-1)||_2 of every unit that existed at t-1.
+  """Semantic drift per incoming weight of every unit that existed at t-1.
 
-  Compares each old unit's incoming kernel column (rows of units that
-  existed at t-1) and bias with its value in `old_params` (Yoon et al.
-  2018, Sec. 3, network split/duplication).
+  rho_i = ||w_i^t - w_i^(t-1)||_2 / sqrt(n_i) over unit i's incoming
+  kernel column (rows of units that existed at t-1) and bias, n_i their
+  number. Yoon et al. (2018, Sec. 3, network split/duplication) threshold
+  the plain L2 norm; divided by sqrt(n_i) it is the root-mean-square change
+  of one weight, comparable between a first conv layer (9 taps + bias per
+  unit) and a dense layer with hundreds of inputs, so one sigma serves
+  every layer.
 
   Returns:
     {layer: float [old units]}.
@@ -243,7 +259,10 @@ def semantic_drift(
       np.square(delta, dtype=np.float64), axis=tuple(range(delta.ndim - 1))
     )
     bias_delta = params[name]["bias"][:n_out] - old_params[name]["bias"]
-    drift[name] = np.sqrt(squares + np.square(bias_delta, dtype=np.float64))
+    size = int(np.prod(old_kernel.shape[:-1])) + 1
+    drift[name] = np.sqrt(
+      (squares + np.square(bias_delta, dtype=np.float64)) / size
+    )
   return drift
 
 
@@ -287,7 +306,7 @@ def split_units(
     layers: hidden layer names.
     heads: head names; head `task` must be the last.
     task: the current task.
-    sigma: drift threshold.
+    sigma: drift threshold (per incoming weight, see `semantic_drift`).
 
   Returns:
     The tree, the timestamps, and one record per layer with splits.

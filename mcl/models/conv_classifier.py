@@ -8,6 +8,14 @@ each channel of the last conv layer one input row of `dense_0`, so growing
 a channel is a row/column operation. There is no BatchNorm: shared batch
 statistics would drift across tasks and change old tasks' outputs; the input
 is instead standardised per example, which has no parameters.
+
+With no conv layer (`conv_widths=()`) the network is a multilayer
+perceptron: the [frames, bins] input (e.g. a [rows, columns] image of the
+permuted-digits benchmark) is flattened into `dense_0`'s input rows, and
+the hidden layers are `dense_0`, `dense_1`, ... The per-example
+standardisation is kept: it is invariant to a permutation of the input
+values, so permuted tasks differ only in pixel order, and it puts images
+and log-mels on one scale without a parameter.
 """
 
 from collections.abc import Sequence
@@ -25,6 +33,14 @@ def standardise(x_BxTxF: jnp.ndarray) -> jnp.ndarray:
   return (x_BxTxF - mean) / (std + 1e-5)
 
 
+def dense_input(x_BxTxFxC: jnp.ndarray, pooled: bool) -> jnp.ndarray:
+  """The dense layers' input: [B, T, F, C] -> [B, C] by a global mean pool
+  (after conv layers) or [B, T * F * C] by flattening (pooled=False)."""
+  if pooled:
+    return x_BxTxFxC.mean(axis=(1, 2))
+  return x_BxTxFxC.reshape(x_BxTxFxC.shape[0], -1)
+
+
 def head_name(task: int) -> str:
   """Name of task `task`'s output head."""
   return f"head_{task}"
@@ -32,6 +48,8 @@ def head_name(task: int) -> str:
 
 class ConvClassifier(nn.Module):
   """Conv blocks (3x3, ReLU, 2x2 max-pool), global mean pool, dense, heads.
+
+  Without conv blocks the input is flattened instead of pooled.
 
   Attributes:
     conv_widths: output channels of `conv_0`, `conv_1`, ...
@@ -81,7 +99,8 @@ class ConvClassifier(nn.Module):
     """Logits of every head.
 
     Args:
-      log_mel_BxTxF: float32 [batch, frames, mels] log-mel in dB.
+      log_mel_BxTxF: float32 [batch, frames, mels] log-mel in dB (or
+        [batch, rows, columns] images).
 
     Returns:
       One float32 [batch, head_sizes[t]] logit array per task head.
@@ -90,7 +109,7 @@ class ConvClassifier(nn.Module):
     for i, width in enumerate(self.conv_widths):
       x = nn.Conv(width, (3, 3), padding="SAME", name=f"conv_{i}")(x)
       x = layers.disjoint_max_pool(nn.relu(x), (2, 2))
-    x = x.mean(axis=(1, 2))
+    x = dense_input(x, pooled=bool(self.conv_widths))
     for i, width in enumerate(self.dense_widths):
       x = nn.relu(nn.Dense(width, name=f"dense_{i}")(x))
     return tuple(

@@ -3,9 +3,10 @@
 networks (STL) side by side.
 
 Column c is a copy of the backbone (conv 3x3 blocks, global mean pool,
-dense layers) that feeds head c. With `lateral=True`, every layer i >= 1 of
-column c (and head c) also receives the previous layer's activations of
-columns 0..c-1 through a lateral connection (Rusu et al., Eq. 1:
+dense layers; without conv blocks the input is flattened) that feeds
+head c. With `lateral=True`, every layer i >= 1 of column c (and head c)
+also receives the previous layer's activations of columns 0..c-1 through
+a lateral connection (Rusu et al., Eq. 1:
 h_i^(c) = f(W_i^(c) h_{i-1}^(c) + sum_{j<c} U_i^(c:j) h_{i-1}^(j))); for conv
 layers U is a 1x1 convolution over the concatenated columns (an adapter
 without the paper's non-linear reduction). Parameters are flat: `conv_<i>/
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from mcl.models import layers
-from mcl.models.conv_classifier import head_name, standardise
+from mcl.models.conv_classifier import dense_input, head_name, standardise
 
 
 def column_of(name: str) -> int | None:
@@ -94,7 +95,8 @@ class ProgressiveNet(nn.Module):
     """Logits of every head.
 
     Args:
-      log_mel_BxTxF: float32 [batch, frames, mels] log-mel in dB.
+      log_mel_BxTxF: float32 [batch, frames, mels] log-mel in dB (or
+        [batch, rows, columns] images).
 
     Returns:
       One float32 [batch, head_sizes[c]] array per column c.
@@ -120,15 +122,18 @@ class ProgressiveNet(nn.Module):
           for c in range(columns)
         ]
       )
-    hidden = [h.mean(axis=(1, 2)) for h in hidden]
+    pooled = bool(self.conv_widths)
+    hidden = [dense_input(h, pooled) for h in hidden]
     for i, width in enumerate(self.dense_widths):
 
       def dense(name, own, width=width):
         return nn.Dense(width, use_bias=own, name=name)
 
+      # Without conv layers dense_0 reads the shared input: no lateral.
+      first = i == 0 and not pooled
       hidden = freeze(
         [
-          nn.relu(self._layer(dense, f"dense_{i}", hidden, c, False))
+          nn.relu(self._layer(dense, f"dense_{i}", hidden, c, first))
           for c in range(columns)
         ]
       )
