@@ -58,12 +58,12 @@ def get_config() -> ml_collections.ConfigDict:
   # DEN (mcl.continual.den.DENConfig): l1 and group_lasso are in gradient
   # units (thresholds in Adam's metric), sigma is per incoming weight.
   config.den = ml_collections.ConfigDict()
-  config.den.l1 = 1e-3
-  config.den.l2 = 0.1
-  config.den.group_lasso = 1e-3
+  config.den.l1 = 3e-4
+  config.den.l2 = 1.0
+  config.den.group_lasso = 3e-4
   config.den.k = 4
   config.den.tau = 0.1
-  config.den.sigma = 0.01
+  config.den.sigma = 0.005
   config.den.outgoing_scale = 0.1
   # Ablations (Yoon et al. 2018, Sec. 4.2) and the frozen-units variant.
   config.den.selective_retraining = True

@@ -1,4 +1,4 @@
-"""The comparison of issue 3: every method and DEN ablation, 5 folds.
+"""The comparison of issue 3: every method and DEN variant, 5 folds.
 
   .venv/bin/python launch/sweep.py --sweep=configs/sweeps/gtzan_comparison.py
 
@@ -26,6 +26,7 @@ VARIANTS = {
   "den_no_sr": {"method": "den", "den.selective_retraining": False},
   "den_no_split": {"method": "den", "den.split": False},
   "den_constant": {"method": "den", "den.expansion": "constant"},
+  "den_frozen": {"method": "den", "den.shared_units": "frozen"},
 }
 
 
