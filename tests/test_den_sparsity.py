@@ -225,3 +225,40 @@ def test_frozen_shared_units_train_no_old_unit():
 def test_unknown_shared_units_setting_is_rejected():
   with pytest.raises(ValueError, match="shared_units"):
     _den_config(shared_units="partly")
+
+
+@pytest.mark.parametrize(
+  "overrides",
+  [
+    {"selective_retraining": False},
+    {"split": False, "expansion": "constant"},
+    {"tau": 10.0, "sigma": 0.0},
+  ],
+)
+def test_ablation_switches_change_the_phases(overrides):
+  context = _SyntheticContext(model_heads=2)
+  config = _den_config(**overrides)
+  params, stamps, _ = _after_task_0(context, config)
+  widths = surgery.widths(params, tuple(stamps))
+  params, stamps, record = den.learn_task(
+    context, params, stamps, 1, config, np.random.default_rng(1)
+  )
+  if not config.selective_retraining:
+    assert record["selected_units"] == widths
+  if config.expansion == "constant":
+    # Always k new units, never pruned, and no split without `split`.
+    assert record["expanded"] and "pruned_units" not in record
+    assert "splits" not in record and "split" not in record["phases"]
+    assert record["units_after"] == {n: w + config.k for n, w in widths.items()}
+  if config.tau == 10.0:
+    # Loss below tau: no expansion; sigma 0 splits every drifted unit, so
+    # the old task's timestamped network is back to exactly task 0's.
+    assert not record["expanded"] and "expand" not in record["phases"]
+    assert record["splits"] and "split" in record["phases"]
+    before = context.phases["head"][0]
+    for name in widths:
+      n_in = before[name]["kernel"].shape[-2]
+      np.testing.assert_array_equal(
+        params[name]["kernel"][..., :n_in, : widths[name]],
+        before[name]["kernel"],
+      )
