@@ -11,6 +11,8 @@ table's rows equal that sweep's.
 from configs.sweeps import gtzan_comparison
 from mcl import sweep
 
+# A sensitivity row: selective retraining's pull ten times stronger.
+EXTRA = {"den_pull10": {"method": "den", "den.l2": 10.0}}
 LABELS = (
   "stl",
   "finetune",
@@ -19,6 +21,7 @@ LABELS = (
   "den_no_split",
   "den_constant",
   "den_frozen",
+  "den_pull10",
 )
 
 
@@ -28,7 +31,7 @@ def get_sweep(seeds=(0,)) -> sweep.Sweep:
     config="configs/gtzan.py",
     runs=sweep.grid(
       {
-        label: {**gtzan_comparison.VARIANTS[label], **budget}
+        label: {**{**gtzan_comparison.VARIANTS, **EXTRA}[label], **budget}
         for label in LABELS
       },
       folds=range(5),
