@@ -72,7 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.den.shared_units = "retrain"  # or "frozen"
 
   config.l2 = ml_collections.ConfigDict()
-  config.l2.strength = 0.1  # As DEN's selective-retraining pull.
+  config.l2.strength = 0.1  # Kernels only (DEN's pull covers biases too).
 
   config.ewc = ml_collections.ConfigDict()
   config.ewc.strength = 100.0

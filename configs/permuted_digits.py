@@ -11,6 +11,8 @@ The tasks come from the data source: there is no `config.tasks`.
 
 import ml_collections
 
+from configs import gtzan
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -44,30 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.fit.eval_every = 20
   config.train.fit.patience = 5
 
-  # DEN: the values chosen on the GTZAN validation fold (configs/gtzan.py).
-  config.den = ml_collections.ConfigDict()
-  config.den.l1 = 3e-4
-  config.den.l2 = 1.0
-  config.den.group_lasso = 3e-4
-  config.den.k = 4
-  config.den.tau = 0.1
-  config.den.sigma = 0.005
-  config.den.outgoing_scale = 0.1
-  config.den.selective_retraining = True
-  config.den.split = True
-  config.den.expansion = "dynamic"  # or "constant" (DEN-Constant)
-  config.den.shared_units = "retrain"  # or "frozen"
-
-  config.l2 = ml_collections.ConfigDict()
-  config.l2.strength = 0.1
-
-  config.ewc = ml_collections.ConfigDict()
-  config.ewc.strength = 100.0
-  config.ewc.fisher_batches = 8
-
-  config.lwf = ml_collections.ConfigDict()
-  config.lwf.strength = 1.0
-  config.lwf.temperature = 2.0
+  # The methods' settings are GTZAN's (DEN's chosen on its validation
+  # fold); only replay's memory is counted in images here.
+  for section in ("den", "l2", "ewc", "lwf"):
+    config[section] = gtzan.get_config()[section]
 
   config.replay = ml_collections.ConfigDict()
   config.replay.memory_clips = 200  # Images, shared by the seen tasks.

@@ -10,15 +10,14 @@ method shapes a phase through two functions: a differentiable `penalty`
 added to the loss (e.g. L2 towards old weights, EWC, LwF's distillation on
 the batch) and a `proximal` map applied after each optimizer step (e.g.
 DEN's L1 and group-lasso soft-thresholds). The proximal map receives
-Adam's diagonal metric (`AdamMetric`), so that its thresholds are taken
-in the same per-coordinate step sizes as the optimizer's own update.
+Adam's diagonal metric (`mcl.optimizer.AdamMetric`), so that its
+thresholds are taken in the optimizer's own per-coordinate step sizes.
 The optimizer state is built fresh for every phase.
 """
 
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -29,42 +28,14 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
-from mcl import metrics
+from mcl import metrics, optimizer
 
 Params = dict
 Batch = dict[str, jax.Array]
-# Adam's decay of the second moment and its denominator's epsilon.
-ADAM_B2 = 0.999
-ADAM_EPS = 1e-8
-
-
-class AdamMetric(NamedTuple):
-  """Adam's diagonal metric after an update: what one step may move.
-
-  Coordinate i moved by learning_rate * m_i / (sqrt(v_i) + eps), with m, v
-  the bias-corrected moments; a proximal map in this metric (Yun et al.,
-  "Adaptive proximal gradient methods for structured neural networks",
-  NeurIPS 2021) soft-thresholds coordinate i by lambda * `step_size(v_i)`,
-  so that lambda is in gradient units: a weight leaves zero when its
-  gradient's running mean exceeds lambda, whatever the gradient's scale.
-
-  Attributes:
-    learning_rate: float32 scalar.
-    second_moment: bias-corrected v, a float32 tree like the parameters.
-  """
-
-  learning_rate: jax.Array
-  second_moment: Params
-
-  def step_size(self, v: jax.Array) -> jax.Array:
-    """learning_rate / (sqrt(v) + eps), elementwise over `v`."""
-    return self.learning_rate / (jnp.sqrt(v) + ADAM_EPS)
-
-
 # penalty(params, batch, logits of every head) -> scalar.
 Penalty = Callable[[Params, Batch, tuple[jax.Array, ...]], jax.Array]
 # proximal(params, trainable mask, Adam's metric) -> params.
-Proximal = Callable[[Params, Params, AdamMetric], Params]
+Proximal = Callable[[Params, Params, optimizer.AdamMetric], Params]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -145,22 +116,6 @@ def _no_proximal(params: Params, trainable: Params, metric) -> Params:
   return params
 
 
-def adam(learning_rate: float) -> optax.GradientTransformation:
-  """The optimizer of every phase: Adam with `ADAM_B2` and `ADAM_EPS`."""
-  return optax.adam(learning_rate, b2=ADAM_B2, eps=ADAM_EPS)
-
-
-def adam_metric(opt_state, learning_rate: jax.Array) -> AdamMetric:
-  """Adam's metric from the state of `adam` after an update."""
-  count = optax.tree_utils.tree_get(opt_state, "count")
-  nu = optax.tree_utils.tree_get(opt_state, "nu")
-  correction = 1.0 - jnp.power(ADAM_B2, count.astype(jnp.float32))
-  return AdamMetric(
-    jnp.asarray(learning_rate, jnp.float32),
-    jax.tree.map(lambda v: v / correction, nu),
-  )
-
-
 def multi_task_cross_entropy(
   logits: Sequence[jax.Array],
   labels: jax.Array,
@@ -211,11 +166,11 @@ def train_step(
       "task": int32 [B]}.
     trainable: pytree like `state.params` of 0./1. entries.
     learning_rate: float32 scalar, the learning rate of `state.tx` (an
-      `adam`), for the metric of `proximal`.
+      `optimizer.adam`), for the metric of `proximal`.
     heads: the task ids that occur in the batch.
     penalty: regulariser added to the mean cross-entropy.
     proximal: map applied to the parameters after the update, given the
-      mask and Adam's metric (`AdamMetric`).
+      mask and Adam's metric (`optimizer.AdamMetric`).
 
   Returns:
     The new state and {"loss", "cross_entropy"} scalars.
@@ -233,7 +188,7 @@ def train_step(
   params = proximal(
     optax.apply_updates(state.params, updates),
     trainable,
-    adam_metric(opt_state, learning_rate),
+    optimizer.adam_metric(opt_state, learning_rate),
   )
   new_state = state.replace(
     step=state.step + 1, params=params, opt_state=opt_state
@@ -365,7 +320,7 @@ def fit(
   state = train_state.TrainState.create(
     apply_fn=model.apply,
     params=jax.tree.map(jnp.array, params),
-    tx=adam(config.learning_rate),
+    tx=optimizer.adam(config.learning_rate),
   )
   trainable = jax.tree.map(jnp.asarray, trainable)
   learning_rate = jnp.float32(config.learning_rate)

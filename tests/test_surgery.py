@@ -5,7 +5,7 @@ import optax
 import pytest
 from flax.training import train_state
 
-from mcl import train
+from mcl import optimizer, train
 from mcl.continual import masks, regularisers, sparsity, surgery, timestamped
 from mcl.models import ConvClassifier
 
@@ -244,7 +244,7 @@ def test_group_lasso_prunes_a_zeroed_unit():
   proximal = sparsity.unit_groups(0.1, {n: stamps[n] == 1 for n in layers})
   trainable = masks.new_unit_mask(grown, stamps, layers, 1, "head_1")
   # Unit step sizes (v = 1, learning rate 1): threshold 0.1 sqrt(group size).
-  metric = train.AdamMetric(
+  metric = optimizer.AdamMetric(
     jnp.float32(1.0), jax.tree.map(jnp.ones_like, grown)
   )
   shrunk = jax.device_get(proximal(grown, trainable, metric))
@@ -268,7 +268,7 @@ def test_l1_proximal_makes_exact_zeros_only_where_trainable():
   _, params, _ = _network()
   trainable = jax.tree.map(np.zeros_like, params)
   trainable["dense_0"]["kernel"][:] = 1
-  metric = train.AdamMetric(
+  metric = optimizer.AdamMetric(
     jnp.float32(1.0), jax.tree.map(jnp.ones_like, params)
   )
   out = jax.device_get(sparsity.l1(10.0)(params, trainable, metric))
@@ -314,3 +314,35 @@ def test_pruning_follows_dead_units_back_through_layers():
   jax.tree.map(
     np.testing.assert_array_equal, {k: pruned[k] for k in params}, params
   )
+
+
+def test_growth_with_outgoing_weights_feeds_only_current_readers():
+  model, params, stamps = _network(heads=(2,))
+  layers = model.hidden_layers
+  before = _task_outputs(params, stamps, layers, 0)
+  params = surgery.add_head(
+    params, layers[-1], "head_1", 2, np.random.default_rng(0)
+  )
+  heads = ("head_0", "head_1")
+  grown, grown_stamps = surgery.grow(
+    params, stamps, layers, heads, 2, 1, np.random.default_rng(1),
+    outgoing_scale=0.1,
+  )  # fmt: skip
+  # Rows of the new units: nonzero into the next layer and head 1,
+  # zero into head 0, which no task reads them through.
+  assert np.all(grown["conv_1"]["kernel"][:, :, -2:, :] != 0)
+  assert np.all(grown["head_1"]["kernel"][-2:] != 0)
+  assert np.all(grown["head_0"]["kernel"][-2:] == 0)
+  np.testing.assert_array_equal(
+    _task_outputs(grown, grown_stamps, layers, 0), before
+  )
+  # Only head 1 reads the new dense_1 units: zero rows there kill them,
+  # whatever head 0 holds.
+  grown["head_1"]["kernel"][-2:] = 0.0
+  grown["head_0"]["kernel"][-2:] = 1.0
+  _, _, removed = surgery.prune_dead_units(
+    grown, grown_stamps, layers, heads, 1
+  )
+  assert removed["dense_1"] == 2
+  with pytest.raises(ValueError, match="rng"):
+    surgery.grow(params, stamps, layers, heads, 2, 1, None, outgoing_scale=1.0)

@@ -56,7 +56,8 @@ class DENConfig:
       whose gradient's running mean stays below it is driven to zero
       (`mcl.continual.sparsity`).
     l2: strength of the pull towards the previous task's weights and
-      biases in selective retraining (Eq. 4) and split (Eq. 6).
+      biases in selective retraining (Eq. 4; its drift decides the split,
+      so it is also Algorithm 4's Eq. 6 training).
     group_lasso: lambda_g of the group terms (conv connections in task 0,
       new units in expansion), in gradient units per sqrt(group size).
     k: units added to every hidden layer by an expansion.

@@ -42,7 +42,6 @@ class Network:
 class Context(Protocol):
   """The runner's side: training data and the phase loop of one task."""
 
-  learning_rate: float
   fit_config: train.FitConfig
 
   def phase(

@@ -37,9 +37,9 @@ def l2_pull(
 
   The L2 transfer baseline pulls every shared kernel towards the previous
   task's (`names=None`: every group of `anchor`); DEN's selective
-  retraining and split (Yoon et al. 2018, Eq. 4 and 6) pull kernels and
-  biases of the hidden layers (`keys=("kernel", "bias")`), as the
-  reference code does.
+  retraining (Yoon et al. 2018, Eq. 4, trained with the Eq. 6 pull before
+  the split) pulls kernels and biases of the hidden layers
+  (`keys=("kernel", "bias")`), as the reference code does.
 
   Args:
     anchor: W*, the tree after the previous task.

@@ -82,7 +82,6 @@ class _Experiment:
     self.input_shape = self.data.input_shape
     self.method = METHODS[config.method](config, self.input_shape)
     self.fit_config = train.FitConfig(**config.train.fit)
-    self.learning_rate = self.fit_config.learning_rate
     self.test_sets = [
       self.data.eval_batches(t.index, "test") for t in self.tasks
     ]

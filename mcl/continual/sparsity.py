@@ -5,7 +5,7 @@ task 1; Eq. 3, the new head) and group sparsity (l2,1, dynamic expansion),
 applied as proximal steps after each optimizer step so that weights become
 exact zeros. A proximal step soft-thresholds by step size x lambda. With
 Adam the step size is per coordinate, lr / (sqrt(v_i) + eps) (v the
-bias-corrected second moment, `mcl.train.AdamMetric`), so the thresholds
+bias-corrected second moment, `mcl.optimizer.AdamMetric`), so the thresholds
 here are lambda times that step size, lambda in gradient units (the
 proximal map under Adam's diagonal metric; Yun et al., NeurIPS 2021). What
 follows:

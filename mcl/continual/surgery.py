@@ -135,9 +135,11 @@ def grow(
   """Dynamic expansion: adds k units with timestamp `task` to every layer.
 
   New units' incoming weights are LeCun-normal (std 1/sqrt(fan_in)) when
-  `rng` is given, zero otherwise. Their outgoing weights are
-  `outgoing_scale` times LeCun-normal in the consumer's fan-in (zero by
-  default, so that the network's outputs are unchanged by the growth).
+  `rng` is given, zero otherwise. Their outgoing weights into the next
+  layer and into the last head (the current task's) are `outgoing_scale`
+  times LeCun-normal in the consumer's fan-in (zero by default, so that
+  the network's outputs are unchanged by the growth); their rows in older
+  heads are zero, since no task reads them.
   Either way older tasks' timestamped networks do not contain the new
   units. DEN grows with nonzero outgoing weights: a unit whose outgoing
   weights are all zero gets no gradient into its incoming weights, and
@@ -147,7 +149,7 @@ def grow(
     params: the tree.
     timestamps: units' timestamps per layer.
     layers: hidden layer names.
-    heads: head names.
+    heads: head names, the current task's last.
     k: units added per layer.
     task: timestamp of the new units.
     rng: initialiser of the new weights, or None for zeros.
@@ -177,7 +179,10 @@ def grow(
       kernel = new[name]["kernel"]
       rows = kernel.shape[:-2] + (k, kernel.shape[-1])
       fan_in = int(np.prod(kernel.shape[:-1])) + int(np.prod(rows[:-1]))
-      outgoing[name] = (outgoing_scale * lecun(rows, fan_in)).astype(np.float32)
+      # Old heads never read new units: their rows stay zero (drawn all
+      # the same, so the random stream does not depend on the task).
+      scale = 0.0 if name in heads[:-1] else outgoing_scale
+      outgoing[name] = (scale * lecun(rows, fan_in)).astype(np.float32)
     new = add_units(
       new, layers, heads, layer, incoming, np.zeros(k, np.float32), outgoing
     )
@@ -204,10 +209,19 @@ def prune_dead_units(
   """Removes units of timestamp `task` that group lasso switched off.
 
   A unit is dead when its incoming group (kernel column and bias) is all
-  zero, or when all its outgoing weights are zero: either way it cannot
+  zero, or when all its outgoing weights that a task reads are zero (rows
+  into the next layer, or into the last head, the current task's; older
+  heads never read a unit of timestamp `task`): either way it cannot
   affect any output. Removing a unit can kill others (a unit whose only
   outgoing weights went to removed units), so passes repeat until none is
   removed. Older units are never removed.
+
+  Args:
+    params: the tree.
+    timestamps: units' timestamps per layer.
+    layers: hidden layer names.
+    heads: head names, head `task` last.
+    task: the current task.
 
   Returns:
     The tree, the timestamps and {layer: units removed}.
@@ -220,6 +234,8 @@ def prune_dead_units(
     for layer in layers:
       outgoing = np.zeros(new[layer]["bias"].shape, bool)
       for name in consumers(layers, heads, layer):
+        if name in heads[:-1]:
+          continue
         kernel = new[name]["kernel"]
         axes = tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,)
         outgoing |= np.any(kernel != 0, axis=axes)
