@@ -156,7 +156,7 @@ def test_no_conv_layer_means_a_flattening_mlp():
   assert ProgressiveNet.from_params(params) == net
 
 
-@pytest.mark.parametrize("method", ["finetune", "stl"])
+@pytest.mark.parametrize("method", ["finetune", "stl", "den"])
 def test_tiny_run_learns_every_task(method, tmp_path):
   config = digits_config.tiny(digits_config.get_config())
   config.method = method
@@ -168,6 +168,10 @@ def test_tiny_run_learns_every_task(method, tmp_path):
   assert len(accuracy) == 3 and all(len(row) == 3 for row in accuracy)
   assert results["finished_tasks"] == 3
   assert all(accuracy[j][j] > 0.5 for j in range(3))  # Chance: 0.1.
+  assert results["unlearnt_tasks"] == []
   assert results["tasks"] == [list(permuted_digits.DIGITS)] * 3
   if method == "stl":  # Independent columns never forget.
     assert results["bwt"] == 0.0
+  if method == "den":  # Dense layers: the search reads every row.
+    assert "selected_units" in results["task_records"][1]
+    assert results["units_per_layer"][0] == {"dense_0": 32, "dense_1": 16}

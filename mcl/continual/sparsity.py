@@ -35,6 +35,7 @@ Only kernels are penalised by L1; biases only as members of unit groups.
 Every map leaves entries whose trainable mask is 0 untouched.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
@@ -107,7 +108,7 @@ def connection_groups(strength: float, names: Sequence[str]) -> train.Proximal:
       taps = kernel.shape[0] * kernel.shape[1]
       norm = jnp.sqrt(jnp.sum(jnp.square(kernel), axis=(0, 1)))
       threshold = (
-        strength * np.sqrt(taps) * metric.step_size(jnp.mean(v, axis=(0, 1)))
+        strength * math.sqrt(taps) * metric.step_size(jnp.mean(v, axis=(0, 1)))
       )
       scale = _group_scale(norm, threshold)
       scale = jnp.where(
@@ -136,16 +137,16 @@ def unit_groups(
   units = {name: jnp.asarray(u, bool) for name, u in units.items()}
 
   def proximal(params, trainable, metric):
-    del trainable  # The groups are the trainable new units.
     out = dict(params)
     for name, is_group in units.items():
+      is_group = is_group & (trainable[name]["bias"] > 0)
       kernel, bias = params[name]["kernel"], params[name]["bias"]
       axes = tuple(range(kernel.ndim - 1))
       size = int(np.prod(kernel.shape[:-1])) + 1
       norm = jnp.sqrt(jnp.sum(jnp.square(kernel), axis=axes) + bias**2)
       v = metric.second_moment[name]
       mean_v = (jnp.sum(v["kernel"], axis=axes) + v["bias"]) / size
-      threshold = strength * np.sqrt(size) * metric.step_size(mean_v)
+      threshold = strength * math.sqrt(size) * metric.step_size(mean_v)
       scale = jnp.where(is_group, _group_scale(norm, threshold), 1.0)
       out[name] = {"kernel": kernel * scale, "bias": bias * scale}
     return out
