@@ -137,7 +137,7 @@ def learn_task(
       params,
       method.ones(params),
       proximal=sparsity.chain(
-        sparsity.l1(config.l1, sparsity.kernel_names(params)),
+        sparsity.l1(config.l1),
         sparsity.connection_groups(config.group_lasso, layers),
       ),
     )
@@ -161,15 +161,14 @@ def learn_task(
     selected = {n: np.ones_like(timestamps[n], bool) for n in layers}
   record["selected_units"] = {k: int(v.sum()) for k, v in selected.items()}
   record["units_before"] = surgery.widths(params, layers)
-  pull = regularisers.l2_pull(
-    old_params, config.l2, names=layers, keys=("kernel", "bias")
-  )
   if config.shared_units == "retrain":
     params = run(
       "selective",
       params,
       masks.subnetwork_mask(params, layers, selected, head),
-      penalty=pull,
+      penalty=regularisers.l2_pull(
+        old_params, config.l2, names=layers, keys=("kernel", "bias")
+      ),
     )
   loss = _last_loss(record)
   constant = config.expansion == "constant"

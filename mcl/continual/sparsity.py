@@ -60,7 +60,8 @@ def l1(strength: float, names: Sequence[str] | None = None) -> train.Proximal:
 
   Args:
     strength: lambda, in gradient units (see the module docstring).
-    names: parameter groups whose kernels are penalised; None for all.
+    names: parameter groups whose kernels are penalised; None for every
+      group that has a kernel.
 
   Returns:
     proximal(params, trainable, metric): kernel entry i becomes
@@ -69,7 +70,12 @@ def l1(strength: float, names: Sequence[str] | None = None) -> train.Proximal:
 
   def proximal(params, trainable, metric):
     out = dict(params)
-    for name in params if names is None else names:
+    chosen = (
+      names
+      if names is not None
+      else [n for n, group in params.items() if "kernel" in group]
+    )
+    for name in chosen:
       kernel = params[name]["kernel"]
       threshold = strength * metric.step_size(
         metric.second_moment[name]["kernel"]
@@ -164,11 +170,6 @@ def chain(*maps: train.Proximal) -> train.Proximal:
     return params
 
   return proximal
-
-
-def kernel_names(params: Params) -> list[str]:
-  """Parameter groups that have a kernel."""
-  return [name for name, group in params.items() if "kernel" in group]
 
 
 def connection_sparsity(params: Params, layers: Sequence[str]) -> dict:
