@@ -1,11 +1,27 @@
-"""Orbax checkpoints of a growing network, one per finished task.
+"""Orbax checkpoints: one per finished task, and a resumable fit's.
 
-Each checkpoint holds the parameter tree, JSON metadata (widths, unit
-timestamps, task index, per-task records) and, when given, the method's
-state (numpy arrays: timestamps, EWC anchors and Fishers, replay memory).
-The metadata is read first and the restore target rebuilt from it with
-`jax.eval_shape`, so a checkpoint restores into the grown shapes it was
-saved with.
+Task checkpoints (`TaskCheckpoints`, the continual runner): each holds the
+parameter tree, JSON metadata (widths, unit timestamps, task index,
+per-task records) and, when given, the method's state (numpy arrays:
+timestamps, EWC anchors and Fishers, replay memory). The metadata is read
+first and the restore target rebuilt from it with `jax.eval_shape`, so a
+checkpoint restores into the grown shapes it was saved with.
+
+A resumable fit (`RunCheckpoints`, `mcl.fit`) keeps three folders in its
+workdir, each an `ocp.CheckpointManager` with a pytree item
+(`StandardSave`) and a JSON metadata item (`JsonSave`):
+
+- `latest/`: everything needed to resume, written after every validation
+  pass (step = passes done): the training state (params, batch_stats,
+  opt_state, step) and the best variables so far, in one atomic save, and
+  the metadata (stage, drop counter, best loss, history, recipe).
+- `best/`: a copy of the best variables by validation loss, written on
+  every improvement (step = passes done), for use without the trainer.
+- `nonfinite/`: the training state at the pass whose loss was NaN or
+  infinite (step = optimizer steps).
+
+The restore target is a tree of arrays or `jax.ShapeDtypeStruct` with the
+saved structure (e.g. the model's variables and a fresh `optimizer.init`).
 """
 
 import dataclasses
@@ -136,3 +152,146 @@ class TaskCheckpoints:
 
   def close(self) -> None:
     self._manager.close()
+
+
+Tree = dict
+
+
+def _manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+    os.path.abspath(directory),
+    options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+    item_names=("tree", "metadata"),
+  )
+
+
+def _save(
+  manager: ocp.CheckpointManager, step: int, tree: Tree, metadata: dict
+) -> None:
+  manager.save(
+    step,
+    args=ocp.args.Composite(
+      tree=ocp.args.StandardSave(tree), metadata=ocp.args.JsonSave(metadata)
+    ),
+    force=True,
+  )
+  manager.wait_until_finished()
+
+
+def _restore(
+  manager: ocp.CheckpointManager, step: int, target: Tree
+) -> tuple[Tree, dict]:
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
+      tree=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()
+    ),
+  )
+  return jax.tree.map(np.asarray, restored["tree"]), restored["metadata"]
+
+
+class RunCheckpoints:
+  """The `latest/` and `best/` checkpoints of a run under `workdir`."""
+
+  def __init__(self, workdir: str):
+    self._latest = _manager(os.path.join(workdir, "latest"), max_to_keep=1)
+    self._best = _manager(os.path.join(workdir, "best"), max_to_keep=1)
+
+  def latest_passes(self) -> int | None:
+    """Validation passes done at the latest save, or None before any."""
+    return self._latest.latest_step()
+
+  def latest_metadata(self) -> dict:
+    """The JSON metadata of the latest save.
+
+    Raises:
+      FileNotFoundError: nothing has been saved yet.
+    """
+    passes = self._require_latest()
+    restored = self._latest.restore(
+      passes, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
+    )
+    return restored["metadata"]
+
+  def save_latest(self, passes: int, tree: Tree, metadata: dict) -> None:
+    """Replaces the latest save and waits until it is on disk.
+
+    Args:
+      passes: validation passes done (the checkpoint's step).
+      tree: {"state": {"step", "params", "batch_stats", "opt_state"},
+        "best": {"params", "batch_stats"}}.
+      metadata: JSON-ready progress of the run.
+    """
+    _save(self._latest, passes, tree, metadata)
+
+  def restore_latest(self, target: Tree) -> tuple[Tree, dict]:
+    """The latest (tree as numpy arrays, metadata), shaped like `target`.
+
+    Raises:
+      FileNotFoundError: nothing has been saved yet.
+    """
+    return _restore(self._latest, self._require_latest(), target)
+
+  def save_best(self, passes: int, variables: Tree, metadata: dict) -> None:
+    """Replaces the best variables ({"params", "batch_stats"})."""
+    _save(self._best, passes, variables, metadata)
+
+  def restore_best(self, target: Tree) -> tuple[Tree, dict]:
+    """The best (variables as numpy arrays, metadata).
+
+    Raises:
+      FileNotFoundError: no pass has improved yet.
+    """
+    passes = self._best.latest_step()
+    if passes is None:
+      raise FileNotFoundError(
+        f"no best checkpoint under {self._best.directory}"
+      )
+    return _restore(self._best, passes, target)
+
+  def _require_latest(self) -> int:
+    passes = self._latest.latest_step()
+    if passes is None:
+      raise FileNotFoundError(f"no checkpoint under {self._latest.directory}")
+    return passes
+
+  def close(self) -> None:
+    self._latest.close()
+    self._best.close()
+
+
+def save_nonfinite(workdir: str, step: int, tree: Tree, metadata: dict) -> str:
+  """Saves the state at a non-finite loss under `<workdir>/nonfinite`.
+
+  Args:
+    workdir: the run's folder.
+    step: optimizer steps done (the checkpoint's step).
+    tree: {"state": {"step", "params", "batch_stats", "opt_state"}}.
+    metadata: JSON-ready context (pass, stage, loss).
+
+  Returns:
+    The checkpoint folder.
+  """
+  directory = os.path.join(workdir, "nonfinite")
+  manager = _manager(directory, max_to_keep=None)
+  try:
+    _save(manager, step, tree, metadata)
+  finally:
+    manager.close()
+  return os.path.abspath(directory)
+
+
+def restore_nonfinite(workdir: str, target: Tree) -> tuple[Tree, dict]:
+  """The latest state saved by `save_nonfinite` and its metadata.
+
+  Raises:
+    FileNotFoundError: there is none.
+  """
+  manager = _manager(os.path.join(workdir, "nonfinite"), max_to_keep=None)
+  try:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint under {manager.directory}")
+    return _restore(manager, step, target)
+  finally:
+    manager.close()

@@ -32,7 +32,7 @@ def _task_clips(
   ds = builder.as_dataset(split=split, shuffle_files=False)
   ds = ds.map(
     lambda ex: {
-      "log_mel": ex["log_mel"],
+      "inputs": ex["log_mel"],
       "label": tf.gather(local, tf.cast(ex["label"], tf.int32)),
     }
   )
@@ -123,7 +123,7 @@ def train_batches(
       equal streams.
 
   Returns:
-    Iterator of {"log_mel": float32 [batch, chunk_frames, mels],
+    Iterator of {"inputs": float32 [batch, chunk_frames, mels],
     "label": int32 [batch]} with labels in 0..len(class_ids)-1.
 
   Raises:
@@ -134,7 +134,7 @@ def train_batches(
   if num_clips == 0:
     raise ValueError(f"no clips of classes {class_ids} in split {split}")
   ds = clips.shuffle(num_clips, seed=seed, reshuffle_each_iteration=True)
-  ds = _random_chunks(ds.repeat(), "log_mel", chunk_frames, seed)
+  ds = _random_chunks(ds.repeat(), "inputs", chunk_frames, seed)
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return iter(tfds.as_numpy(ds))
 
@@ -159,7 +159,7 @@ def eval_batches(
     batch_size: clips per batch.
 
   Returns:
-    List of {"log_mel": float32 [batch, num_chunks, chunk_frames, mels],
+    List of {"inputs": float32 [batch, num_chunks, chunk_frames, mels],
     "label": int32 [batch], "mask": float32 [batch]}; padding clips at the
     end of the last batch have mask 0.
 
@@ -168,7 +168,7 @@ def eval_batches(
   """
   ds = _task_clips(builder, split, class_ids).map(
     lambda ex: {
-      "log_mel": evenly_spaced_chunks(ex["log_mel"], chunk_frames, num_chunks),
+      "inputs": evenly_spaced_chunks(ex["inputs"], chunk_frames, num_chunks),
       "label": ex["label"],
     }
   )

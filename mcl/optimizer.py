@@ -1,11 +1,17 @@
-"""The optimizer of every training phase, and its metric for proximal steps.
+"""Update directions of the one step, and Adam's metric for proximal steps.
 
-Every phase trains with Adam (fresh state per phase, `mcl.train.fit`). A
+`mcl.train.train_step` scales the direction of `direction(...)` by
+-learning_rate, the rate being an array argument; `direction` is cached,
+so every phase or stage of one kind passes the same (static) object and
+reuses the compiled step. A continual phase trains with Adam (fresh state
+per phase); Won et al.'s tagging recipe with Adam, then Nesterov SGD, both
+with torch's coupled weight decay (`mcl.tagging.recipe`). A
 proximal step after Adam's update (DEN's L1 and group lasso,
 `mcl.continual.sparsity`) takes its thresholds in Adam's own per-coordinate
 step sizes, read from the optimizer state by `adam_metric`.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -41,13 +47,40 @@ class AdamMetric(NamedTuple):
     return self.learning_rate / (jnp.sqrt(v) + ADAM_EPS)
 
 
-def adam(learning_rate: float) -> optax.GradientTransformation:
-  """The optimizer of every phase: Adam with `ADAM_B2` and `ADAM_EPS`."""
-  return optax.adam(learning_rate, b2=ADAM_B2, eps=ADAM_EPS)
+DIRECTIONS = ("adam", "sgd")
+
+
+@functools.cache
+def direction(
+  name: str = "adam", weight_decay: float = 0.0, momentum: float = 0.9
+) -> optax.GradientTransformation:
+  """The update direction d of a step p <- p - lr * d (one object per args).
+
+  Args:
+    name: "adam": m_hat / (sqrt(v_hat) + eps), b1 0.9, b2 `ADAM_B2`, eps
+      `ADAM_EPS` (torch's defaults); "sgd": Nesterov momentum
+      (g + momentum * buffer, torch's `nesterov=True`).
+    weight_decay: torch's coupled L2: g <- g + weight_decay * p before the
+      moments or the momentum buffer (`optax.add_decayed_weights` first in
+      the chain; unlike AdamW's decoupled decay). 0 adds nothing.
+    momentum: SGD's momentum (Adam keeps b1 = 0.9).
+
+  Raises:
+    ValueError: an unknown name.
+  """
+  if name == "adam":
+    base = optax.scale_by_adam(b2=ADAM_B2, eps=ADAM_EPS)
+  elif name == "sgd":
+    base = optax.trace(decay=momentum, nesterov=True)
+  else:
+    raise ValueError(f"unknown optimizer {name!r}; known: {DIRECTIONS}")
+  if not weight_decay:
+    return base
+  return optax.chain(optax.add_decayed_weights(weight_decay), base)
 
 
 def adam_metric(opt_state, learning_rate: jax.Array) -> AdamMetric:
-  """Adam's metric from the state of `adam` after an update."""
+  """Adam's metric from the state of `direction("adam")` after an update."""
   count = optax.tree_utils.tree_get(opt_state, "count")
   nu = optax.tree_utils.tree_get(opt_state, "nu")
   correction = 1.0 - jnp.power(ADAM_B2, count.astype(jnp.float32))

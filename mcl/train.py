@@ -1,48 +1,55 @@
-"""Jitted training and evaluation steps and the early-stopped fit loop.
+"""The one training step of every experiment, continual and tagging.
 
-A training batch may mix tasks (replay, joint training): every example
-carries its task id, and its cross-entropy is taken on that task's head. A
-training phase updates only the parameters whose entry in a `trainable`
-mask is 1: gradients and optimizer updates are multiplied by the mask inside
-the step (masks are arrays, so `optax.masked` with its static boolean leaves
-does not fit), so frozen entries stay bit-identical. A continual-learning
-method shapes a phase through two functions: a differentiable `penalty`
-added to the loss (e.g. L2 towards old weights, EWC, LwF's distillation on
-the batch) and a `proximal` map applied after each optimizer step (e.g.
-DEN's L1 and group-lasso soft-thresholds). The proximal map receives
-Adam's diagonal metric (`mcl.optimizer.AdamMetric`), so that its
-thresholds are taken in the optimizer's own per-coordinate step sizes.
-The optimizer state is built fresh for every phase.
+A step updates a `TrainState` (parameters, BatchNorm statistics, optimizer
+state) on one batch under a `Phase`: the loss, the learning rate, a
+`trainable` mask, a `penalty` added to the loss and a `proximal` map
+applied after the update. Everything a phase may change between phases is
+an array argument (the learning rate, the mask, a penalty's anchors and
+coefficient, a proximal map's strengths), carried by `Term`s whose
+function is static and holds no array; so a new phase with new values
+reuses the compiled step, and the jit cache keeps no old anchors alive.
+The step recompiles only when shapes change (a grown network, a new head)
+or when the loss or a term's function changes.
+
+- Mask: gradients and updates are multiplied by `trainable` (0./1. arrays,
+  so `optax.masked` with its static boolean leaves does not fit); frozen
+  entries stay bit-identical.
+- Optimizer: the state's `tx` gives the update's direction (Adam's
+  m / (sqrt(v) + eps), or Nesterov momentum) and the step scales it by
+  -learning_rate. `tx` is built once per kind (`mcl.optimizer.direction`),
+  so phases with other rates share one compiled step.
+- Proximal: receives Adam's diagonal metric (`mcl.optimizer.AdamMetric`),
+  so DEN's thresholds are taken in the optimizer's per-coordinate steps.
+- Losses: `TaskCrossEntropy` (a head per task, each example on its own
+  task's head: replay and joint training mix tasks) and
+  `TagBinaryCrossEntropy` (multi-label tagging, Won et al. 2020).
+- Devices: the step is one `jax.jit`; with the batch a global array sharded
+  on a `("data",)` mesh and the state replicated (`mcl.parallel`), XLA
+  partitions it and all-reduces the gradients.
 """
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from absl import logging
-from clu import metric_writers, periodic_actions
-from flax.training import train_state
 
-from mcl import metrics, optimizer
+from mcl import optimizer
 
 Params = dict
 Batch = dict[str, jax.Array]
-# penalty(params, batch, logits of every head) -> scalar.
-Penalty = Callable[[Params, Batch, tuple[jax.Array, ...]], jax.Array]
-# proximal(params, trainable mask, Adam's metric) -> params.
-Proximal = Callable[[Params, Params, optimizer.AdamMetric], Params]
 
 
 class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or infinite.
 
   Attributes:
-    step: the phase step at which it was seen.
+    step: the step at which it was seen.
     params: the parameters at that step, for saving and inspection.
   """
 
@@ -52,68 +59,96 @@ class NonFiniteLossError(FloatingPointError):
     self.params = params
 
 
-@dataclasses.dataclass(frozen=True)
-class FitConfig:
-  """Budget and schedule of one training phase.
+@flax.struct.dataclass
+class TrainState:
+  """What the jitted step updates.
 
   Attributes:
-    learning_rate: Adam step size.
-    max_steps: upper bound on optimizer steps.
-    eval_every: steps between validation passes (and loss checks).
-    patience: validation passes without improvement before stopping.
+    step: int32 scalar, optimizer steps so far (over all phases or stages
+      the caller counts); dropout keys are `fold_in(rng, step)`.
+    params: the model's "params" collection.
+    batch_stats: its "batch_stats" collection ({} without BatchNorm).
+    opt_state: the optimizer state of `tx`.
+    model: the network (static): `apply(variables, x, train=True,
+      mutable=["batch_stats"], rngs={"dropout": key})`.
+    tx: the update direction (static), from `mcl.optimizer.direction`.
   """
 
-  learning_rate: float
-  max_steps: int
-  eval_every: int
-  patience: int
-
-
-@dataclasses.dataclass(frozen=True)
-class FitResult:
-  """Outcome of a phase: the best parameters by validation loss.
-
-  Attributes:
-    params: the parameters of the best validation pass.
-    steps: optimizer steps taken.
-    validation_loss: clip-level validation loss of `params` (nats).
-    validation_accuracy: their clip-level validation accuracy.
-    initial_validation_loss: the validation loss before the first step;
-      `validation_loss` equals it when no pass improved on it.
-  """
-
+  step: jax.Array
   params: Params
-  steps: int
-  validation_loss: float
-  validation_accuracy: float
-  initial_validation_loss: float
+  batch_stats: Params
+  opt_state: optax.OptState
+  model: nn.Module = flax.struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+  @classmethod
+  def create(
+    cls,
+    model: nn.Module,
+    variables: dict,
+    tx: optax.GradientTransformation,
+    step: int = 0,
+  ) -> "TrainState":
+    """A fresh state on device copies of `variables`.
+
+    The step donates its state, so the state must not alias the caller's
+    arrays: every leaf is copied.
+    """
+    params = jax.tree.map(jnp.array, variables["params"])
+    return cls(
+      step=jnp.asarray(step, jnp.int32),
+      params=params,
+      batch_stats=jax.tree.map(jnp.array, variables.get("batch_stats", {})),
+      opt_state=tx.init(params),
+      model=model,
+      tx=tx,
+    )
+
+  @property
+  def variables(self) -> dict:
+    return variables_of(self.params, self.batch_stats)
+
+
+def variables_of(params: Params, batch_stats: Params) -> dict:
+  """The `model.apply` variables; no "batch_stats" entry when it is empty."""
+  if batch_stats:
+    return {"params": params, "batch_stats": batch_stats}
+  return {"params": params}
+
+
+@flax.struct.dataclass
+class Term:
+  """A penalty or proximal map: a static function and its array arguments.
+
+  `fn` must be hashable and hold no arrays (a module-level function or a
+  frozen dataclass of names and shapes); `args` is a pytree of arrays
+  (anchors, coefficients, unit masks). Calling the term calls
+  `fn(*inputs, args)`:
+
+  - penalty: `term(params, batch, outputs) -> scalar` added to the loss;
+  - proximal: `term(params, trainable, metric) -> params` after the update.
+  """
+
+  fn: Callable = flax.struct.field(pytree_node=False)
+  args: Any = None
+
+  def __call__(self, *inputs):
+    return self.fn(*inputs, self.args)
+
+
+def chain(*terms: Term) -> Term:
+  """Proximal terms applied in order (`params` threads through them)."""
+  return Term(_Chain(tuple(t.fn for t in terms)), tuple(t.args for t in terms))
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalResult:
-  """Clip-level evaluation of one task.
+class _Chain:
+  fns: tuple[Callable, ...]
 
-  Attributes:
-    loss: mean cross-entropy of the clip probabilities.
-    accuracy: share of clips whose most probable class is right.
-    probabilities: float [clips, classes], chunk softmaxes averaged per clip.
-    labels: int [clips].
-  """
-
-  loss: float
-  accuracy: float
-  probabilities: np.ndarray
-  labels: np.ndarray
-
-
-def _zero_penalty(params: Params, batch: Batch, logits) -> jax.Array:
-  del params, batch, logits
-  return jnp.zeros([])
-
-
-def _no_proximal(params: Params, trainable: Params, metric) -> Params:
-  del trainable, metric
-  return params
+  def __call__(self, params, trainable, metric, args):
+    for fn, a in zip(self.fns, args, strict=True):
+      params = fn(params, trainable, metric, a)
+    return params
 
 
 def multi_task_cross_entropy(
@@ -143,243 +178,108 @@ def multi_task_cross_entropy(
   return total / labels.shape[0]
 
 
-@functools.partial(
-  jax.jit,
-  static_argnames=("heads", "penalty", "proximal"),
-  donate_argnums=0,
-)
+@dataclasses.dataclass(frozen=True)
+class TaskCrossEntropy:
+  """Loss of a multi-head classifier: `multi_task_cross_entropy`.
+
+  Reads batch["label"] (int32 [B]) and batch["task"] (int32 [B]); `heads`
+  are the task ids that occur in the batches.
+  """
+
+  heads: tuple[int, ...]
+
+  def __call__(self, outputs, batch: Batch) -> jax.Array:
+    return multi_task_cross_entropy(
+      outputs, batch["label"], batch["task"], self.heads
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TagBinaryCrossEntropy:
+  """Sigmoid binary cross-entropy, mean over examples and tags.
+
+  l = -mean[y log s(z) + (1 - y) log(1 - s(z))] on batch["tags"]
+  (float32 [B, n_tags] multi-hot), as Won et al. (SMC 2020) apply
+  `nn.BCELoss` to sigmoid outputs.
+  """
+
+  def __call__(self, logits, batch: Batch) -> jax.Array:
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, batch["tags"]))
+
+
+@flax.struct.dataclass
+class Phase:
+  """How a step trains: everything but the loss is an array argument.
+
+  Attributes:
+    learning_rate: float32 scalar.
+    trainable: pytree like the parameters of 0./1. entries, or None to
+      train everything.
+    penalty: a penalty `Term`, or None.
+    proximal: a proximal `Term`, or None.
+    loss: `loss(outputs, batch) -> scalar` (static).
+  """
+
+  learning_rate: jax.Array
+  trainable: Params | None = None
+  penalty: Term | None = None
+  proximal: Term | None = None
+  loss: Callable = flax.struct.field(
+    pytree_node=False, default=TagBinaryCrossEntropy()
+  )
+
+
+@functools.partial(jax.jit, donate_argnums=0)
 def train_step(
-  state: train_state.TrainState,
-  batch: Batch,
-  trainable: Params,
-  learning_rate: jax.Array,
-  *,
-  heads: tuple[int, ...],
-  penalty: Penalty,
-  proximal: Proximal,
-) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
-  """One masked optimizer step.
+  state: TrainState, batch: Batch, phase: Phase, rng: jax.Array
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step.
 
   Args:
-    state: parameters and optimizer state.
-    batch: {"log_mel": float32 [B, frames, mels], "label": int32 [B],
-      "task": int32 [B]}.
-    trainable: pytree like `state.params` of 0./1. entries.
-    learning_rate: float32 scalar, the learning rate of `state.tx` (an
-      `optimizer.adam`), for the metric of `proximal`.
-    heads: the task ids that occur in the batch.
-    penalty: regulariser added to the mean cross-entropy.
-    proximal: map applied to the parameters after the update, given the
-      mask and Adam's metric (`optimizer.AdamMetric`).
+    state: the state to update (donated).
+    batch: {"inputs": float32 [B, ...], and the loss's targets}.
+    phase: loss, learning rate, mask, penalty and proximal map.
+    rng: run key; dropout uses `fold_in(rng, state.step)`.
 
   Returns:
-    The new state and {"loss", "cross_entropy"} scalars.
+    The new state and float32 scalars {"loss" (with the penalty),
+    "data_loss" (without)}.
   """
+  dropout = jax.random.fold_in(rng, state.step)
 
   def loss_fn(params):
-    logits = state.apply_fn({"params": params}, batch["log_mel"])
-    ce = multi_task_cross_entropy(logits, batch["label"], batch["task"], heads)
-    return ce + penalty(params, batch, logits), ce
-
-  (loss, ce), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  grads = jax.tree.map(jnp.multiply, grads, trainable)
-  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-  updates = jax.tree.map(jnp.multiply, updates, trainable)
-  params = proximal(
-    optax.apply_updates(state.params, updates),
-    trainable,
-    optimizer.adam_metric(opt_state, learning_rate),
-  )
-  new_state = state.replace(
-    step=state.step + 1, params=params, opt_state=opt_state
-  )
-  return new_state, {"loss": loss, "cross_entropy": ce}
-
-
-@functools.partial(jax.jit, static_argnames=("model", "task"))
-def chunk_logits(
-  model: nn.Module, params: Params, log_mel: jax.Array, task: int
-) -> jax.Array:
-  """Logits of head `task` for every chunk of a batch of clips.
-
-  Args:
-    model: the network (its widths must match `params`).
-    params: its parameters.
-    log_mel: float32 [clips, chunks, frames, mels].
-    task: head to read.
-
-  Returns:
-    float32 [clips, chunks, classes].
-  """
-  clips, chunks = log_mel.shape[:2]
-  logits = model.apply(
-    {"params": params}, log_mel.reshape((clips * chunks,) + log_mel.shape[2:])
-  )[task]
-  return logits.reshape(clips, chunks, -1)
-
-
-def clip_probabilities(chunk_logits_CxKxN: np.ndarray) -> np.ndarray:
-  """Chunk softmaxes averaged per clip: [clips, chunks, n] -> [clips, n]."""
-  z = chunk_logits_CxKxN - chunk_logits_CxKxN.max(axis=-1, keepdims=True)
-  p = np.exp(z)
-  return (p / p.sum(axis=-1, keepdims=True)).mean(axis=1)
-
-
-def evaluate(
-  model: nn.Module,
-  params: Params,
-  task: int,
-  batches: Sequence[dict[str, np.ndarray]],
-) -> EvalResult:
-  """Clip-level loss and accuracy of head `task` over evaluation batches.
-
-  Args:
-    model: the network.
-    params: its parameters.
-    task: head to read.
-    batches: from `mcl.input_pipeline.eval_batches`.
-
-  Returns:
-    The evaluation; padded clips (mask 0) are left out.
-  """
-  probabilities, labels = [], []
-  for batch in batches:
-    keep = batch["mask"] > 0
-    logits = chunk_logits(model, params, batch["log_mel"], task)
-    p = clip_probabilities(np.asarray(logits, np.float64))
-    probabilities.append(p[keep])
-    labels.append(batch["label"][keep])
-  probabilities = np.concatenate(probabilities)
-  labels = np.concatenate(labels)
-  picked = probabilities[np.arange(labels.size), labels]
-  return EvalResult(
-    loss=float(-np.mean(np.log(np.maximum(picked, 1e-12)))),
-    accuracy=metrics.accuracy(probabilities, labels),
-    probabilities=probabilities,
-    labels=labels,
-  )
-
-
-def evaluate_tasks(
-  model: nn.Module,
-  params: Params,
-  validation: Mapping[int, Sequence[dict[str, np.ndarray]]],
-) -> tuple[float, float]:
-  """Mean clip-level loss and accuracy over several heads' evaluation sets."""
-  results = [evaluate(model, params, t, b) for t, b in validation.items()]
-  return (
-    float(np.mean([r.loss for r in results])),
-    float(np.mean([r.accuracy for r in results])),
-  )
-
-
-def fit(
-  model: nn.Module,
-  params: Params,
-  trainable: Params,
-  heads: tuple[int, ...],
-  train_iter: Iterator[dict[str, np.ndarray]],
-  validation: Mapping[int, Sequence[dict[str, np.ndarray]]],
-  config: FitConfig,
-  *,
-  penalty: Penalty = _zero_penalty,
-  proximal: Proximal = _no_proximal,
-  writer: metric_writers.MetricWriter | None = None,
-  step_offset: int = 0,
-  name: str = "fit",
-) -> FitResult:
-  """Trains with early stopping on the validation loss.
-
-  Every `config.eval_every` steps the loss is checked and the clip-level
-  validation loss computed (averaged over the heads of `validation`);
-  training stops after `config.patience` passes without improvement or
-  `config.max_steps` steps, returning the parameters of the best pass (the
-  initial parameters count as pass 0).
-
-  Args:
-    model: the network, with widths matching `params`.
-    params: starting parameters.
-    trainable: 0./1. mask pytree like `params`.
-    heads: task ids that occur in the training batches.
-    train_iter: training batches with "log_mel", "label" and "task".
-    validation: {head: evaluation batches of its validation clips}.
-    config: the phase's budget.
-    penalty: regulariser added to the loss.
-    proximal: map applied after every optimizer step.
-    writer: metric writer for TensorBoard scalars, or None.
-    step_offset: added to the step for the writer's x axis.
-    name: prefix of the scalars and log lines.
-
-  Returns:
-    The best parameters and their validation figures.
-
-  Raises:
-    NonFiniteLossError: the training loss became NaN or infinite.
-  """
-  # The step donates the state, so it must not alias the caller's arrays.
-  state = train_state.TrainState.create(
-    apply_fn=model.apply,
-    params=jax.tree.map(jnp.array, params),
-    tx=optimizer.adam(config.learning_rate),
-  )
-  trainable = jax.tree.map(jnp.asarray, trainable)
-  learning_rate = jnp.float32(config.learning_rate)
-  best_loss, best_accuracy = evaluate_tasks(model, params, validation)
-  initial_loss = best_loss
-  best_params, best_step, waited = params, 0, 0
-  # Steps/s and ETA in the log (not the writer: its x axis is global);
-  # phases last seconds, so report often.
-  report = periodic_actions.ReportProgress(
-    num_train_steps=config.max_steps, every_secs=10.0
-  )
-  step = 0
-  while step < config.max_steps and waited < config.patience:
-    state, step_metrics = train_step(
-      state,
-      next(train_iter),
-      trainable,
-      learning_rate,
-      heads=heads,
-      penalty=penalty,
-      proximal=proximal,
+    outputs, updated = state.model.apply(
+      variables_of(params, state.batch_stats),
+      batch["inputs"],
+      train=True,
+      mutable=["batch_stats"],
+      rngs={"dropout": dropout},
     )
-    step += 1
-    report(step)
-    if step % config.eval_every and step != config.max_steps:
-      continue
-    loss = float(step_metrics["loss"])
-    if not np.isfinite(loss):
-      raise NonFiniteLossError(step, jax.device_get(state.params))
-    val_loss, val_accuracy = evaluate_tasks(model, state.params, validation)
-    if writer is not None:
-      writer.write_scalars(
-        step_offset + step,
-        {
-          f"{name}/train_loss": loss,
-          f"{name}/validation_loss": val_loss,
-          f"{name}/validation_accuracy": val_accuracy,
-        },
-      )
-    if val_loss < best_loss:
-      # Copy: the next step donates the state's buffers.
-      best_params = jax.tree.map(jnp.copy, state.params)
-      best_loss, best_accuracy, best_step, waited = (
-        val_loss, val_accuracy, step, 0,
-      )  # fmt: skip
-    else:
-      waited += 1
-  logging.info(
-    "%s: %d steps, best at step %d: validation loss %.4f, accuracy %.3f",
-    name,
-    step,
-    best_step,
-    best_loss,
-    best_accuracy,
+    data_loss = phase.loss(outputs, batch)
+    loss = data_loss
+    if phase.penalty is not None:
+      loss = loss + phase.penalty(params, batch, outputs)
+    return loss, (data_loss, updated.get("batch_stats", {}))
+
+  (loss, (data_loss, batch_stats)), grads = jax.value_and_grad(
+    loss_fn, has_aux=True
+  )(state.params)
+  if phase.trainable is not None:
+    grads = jax.tree.map(jnp.multiply, grads, phase.trainable)
+  direction, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  lr = phase.learning_rate
+  updates = jax.tree.map(lambda d: -lr * d, direction)
+  if phase.trainable is not None:
+    updates = jax.tree.map(jnp.multiply, updates, phase.trainable)
+  params = optax.apply_updates(state.params, updates)
+  if phase.proximal is not None:
+    params = phase.proximal(
+      params, phase.trainable, optimizer.adam_metric(opt_state, lr)
+    )
+  new_state = state.replace(
+    step=state.step + 1,
+    params=params,
+    batch_stats=batch_stats,
+    opt_state=opt_state,
   )
-  return FitResult(
-    params=jax.device_get(best_params),
-    steps=step,
-    validation_loss=best_loss,
-    validation_accuracy=best_accuracy,
-    initial_validation_loss=initial_loss,
-  )
+  return new_state, {"loss": loss, "data_loss": data_loss}

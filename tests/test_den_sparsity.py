@@ -5,11 +5,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from flax.training import train_state
 
-from mcl import optimizer, train
+from mcl import fit, optimizer, train
 from mcl.continual import den, masks, sparsity, surgery
 from mcl.models import ConvClassifier, head_name
 
@@ -18,13 +16,13 @@ FRAMES, MELS = 16, 8
 
 def _adam_prox_steps(params, grad_fn, proximal, steps, learning_rate):
   """`steps` of Adam followed by `proximal` in its metric, all trainable."""
-  tx = optimizer.adam(learning_rate)
+  tx = optimizer.direction("adam")
   opt_state = tx.init(params)
   trainable = jax.tree.map(jnp.ones_like, params)
   history = []
   for _ in range(steps):
-    updates, opt_state = tx.update(grad_fn(params), opt_state, params)
-    params = optax.apply_updates(params, updates)
+    direction, opt_state = tx.update(grad_fn(params), opt_state, params)
+    params = jax.tree.map(lambda p, d: p - learning_rate * d, params, direction)
     params = proximal(
       params, trainable, optimizer.adam_metric(opt_state, learning_rate)
     )
@@ -119,28 +117,32 @@ class _SyntheticContext:
   def phase(self, params, trainable, name, *, penalty=None, proximal=None):
     model = ConvClassifier.from_params(params)
     task = len(model.heads) - 1
-    state = train_state.TrainState.create(
-      apply_fn=model.apply,
-      params=jax.tree.map(jnp.array, params),
-      tx=optimizer.adam(self.learning_rate),
+    state = train.TrainState.create(
+      model, {"params": params}, optimizer.direction("adam")
     )
-    mask = jax.tree.map(jnp.asarray, trainable)
+    phase = train.Phase(
+      learning_rate=jnp.float32(self.learning_rate),
+      trainable=jax.tree.map(jnp.asarray, trainable),
+      penalty=penalty,
+      proximal=proximal,
+      loss=train.TaskCrossEntropy((task,)),
+    )
     for step in range(self.steps):
       x = jax.random.normal(jax.random.key(step), (8, FRAMES, MELS))
       label = (x[:, :, 0].mean(axis=1) > 0).astype(jnp.int32)
-      batch = {"log_mel": x, "label": label, "task": jnp.full(8, task)}
-      state, _ = train.train_step(
-        state,
-        batch,
-        mask,
-        jnp.float32(self.learning_rate),
-        heads=(task,),
-        penalty=penalty or (lambda p, b, lg: jnp.zeros([])),
-        proximal=proximal or (lambda p, t, m: p),
-      )
+      batch = {"inputs": x, "label": label, "task": jnp.full(8, task)}
+      state, _ = train.train_step(state, batch, phase, jax.random.key(0))
     out = jax.device_get(state.params)
     self.phases[name] = (params, trainable, out)
-    return train.FitResult(out, self.steps, 1.0, 0.5, 1.0)
+    return fit.FitResult(
+      variables={"params": out, "batch_stats": {}},
+      validation_loss=0.5,
+      scores={"accuracy": 1.0},
+      best_pass=0,
+      steps=self.steps,
+      history=(),
+      initial_validation_loss=1.0,
+    )
 
 
 def _den_config(**overrides):

@@ -25,8 +25,8 @@ def test_train_batches_are_task_chunks_and_seeded(builder):
   )
   batches = [next(stream) for _ in range(4)]
   for batch in batches:
-    assert batch["log_mel"].shape == (6, 50, 32)
-    assert batch["log_mel"].dtype == np.float32
+    assert batch["inputs"].shape == (6, 50, 32)
+    assert batch["inputs"].dtype == np.float32
     assert set(batch["label"].tolist()) <= {0, 1}
   labels = np.concatenate([b["label"] for b in batches])
   assert set(labels.tolist()) == {0, 1}
@@ -47,8 +47,8 @@ def test_train_batches_are_task_chunks_and_seeded(builder):
     batch_size=6,
     seed=4,
   )
-  np.testing.assert_array_equal(next(again)["log_mel"], batches[0]["log_mel"])
-  assert not np.array_equal(next(other)["log_mel"], batches[0]["log_mel"])
+  np.testing.assert_array_equal(next(again)["inputs"], batches[0]["inputs"])
+  assert not np.array_equal(next(other)["inputs"], batches[0]["inputs"])
 
 
 def test_eval_batches_cover_every_clip_once(builder):
@@ -65,7 +65,7 @@ def test_eval_batches_cover_every_clip_once(builder):
   # Folds 3 and 4 hold one clip per genre each: 4 clips, padded to 6.
   assert len(batches) == 2
   for batch in batches:
-    assert batch["log_mel"].shape == (3, 3, 40, 32)
+    assert batch["inputs"].shape == (3, 3, 40, 32)
   masks = np.concatenate([b["mask"] for b in batches])
   labels = np.concatenate([b["label"] for b in batches])
   assert masks.tolist() == [1, 1, 1, 1, 0, 0]

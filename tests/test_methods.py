@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from mcl import tasks, train
-from mcl.continual import baselines, columns, joint, regularisers, replay
+from mcl import tasks
+from mcl.continual import (
+  baselines,
+  columns,
+  joint,
+  method,
+  regularisers,
+  replay,
+)
 from mcl.models import ConvClassifier
 
 FRAMES, MELS = 16, 8
@@ -28,14 +35,14 @@ def _clips(task: int, n: int, chunks: int, seed: int) -> dict:
   x = rng.standard_normal((n, chunks, FRAMES, MELS)).astype(np.float32)
   band = _band(task)
   x[..., band : band + 2] += (2 * label - 1)[:, None, None, None] * 3
-  return {"log_mel": x, "label": label, "mask": np.ones(n, np.float32)}
+  return {"inputs": x, "label": label, "mask": np.ones(n, np.float32)}
 
 
 class SyntheticContext:
   """`method.Context` on synthetic data; records every training batch."""
 
   learning_rate = 1e-2
-  fit_config = train.FitConfig(
+  fit_config = method.FitConfig(
     learning_rate=1e-2, max_steps=4, eval_every=2, patience=2
   )
 
@@ -49,7 +56,7 @@ class SyntheticContext:
       clips = _clips(task, 8, 1, seed=step)
       step += 1
       yield {
-        "log_mel": clips["log_mel"][:, 0],
+        "inputs": clips["inputs"][:, 0],
         "label": clips["label"],
         "task": np.full(8, task, np.int32),
       }
@@ -78,7 +85,7 @@ class SyntheticContext:
     model_class = (
       ConvClassifier if "conv_0" in params else columns.ProgressiveNet
     )
-    return train.fit(
+    return method.fit_phase(
       model_class.from_params(params), params, trainable,
       heads or (self.task,), recorded(),
       validation or {self.task: self.validation(self.task)},
@@ -117,7 +124,7 @@ def _outputs(network, x):
 def test_columns_leave_old_tasks_outputs_bit_identical(cls):
   learner = cls(_config("stl"), (1, FRAMES, MELS))
   history, _ = _learn(learner, TASKS)
-  x = jnp.asarray(_clips(0, 5, 1, seed=7)["log_mel"][:, 0])
+  x = jnp.asarray(_clips(0, 5, 1, seed=7)["inputs"][:, 0])
   for j in range(2):
     before = _outputs(learner.network(*history[j], j), x)
     after = _outputs(learner.network(*history[-1], j), x)
@@ -136,7 +143,7 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_grows_with_distance():
     model.init(jax.random.key(0), jnp.zeros((1, FRAMES, MELS)))["params"]
   )
   batches = [
-    {"log_mel": _clips(0, 8, 1, seed=s)["log_mel"][:, 0]} for s in range(2)
+    {"inputs": _clips(0, 8, 1, seed=s)["inputs"][:, 0]} for s in range(2)
   ]
   fisher = regularisers.diagonal_fisher(model, params, 0, batches)
   leaves = jax.tree.leaves(fisher)
@@ -160,7 +167,7 @@ def test_replay_memory_is_bounded_and_holds_only_earlier_tasks():
   for task in range(5):
     clips = _clips(task, 6, 2, seed=task)
     memory = replay.update_memory(
-      memory, clips["log_mel"], clips["label"], task, capacity, rng
+      memory, clips["inputs"], clips["label"], task, capacity, rng
     )
     assert memory["label"].size <= capacity
     assert set(memory["task"].tolist()) == set(range(task + 1))
@@ -169,10 +176,10 @@ def test_replay_memory_is_bounded_and_holds_only_earlier_tasks():
     # Stored chunks are real clips of their task (the class band is set).
     for i in range(memory["label"].size):
       t = memory["task"][i]
-      band = memory["log_mel"][i, :, :, _band(t) : _band(t) + 2].mean()
+      band = memory["inputs"][i, :, :, _band(t) : _band(t) + 2].mean()
       assert np.sign(band) == 2 * memory["label"][i] - 1
   with pytest.raises(ValueError, match="already in the memory"):
-    replay.update_memory(memory, clips["log_mel"], clips["label"], 2, 7, rng)
+    replay.update_memory(memory, clips["inputs"], clips["label"], 2, 7, rng)
 
 
 def test_replay_trains_on_memory_of_earlier_tasks_only():
@@ -237,10 +244,10 @@ def test_lwf_distillation_is_smallest_at_the_old_outputs():
   penalty = regularisers.lwf_distillation(
     ConvClassifier.from_params(old), old, 1, strength=1.0, temperature=2.0
   )
-  batch = {"log_mel": jnp.asarray(_clips(0, 4, 1, seed=0)["log_mel"][:, 0])}
-  same = model.apply({"params": params}, batch["log_mel"])
+  batch = {"inputs": jnp.asarray(_clips(0, 4, 1, seed=0)["inputs"][:, 0])}
+  same = model.apply({"params": params}, batch["inputs"])
   other = jax.tree.map(lambda v: v * 1.5, params)
-  changed = model.apply({"params": other}, batch["log_mel"])
+  changed = model.apply({"params": other}, batch["inputs"])
   # Cross-entropy to its own soft targets is their entropy, the minimum.
   assert float(penalty(params, batch, same)) < float(
     penalty(other, batch, changed)

@@ -64,29 +64,29 @@ def test_a_task_permutes_the_pixels_of_the_same_images(digits):
   plain = next(digits.train_batches(0, seed=5))
   permuted = next(digits.train_batches(3, seed=5))
   np.testing.assert_array_equal(plain["label"], permuted["label"])
-  assert plain["log_mel"].shape == (64, 8, 8)
-  assert plain["log_mel"].dtype == np.float32
+  assert plain["inputs"].shape == (64, 8, 8)
+  assert plain["inputs"].dtype == np.float32
   assert plain["label"].dtype == np.int32
   np.testing.assert_array_equal(
-    permuted["log_mel"],
-    permuted_digits.permute(plain["log_mel"], digits.permutations[3]),
+    permuted["inputs"],
+    permuted_digits.permute(plain["inputs"], digits.permutations[3]),
   )
   np.testing.assert_array_equal(  # Same multiset of values per image.
-    np.sort(permuted["log_mel"].reshape(64, -1)),
-    np.sort(plain["log_mel"].reshape(64, -1)),
+    np.sort(permuted["inputs"].reshape(64, -1)),
+    np.sort(plain["inputs"].reshape(64, -1)),
   )
-  assert not np.array_equal(permuted["log_mel"], plain["log_mel"])
+  assert not np.array_equal(permuted["inputs"], plain["inputs"])
   other = next(digits.train_batches(0, seed=6))
   assert not np.array_equal(other["label"], plain["label"])
 
 
 def test_eval_and_joint_batches_have_the_runner_layouts(digits):
   batches = digits.eval_batches(2, "test")
-  assert batches[0]["log_mel"].shape == (256, 1, 8, 8)
+  assert batches[0]["inputs"].shape == (256, 1, 8, 8)
   assert sum(int(b["mask"].sum()) for b in batches) == 359
   labels = np.concatenate([b["label"][b["mask"] > 0] for b in batches])
   np.testing.assert_array_equal(labels, digits.splits["test"].label)
-  first = batches[0]["log_mel"][:3, 0]
+  first = batches[0]["inputs"][:3, 0]
   np.testing.assert_array_equal(
     first,
     permuted_digits.permute(
@@ -97,9 +97,9 @@ def test_eval_and_joint_batches_have_the_runner_layouts(digits):
     digits.eval_batches(0, "valid")
 
   joint = next(digits.joint_batches(seed=0))
-  assert set(joint) == {"log_mel", "label", "task"}
+  assert set(joint) == {"inputs", "label", "task"}
   train = digits.splits["train"]
-  rows = zip(joint["log_mel"], joint["label"], joint["task"], strict=True)
+  rows = zip(joint["inputs"], joint["label"], joint["task"], strict=True)
   for x, label, task in rows:
     # Undo the task's permutation: a training image of that label.
     unpermuted = np.empty(64, np.float32)

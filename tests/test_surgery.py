@@ -1,9 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from flax.training import train_state
 
 from mcl import optimizer, train
 from mcl.continual import masks, regularisers, sparsity, surgery, timestamped
@@ -103,30 +101,27 @@ def test_masked_parameters_are_bit_identical_after_optimizer_steps():
   )
   trainable = masks.new_unit_mask(grown, stamps, layers, 1, "head_1")
   grown_model = ConvClassifier.from_params(grown)
-  state = train_state.TrainState.create(
-    apply_fn=grown_model.apply,
-    params=jax.tree.map(jnp.array, grown),
-    tx=optax.adam(1e-2),
+  state = train.TrainState.create(
+    grown_model, {"params": grown}, optimizer.direction("adam")
   )
-  proximal = sparsity.chain(
+  proximal = train.chain(
     sparsity.l1(1e-3),
     sparsity.unit_groups(1e-3, {n: stamps[n] == 1 for n in layers}),
   )
   for step in range(5):
     batch = {
-      "log_mel": _inputs(step),
+      "inputs": _inputs(step),
       "label": jnp.array([0, 1, 1, 0]),
       "task": jnp.ones(4, jnp.int32),
     }
-    state, _ = train.train_step(
-      state,
-      batch,
-      trainable,
-      jnp.float32(1e-2),
-      heads=(1,),
+    phase = train.Phase(
+      learning_rate=jnp.float32(1e-2),
+      trainable=trainable,
       penalty=regularisers.l2_pull(grown, 1e-2, names=layers),
       proximal=proximal,
+      loss=train.TaskCrossEntropy((1,)),
     )
+    state, _ = train.train_step(state, batch, phase, jax.random.key(0))
   after = jax.device_get(state.params)
   changed = 0
   for name in grown:

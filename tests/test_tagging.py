@@ -10,9 +10,9 @@ import optax
 import pytest
 from clu import metric_writers
 
-from mcl import metrics
-from mcl import train as mcl_train
-from mcl.tagging import checkpoints, evaluation, recipe, step, train
+from mcl import checkpointing as checkpoints
+from mcl import evaluation, fit, metrics, train
+from mcl.tagging import recipe
 
 FEATURES, N_TAGS, CHUNKS, BATCH = 8, 4, 3, 16
 RNG = jax.random.key(0)
@@ -82,25 +82,40 @@ class Data:
 
 def _recipe(**overrides):
   settings = dict(
-    stages=(recipe.Stage("adam", 1e-2, 3), recipe.Stage("sgd", 5e-2, 10)),
+    stages=(fit.Stage("adam", 1e-2, 3), fit.Stage("sgd", 5e-2, 10)),
     weight_decay=1e-4,
     momentum=0.9,
     eval_every=6,
     max_evals=8,
   )
   settings.update(overrides)
-  return recipe.Recipe(**settings)
+  return fit.Recipe(**settings)
 
 
-def _fit(model, data, workdir, tuned):
-  return train.fit(
+def _validate(model, data):
+  def evaluate(variables):
+    result = evaluation.evaluate_tags(
+      model, variables, data.validation_batches()
+    )
+    return fit.Evaluation(
+      result.loss, {"roc_auc": result.roc_auc, "pr_auc": result.pr_auc}
+    )
+
+  return evaluate
+
+
+def _fit(model, data, workdir, tuned, train_batches=None, **kwargs):
+  return fit.fit(
     model,
     _init(model),
-    data.train_batches,
-    data.validation_batches,
+    train_batches or data.train_batches,
+    _validate(model, data),
     tuned,
-    str(workdir),
+    loss=train.TagBinaryCrossEntropy(),
     rng=RNG,
+    workdir=str(workdir),
+    name="train",
+    **kwargs,
   )
 
 
@@ -111,7 +126,7 @@ def _sigmoid(z):
 def test_evaluate_averages_chunk_sigmoids_and_leaves_out_padding():
   model, data = TinyTagger(), Data()
   variables = _init(model)
-  result = evaluation.evaluate(model, variables, data.validation_batches())
+  result = evaluation.evaluate_tags(model, variables, data.validation_batches())
 
   logits = np.asarray(
     model.apply(variables, data.val_x.reshape(-1, FEATURES), train=False),
@@ -146,7 +161,7 @@ def test_fit_learns_and_keeps_the_minimum_validation_loss_pass(tmp_path):
   # Passes 3-5 cannot improve, so Adam's patience (3) runs out; pass 7
   # cannot either, so the best is not simply the last pass.
   data.flip_on_calls = (3, 4, 5, 7)
-  compiled = step.train_step._cache_size()
+  compiled = train.train_step._cache_size()
   result = _fit(model, data, tmp_path, tuned)
 
   history = result.history
@@ -157,15 +172,15 @@ def test_fit_learns_and_keeps_the_minimum_validation_loss_pass(tmp_path):
   assert min(losses) < losses[0] - 0.05
   assert result.best_pass == int(np.argmin(losses))
   assert result.validation_loss == min(losses)
-  assert result.validation_roc_auc > 0.8
+  assert result.scores["roc_auc"] > 0.8
   assert result.best_pass not in (3, 4, 5, 7)
   assert [r.stage for r in history] == _expected_stages(history, tuned)
   assert [r.stage for r in history] == [0] * 6 + [1] * 2
   assert [r.learning_rate for r in history[-2:]] == [5e-2] * 2
   # One compile per stage.
-  assert step.train_step._cache_size() - compiled == 2
+  assert train.train_step._cache_size() - compiled == 2
 
-  again = evaluation.evaluate(
+  again = evaluation.evaluate_tags(
     model, result.variables, data.validation_batches()
   )
   assert again.loss == pytest.approx(result.validation_loss, rel=1e-6)
@@ -184,7 +199,7 @@ def test_stage_switch_restarts_from_the_best_variables_with_sgd(tmp_path):
   assert [r.stage for r in first.history] == [0, 0, 0]
   assert not first.history[2].improved and first.best_pass < 2
 
-  sgd = recipe.stage_optimizer(tuned.stages[1], tuned)
+  sgd = fit.stage_direction(tuned.stages[1], tuned)
   start = {
     "step": np.zeros([], np.int32),
     "params": first.variables["params"],
@@ -203,20 +218,31 @@ def test_stage_switch_restarts_from_the_best_variables_with_sgd(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, state[name], start[name])
 
   # Replay pass 3 from there with a hand-built Nesterov SGD at the stage's lr.
-  replay = step.TrainState(**jax.tree.map(jnp.array, state))
   by_hand = optax.chain(
     optax.add_decayed_weights(1e-4),
     optax.sgd(5e-2, momentum=0.9, nesterov=True),
   )
-  for batch in itertools.islice(data.train_batches(3), tuned.eval_every):
-    replay, _ = step.train_step(
-      replay,
-      batch["inputs"],
-      batch["tags"],
-      RNG,
-      model=model,
-      optimizer=by_hand,
-    )
+  params = jax.tree.map(jnp.array, state["params"])
+  batch_stats = jax.tree.map(jnp.array, state["batch_stats"])
+  opt_state = by_hand.init(params)
+  for i, batch in enumerate(
+    itertools.islice(data.train_batches(3), tuned.eval_every)
+  ):
+
+    def loss_fn(p, batch=batch, batch_stats=batch_stats, i=i):
+      logits, updated = model.apply(
+        {"params": p, "batch_stats": batch_stats},
+        batch["inputs"],
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": jax.random.fold_in(RNG, 18 + i)},
+      )
+      bce = optax.sigmoid_binary_cross_entropy(logits, batch["tags"])
+      return jnp.mean(bce), updated["batch_stats"]
+
+    grads, batch_stats = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = by_hand.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
 
   tuned = _recipe(max_evals=4, patience_resets_on_improvement=False)
   resumed = _fit(model, data, tmp_path, tuned)
@@ -229,7 +255,7 @@ def test_stage_switch_restarts_from_the_best_variables_with_sgd(tmp_path):
   jax.tree.map(
     lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
     saved["state"]["params"],
-    jax.device_get(replay.params),
+    jax.device_get(params),
   )
 
 
@@ -262,43 +288,32 @@ def test_model_without_batch_norm_trains_resumes_and_logs(tmp_path):
   model, data = TinyTagger(batch_norm=False), Data()
   _fit(model, data, tmp_path, _recipe(max_evals=1))
   writer = mock.create_autospec(metric_writers.MetricWriter, instance=True)
-  result = train.fit(
-    model,
-    _init(model),
-    data.train_batches,
-    data.validation_batches,
-    _recipe(max_evals=2),
-    str(tmp_path),
-    rng=RNG,
-    writer=writer,
-  )
+  result = _fit(model, data, tmp_path, _recipe(max_evals=2), writer=writer)
   assert len(result.history) == 2
   assert result.variables["batch_stats"] == {}
   assert np.isfinite(result.validation_loss)
   (step_written, scalars), _ = writer.write_scalars.call_args
   assert step_written == 12
-  assert scalars["validation/loss"] == result.history[1].validation_loss
+  assert scalars["train/validation_loss"] == result.history[1].validation_loss
   assert set(scalars) == {
-    "train/loss",
+    "train/train_loss",
     "train/learning_rate",
     "train/stage",
-    "validation/loss",
-    "validation/roc_auc",
-    "validation/pr_auc",
+    "train/validation_loss",
+    "train/validation_roc_auc",
+    "train/validation_pr_auc",
   }
 
 
 def test_nonfinite_loss_raises_and_saves_the_state(tmp_path):
   model, data = TinyTagger(), Data()
-  with pytest.raises(mcl_train.NonFiniteLossError):
-    train.fit(
+  with pytest.raises(train.NonFiniteLossError):
+    _fit(
       model,
-      _init(model),
-      lambda i: data.train_batches(i, nan=True),
-      data.validation_batches,
+      data,
+      tmp_path,
       _recipe(),
-      str(tmp_path),
-      rng=RNG,
+      train_batches=lambda i: data.train_batches(i, nan=True),
     )
   assert os.path.isdir(tmp_path / "nonfinite")
   variables = _init(model)
@@ -307,7 +322,7 @@ def test_nonfinite_loss_raises_and_saves_the_state(tmp_path):
       "step": np.zeros([], np.int32),
       "params": variables["params"],
       "batch_stats": variables["batch_stats"],
-      "opt_state": recipe.stage_optimizer(_recipe().stages[0], _recipe()).init(
+      "opt_state": fit.stage_direction(_recipe().stages[0], _recipe()).init(
         variables["params"]
       ),
     }
@@ -322,12 +337,12 @@ def test_stage_optimizers_use_coupled_weight_decay_like_torch():
   lr, wd, m = 0.1, 0.01, 0.9
   tuned = _recipe(weight_decay=wd, momentum=m)
 
-  sgd = recipe.stage_optimizer(recipe.Stage("sgd", lr, 1), tuned)
+  sgd = fit.stage_direction(fit.Stage("sgd", lr, 1), tuned)
   params = jnp.asarray(p0)
   state = sgd.init(params)
   for _ in range(2):
-    updates, state = sgd.update(jnp.asarray(g), state, params)
-    params = optax.apply_updates(params, updates)
+    direction, state = sgd.update(jnp.asarray(g), state, params)
+    params = params - lr * direction
   # torch.optim.SGD(nesterov=True): d = g + wd p, b = m b + d,
   # p -= lr (d + m b), with b = d at the first step.
   d1 = g + wd * p0
@@ -336,14 +351,15 @@ def test_stage_optimizers_use_coupled_weight_decay_like_torch():
   b2 = m * d1 + d2
   np.testing.assert_allclose(params, p1 - lr * (d2 + m * b2), rtol=1e-6)
 
-  adam = recipe.stage_optimizer(recipe.Stage("adam", lr, 1), tuned)
-  updates, _ = adam.update(jnp.asarray(g), adam.init(jnp.asarray(p0)), p0)
+  adam = fit.stage_direction(fit.Stage("adam", lr, 1), tuned)
+  direction, _ = adam.update(jnp.asarray(g), adam.init(jnp.asarray(p0)), p0)
+  updates = -lr * direction
   # First Adam step: the bias-corrected moments give d / (|d| + eps), so
   # coupled decay leaves -lr sign(d); AdamW's would add -lr wd p (1 %).
   np.testing.assert_allclose(updates, -lr * np.sign(d1), rtol=1e-4)
 
   with pytest.raises(ValueError, match="adam"):
-    recipe.Stage("rmsprop", lr, 1)
+    fit.Stage("rmsprop", lr, 1)
   reference = recipe.won_2020(eval_every=100)
   assert [s.patience for s in reference.stages[:3]] == [80, 20, 20]
   assert not reference.patience_resets_on_improvement

@@ -10,11 +10,11 @@
   permutation per task (`mcl.datasets.permuted_digits`);
 - "mnist": the same benchmark on TFDS `mnist` (28x28).
 
-Every source yields the same batch layouts, with the input under "log_mel"
+Every source yields the same batch layouts, with the input under "inputs"
 (the key the trainer, replay and EWC read; an image is a [rows, columns]
-"frames x bins" array): training batches {"log_mel": float32 [B, H, W],
+"frames x bins" array): training batches {"inputs": float32 [B, H, W],
 "label": int32 [B]} with task-local labels, and evaluation batches
-{"log_mel": float32 [clips, chunks, H, W], "label": int32 [clips], "mask":
+{"inputs": float32 [clips, chunks, H, W], "label": int32 [clips], "mask":
 float32 [clips]} (an image is a clip of one chunk).
 """
 
@@ -54,7 +54,7 @@ class TaskData(Protocol):
       seed: fixes the stream; equal seeds give equal streams.
 
     Returns:
-      Iterator of {"log_mel": float32 [B, H, W], "label": int32 [B]}, the
+      Iterator of {"inputs": float32 [B, H, W], "label": int32 [B]}, the
       label the class's position in the task (its head's output).
     """
     ...
@@ -71,7 +71,7 @@ class TaskData(Protocol):
         default (always 1 for images).
 
     Returns:
-      Batches {"log_mel": float32 [clips, chunks, H, W], "label": int32
+      Batches {"inputs": float32 [clips, chunks, H, W], "label": int32
       [clips], "mask": float32 [clips]}; padding clips have mask 0.
 
     Raises:
@@ -83,7 +83,7 @@ class TaskData(Protocol):
     """Endless stream drawn uniformly from every task's training data.
 
     Returns:
-      Iterator of {"log_mel": float32 [B, H, W], "label": int32 [B] (within
+      Iterator of {"inputs": float32 [B, H, W], "label": int32 [B] (within
       the task), "task": int32 [B]}.
     """
     ...
@@ -207,7 +207,7 @@ class AudioTaskData:
     )
     for batch in stream:
       yield {
-        "log_mel": batch["log_mel"],
+        "inputs": batch["inputs"],
         "label": local[batch["label"]].astype(np.int32),
         "task": task_of[batch["label"]].astype(np.int32),
       }

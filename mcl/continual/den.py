@@ -41,6 +41,7 @@ import dataclasses
 
 import numpy as np
 
+from mcl import train
 from mcl.continual import masks, method, regularisers, sparsity, surgery
 from mcl.models import head_name
 
@@ -136,7 +137,7 @@ def learn_task(
       "sparse",
       params,
       method.ones(params),
-      proximal=sparsity.chain(
+      proximal=train.chain(
         sparsity.l1(config.l1),
         sparsity.connection_groups(config.group_lasso, layers),
       ),
@@ -186,7 +187,7 @@ def learn_task(
       masks.new_unit_mask(params, timestamps, layers, task, head),
       proximal=l1
       if constant
-      else sparsity.chain(
+      else train.chain(
         l1,
         sparsity.unit_groups(
           config.group_lasso, masks.units_of_task(timestamps, layers, task)

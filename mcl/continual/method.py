@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mcl import tasks, train
+from mcl import evaluation, fit, parallel, tasks, train
 from mcl.continual import surgery, timestamped
 from mcl.models import ConvClassifier, head_name
 
@@ -39,10 +39,32 @@ class Network:
   head: int
 
 
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+  """Budget of one training phase (`fit.continual_recipe`).
+
+  Attributes:
+    learning_rate: Adam step size.
+    max_steps: upper bound on optimizer steps.
+    eval_every: steps between validation passes (and loss checks).
+    patience: validation passes without improvement before stopping.
+  """
+
+  learning_rate: float
+  max_steps: int
+  eval_every: int
+  patience: int
+
+  def recipe(self) -> fit.Recipe:
+    return fit.continual_recipe(
+      self.learning_rate, self.max_steps, self.eval_every, self.patience
+    )
+
+
 class Context(Protocol):
   """The runner's side: training data and the phase loop of one task."""
 
-  fit_config: train.FitConfig
+  fit_config: FitConfig
 
   def phase(
     self,
@@ -50,14 +72,14 @@ class Context(Protocol):
     trainable: Params,
     name: str,
     *,
-    penalty: train.Penalty = ...,
-    proximal: train.Proximal = ...,
+    penalty: train.Term | None = None,
+    proximal: train.Term | None = None,
     batches: Iterator[dict[str, np.ndarray]] | None = None,
     heads: tuple[int, ...] | None = None,
     validation: Mapping[int, Sequence[dict]] | None = None,
-    fit_config: train.FitConfig | None = None,
-  ) -> train.FitResult:
-    """`train.fit` of the current task (defaults) or of given streams.
+    fit_config: FitConfig | None = None,
+  ) -> fit.FitResult:
+    """`fit.fit` of the current task (defaults) or of given streams.
 
     `batches` default to the current task's stream, `heads` to its head,
     `validation` to its validation clips, `fit_config` to the run's.
@@ -81,6 +103,76 @@ class Context(Protocol):
     ...
 
 
+def fit_phase(
+  model: nn.Module,
+  params: Params,
+  trainable: Params,
+  heads: tuple[int, ...],
+  batches: Iterator[dict[str, np.ndarray]],
+  validation: Mapping[int, Sequence[dict]],
+  fit_config: FitConfig,
+  *,
+  penalty: train.Term | None = None,
+  proximal: train.Term | None = None,
+  **kwargs,
+) -> fit.FitResult:
+  """One phase: a one-stage Adam fit under a mask, early-stopped on the
+  mean clip-level validation loss over `validation`'s heads.
+
+  Args:
+    model: the network, widths matching `params`.
+    params: starting parameters; they count as the best pass until a
+      pass improves on their validation loss.
+    trainable: 0./1. mask like `params`.
+    heads: task ids that occur in the training batches.
+    batches: global training batches {"inputs", "label", "task"}, the same
+      stream in every process (each takes its rows).
+    validation: {head: its validation batches}.
+    fit_config: the budget.
+    penalty: added to the loss, or None.
+    proximal: applied after every update, or None.
+    **kwargs: `fit.fit`'s writer, step_offset and name.
+
+  Returns:
+    The best parameters (`result.params`), with validation loss and
+    "accuracy" (means over the heads) before and after.
+
+  Raises:
+    mcl.train.NonFiniteLossError: the training loss became NaN or infinite.
+  """
+
+  def evaluate(variables):
+    results = [
+      evaluation.evaluate_labels(model, variables, clips, head)
+      for head, clips in validation.items()
+    ]
+    return fit.Evaluation(
+      float(np.mean([r.loss for r in results])),
+      {"accuracy": float(np.mean([r.accuracy for r in results]))},
+    )
+
+  def local_rows():
+    for batch in batches:
+      rows = parallel.process_rows(len(batch["label"]))
+      yield {k: v[rows] for k, v in batch.items()}
+
+  stream = local_rows()
+  return fit.fit(
+    model,
+    {"params": params},
+    lambda _: stream,
+    evaluate,
+    fit_config.recipe(),
+    loss=train.TaskCrossEntropy(tuple(heads)),
+    rng=jax.random.key(0),
+    trainable=trainable,
+    penalty=penalty,
+    proximal=proximal,
+    score_initial=True,
+    **kwargs,
+  )
+
+
 def ones(params: Params) -> Params:
   """Mask that trains everything."""
   return jax.tree.map(lambda v: np.ones(v.shape, np.float32), params)
@@ -96,7 +188,7 @@ def only(params: Params, names: Sequence[str]) -> Params:
   }
 
 
-def phase_record(**phases: train.FitResult) -> dict:
+def phase_record(**phases: fit.FitResult) -> dict:
   """JSON record of a task's phases: steps, validation loss before the
   first step and of the returned (best) parameters, their accuracy."""
   return {
@@ -105,7 +197,7 @@ def phase_record(**phases: train.FitResult) -> dict:
         "steps": r.steps,
         "validation_loss_before": r.initial_validation_loss,
         "validation_loss": r.validation_loss,
-        "validation_accuracy": r.validation_accuracy,
+        "validation_accuracy": r.scores["accuracy"],
       }
       for name, r in phases.items()
     }

@@ -1,11 +1,14 @@
 """Penalties that protect old tasks, in `mcl.train.Penalty` form.
 
-Each returns `penalty(params, batch, logits) -> scalar` for the jitted
-training step. Anchors are captured as constants: they change once per
-task, when the step recompiles anyway.
+Each returns a `mcl.train.Term`: a static function (names and shapes only)
+and its array arguments (anchors, Fishers, coefficients), called as
+`penalty(params, batch, logits) -> scalar` inside the jitted step. A new
+task's anchors or coefficients are new arguments, not new constants, so
+they reuse the compiled step and the jit cache holds none of them.
 """
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -27,12 +30,24 @@ def _shared(params: Params, anchor: Params) -> list[str]:
   ]
 
 
+@dataclasses.dataclass(frozen=True)
+class _L2Pull:
+  pairs: tuple[tuple[str, str], ...]  # (group, leaf) pulled
+
+  def __call__(self, params, batch, logits, args):
+    del batch, logits
+    return args["strength"] * sum(
+      jnp.sum(jnp.square(params[n][k] - args["anchor"][n][k]))
+      for n, k in self.pairs
+    )
+
+
 def l2_pull(
   anchor: Params,
   strength: float,
-  names=None,
+  names: Sequence[str] | None = None,
   keys: tuple[str, ...] = ("kernel",),
-) -> train.Penalty:
+) -> train.Term:
   """strength * sum ||W - W*||_2^2 over the `keys` leaves of `names`.
 
   The L2 transfer baseline pulls every shared kernel towards the previous
@@ -48,15 +63,16 @@ def l2_pull(
     keys: leaves of each group to pull.
   """
   names = list(anchor) if names is None else list(names)
-  anchors = {(n, k): jnp.asarray(anchor[n][k]) for n in names for k in keys}
-
-  def penalty(params, batch, logits):
-    del batch, logits
-    return strength * sum(
-      jnp.sum(jnp.square(params[n][k] - a)) for (n, k), a in anchors.items()
-    )
-
-  return penalty
+  pairs = tuple((n, k) for n in names for k in keys)
+  return train.Term(
+    _L2Pull(pairs),
+    {
+      "anchor": {
+        n: {k: jnp.asarray(anchor[n][k]) for k in keys} for n in names
+      },
+      "strength": jnp.float32(strength),
+    },
+  )
 
 
 def diagonal_fisher(
@@ -75,7 +91,7 @@ def diagonal_fisher(
     model: the network.
     params: the parameters after training `task`.
     task: the head whose log-likelihood is differentiated.
-    batches: training batches {"log_mel": float32 [B, frames, mels], ...}.
+    batches: training batches {"inputs": float32 [B, frames, mels], ...}.
 
   Returns:
     A float32 tree like `params`.
@@ -99,17 +115,31 @@ def diagonal_fisher(
 
   total, count = None, 0
   for batch in batches:
-    f = batch_fisher(params, jnp.asarray(batch["log_mel"]))
+    f = batch_fisher(params, jnp.asarray(batch["inputs"]))
     total = f if total is None else jax.tree.map(jnp.add, total, f)
-    count += batch["log_mel"].shape[0]
+    count += batch["inputs"].shape[0]
   return jax.tree.map(lambda v: np.asarray(v / count), total)
+
+
+@dataclasses.dataclass(frozen=True)
+class _EWC:
+  def __call__(self, params, batch, logits, args):
+    del batch, logits
+    total = jnp.zeros([])
+    for anchor, fisher in args["terms"]:
+      for n in _shared(params, anchor):
+        for k in anchor[n]:
+          total += jnp.sum(
+            fisher[n][k] * jnp.square(params[n][k] - anchor[n][k])
+          )
+    return 0.5 * args["strength"] * total
 
 
 def ewc_penalty(
   anchors: Mapping[int, Params],
   fishers: Mapping[int, Params],
   strength: float,
-) -> train.Penalty:
+) -> train.Term:
   """(strength / 2) sum_j sum_i F_j,i (theta_i - theta*_j,i)^2.
 
   Elastic Weight Consolidation (Kirkpatrick et al., PNAS 2017, Eq. 3) with
@@ -122,26 +152,32 @@ def ewc_penalty(
     fishers: {task: `diagonal_fisher` at that task}.
     strength: lambda.
   """
-  terms = [
+  terms = tuple(
     (
-      {n: jax.tree.map(jnp.asarray, anchors[j][n]) for n in anchors[j]},
+      jax.tree.map(jnp.asarray, anchors[j]),
       {n: jax.tree.map(jnp.asarray, fishers[j][n]) for n in anchors[j]},
     )
     for j in sorted(anchors)
-  ]
+  )
+  return train.Term(_EWC(), {"terms": terms, "strength": jnp.float32(strength)})
 
-  def penalty(params, batch, logits):
-    del batch, logits
+
+@dataclasses.dataclass(frozen=True)
+class _Distillation:
+  old_model: nn.Module
+  old_heads: int
+
+  def __call__(self, params, batch, logits, args):
+    del params
+    old = self.old_model.apply({"params": args["params"]}, batch["inputs"])
     total = jnp.zeros([])
-    for anchor, fisher in terms:
-      for n in _shared(params, anchor):
-        for k in anchor[n]:
-          total += jnp.sum(
-            fisher[n][k] * jnp.square(params[n][k] - anchor[n][k])
-          )
-    return 0.5 * strength * total
-
-  return penalty
+    for j in range(self.old_heads):
+      target = jax.nn.softmax(
+        jax.lax.stop_gradient(old[j]) / args["temperature"]
+      )
+      log_p = jax.nn.log_softmax(logits[j] / args["temperature"])
+      total += -jnp.mean(jnp.sum(target * log_p, axis=-1))
+    return args["strength"] * total
 
 
 def lwf_distillation(
@@ -150,7 +186,7 @@ def lwf_distillation(
   old_heads: int,
   strength: float,
   temperature: float,
-) -> train.Penalty:
+) -> train.Term:
   """Learning without Forgetting's loss on the old heads (Li & Hoiem 2016).
 
   strength * sum_{j < old_heads} mean_batch [-sum_c y'_c log yhat'_c], with
@@ -165,16 +201,11 @@ def lwf_distillation(
     strength: lambda_o.
     temperature: T.
   """
-  frozen = jax.tree.map(jnp.asarray, old_params)
-
-  def penalty(params, batch, logits):
-    del params
-    old = old_model.apply({"params": frozen}, batch["log_mel"])
-    total = jnp.zeros([])
-    for j in range(old_heads):
-      target = jax.nn.softmax(jax.lax.stop_gradient(old[j]) / temperature)
-      log_p = jax.nn.log_softmax(logits[j] / temperature)
-      total += -jnp.mean(jnp.sum(target * log_p, axis=-1))
-    return strength * total
-
-  return penalty
+  return train.Term(
+    _Distillation(old_model, old_heads),
+    {
+      "params": jax.tree.map(jnp.asarray, old_params),
+      "strength": jnp.float32(strength),
+      "temperature": jnp.float32(temperature),
+    },
+  )

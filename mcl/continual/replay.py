@@ -16,7 +16,7 @@ import numpy as np
 
 from mcl.continual import method
 
-Memory = dict  # {"log_mel": [N, K, frames, mels], "label": [N], "task": [N]}
+Memory = dict  # {"inputs": [N, K, frames, mels], "label": [N], "task": [N]}
 
 
 def quotas(sizes: list[int], capacity: int) -> list[int]:
@@ -64,7 +64,7 @@ def update_memory(
     raise ValueError(f"task {task} is already in the memory")
   order = rng.permutation(label.size)
   new = {
-    "log_mel": log_mel[order],
+    "inputs": log_mel[order],
     "label": label[order].astype(np.int32),
     "task": np.full(label.size, task, np.int32),
   }
@@ -91,7 +91,7 @@ def with_replay(
   """Each batch of task `task` joined by `replay_size` memory chunks.
 
   Args:
-    batches: the task's stream, {"log_mel": float32 [B, frames, mels],
+    batches: the task's stream, {"inputs": float32 [B, frames, mels],
       "label": int32 [B], ...}.
     memory: from `update_memory`.
     replay_size: memory chunks per batch, drawn uniformly with replacement.
@@ -99,15 +99,15 @@ def with_replay(
     rng: draws the chunks.
 
   Returns:
-    Batches of B + replay_size chunks with "log_mel", "label" and "task".
+    Batches of B + replay_size chunks with "inputs", "label" and "task".
   """
-  clips, chunks = memory["label"].size, memory["log_mel"].shape[1]
+  clips, chunks = memory["label"].size, memory["inputs"].shape[1]
   for batch in batches:
     pick = rng.integers(0, clips * chunks, size=replay_size)
     clip, chunk = pick // chunks, pick % chunks
     yield {
-      "log_mel": np.concatenate(
-        [batch["log_mel"], memory["log_mel"][clip, chunk]]
+      "inputs": np.concatenate(
+        [batch["inputs"], memory["inputs"][clip, chunk]]
       ),
       "label": np.concatenate([batch["label"], memory["label"][clip]]),
       "task": np.concatenate(
@@ -138,7 +138,7 @@ class Replay(method.Sequential):
     keep = np.concatenate([b["mask"] > 0 for b in clips])
     memory = update_memory(
       state.get("memory"),
-      np.concatenate([b["log_mel"] for b in clips])[keep],
+      np.concatenate([b["inputs"] for b in clips])[keep],
       np.concatenate([b["label"] for b in clips])[keep],
       task.index,
       config.memory_clips,

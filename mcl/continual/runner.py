@@ -81,7 +81,7 @@ class _Experiment:
     self.tasks = self.data.tasks
     self.input_shape = self.data.input_shape
     self.method = METHODS[config.method](config, self.input_shape)
-    self.fit_config = train.FitConfig(**config.train.fit)
+    self.fit_config = method.FitConfig(**config.train.fit)
     self.test_sets = [
       self.data.eval_batches(t.index, "test") for t in self.tasks
     ]
@@ -135,7 +135,7 @@ class _Experiment:
     tag = f"task{task.index}/{name}"
     model = models.get_model_class(self.method.model_name).from_params(params)
     try:
-      result = train.fit(
+      result = method.fit_phase(
         model, params, trainable,
         heads or (task.index,),
         batches,
@@ -195,7 +195,9 @@ class _Experiment:
     params = model.init(
       jax.random.key(self.config.seed), jnp.zeros(self.input_shape)
     )["params"]
-    return train.evaluate(model, params, 0, self.test_sets[task.index]).accuracy
+    return scoring.evaluate(
+      method.Network(model, params, 0), self.test_sets[task.index]
+    ).accuracy
 
   def networks(self, params, state, upto: int):
     return [self.method.network(params, state, j) for j in range(upto + 1)]
@@ -255,7 +257,7 @@ class _Experiment:
     network = self.method.network(params, state, task.index)
 
     def evaluate(clips):
-      return train.evaluate(network.model, network.params, network.head, clips)
+      return scoring.evaluate(network, clips)
 
     return {
       "accuracy": (
@@ -268,12 +270,7 @@ class _Experiment:
     """Whether `task` was learnt: its validation loss right after training
     is below its untrained network's (`zero_shot`); logged when not."""
     network = self.method.network(params, state, task.index)
-    loss = train.evaluate(
-      network.model,
-      network.params,
-      network.head,
-      self.validation_sets[task.index],
-    ).loss
+    loss = scoring.evaluate(network, self.validation_sets[task.index]).loss
     if loss >= zero_shot["validation_loss"]:
       logging.warning(
         "Task %d %s NOT LEARNT: validation loss %.4f after training, "

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mcl import metrics, train
+from mcl import evaluation, metrics
 from mcl.continual import method
 
 
@@ -23,6 +23,15 @@ class TaskScores:
   accuracy: list[float]
   roc_auc: list[float | None]
   pr_auc: list[float | None]
+
+
+def evaluate(
+  network: method.Network, batches: Sequence[dict]
+) -> evaluation.LabelEvaluation:
+  """Clip-level loss and accuracy of a task's network on its clips."""
+  return evaluation.evaluate_labels(
+    network.model, {"params": network.params}, batches, network.head
+  )
 
 
 def task_incremental(
@@ -36,9 +45,7 @@ def task_incremental(
   """
   accuracy, roc, pr = [], [], []
   for network, batches in zip(networks, eval_sets, strict=True):
-    result = train.evaluate(
-      network.model, network.params, network.head, batches
-    )
+    result = evaluate(network, batches)
     accuracy.append(result.accuracy)
     roc.append(metrics.roc_auc(result.probabilities, result.labels))
     pr.append(metrics.pr_auc(result.probabilities, result.labels))
@@ -63,7 +70,9 @@ def class_incremental_accuracy(
     logits = np.concatenate(
       [
         np.asarray(
-          train.chunk_logits(n.model, n.params, batch["log_mel"], n.head),
+          evaluation.chunk_logits(
+            n.model, {"params": n.params}, batch["inputs"], n.head
+          ),
           np.float64,
         )
         for n in networks
@@ -71,6 +80,8 @@ def class_incremental_accuracy(
       axis=-1,
     )
     keep = batch["mask"] > 0
-    probabilities.append(train.clip_probabilities(logits)[keep])
+    z = logits - logits.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    probabilities.append((p / p.sum(axis=-1, keepdims=True)).mean(axis=1)[keep])
     labels.append(batch["label"][keep])
   return metrics.accuracy(np.concatenate(probabilities), np.concatenate(labels))

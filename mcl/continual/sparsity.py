@@ -32,9 +32,12 @@ approximation). Two kinds of group:
   a unit whose group reaches zero is dead and is pruned).
 
 Only kernels are penalised by L1; biases only as members of unit groups.
-Every map leaves entries whose trainable mask is 0 untouched.
+Every map leaves entries whose trainable mask is 0 untouched. Each is a
+`mcl.train.Term` whose strengths (and unit masks) are array arguments, so
+phases with other strengths reuse the compiled step.
 """
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
@@ -55,7 +58,31 @@ def _group_scale(norm, threshold):
   return jnp.maximum(0.0, 1.0 - threshold / jnp.maximum(norm, 1e-30))
 
 
-def l1(strength: float, names: Sequence[str] | None = None) -> train.Proximal:
+@dataclasses.dataclass(frozen=True)
+class _L1:
+  names: tuple[str, ...] | None
+
+  def __call__(self, params, trainable, metric, args):
+    out = dict(params)
+    chosen = (
+      self.names
+      if self.names is not None
+      else [n for n, group in params.items() if "kernel" in group]
+    )
+    for name in chosen:
+      kernel = params[name]["kernel"]
+      threshold = args["strength"] * metric.step_size(
+        metric.second_moment[name]["kernel"]
+      )
+      shrunk = _soft_threshold(kernel, threshold)
+      out[name] = {
+        **params[name],
+        "kernel": jnp.where(trainable[name]["kernel"] > 0, shrunk, kernel),
+      }
+    return out
+
+
+def l1(strength: float, names: Sequence[str] | None = None) -> train.Term:
   """Proximal step of strength * ||W||_1 over kernels (Eq. 2 and 3).
 
   Args:
@@ -67,30 +94,37 @@ def l1(strength: float, names: Sequence[str] | None = None) -> train.Proximal:
     proximal(params, trainable, metric): kernel entry i becomes
     sign(w_i) max(|w_i| - lambda * metric.step_size(v_i), 0) where trainable.
   """
+  names = None if names is None else tuple(names)
+  return train.Term(_L1(names), {"strength": jnp.float32(strength)})
 
-  def proximal(params, trainable, metric):
+
+@dataclasses.dataclass(frozen=True)
+class _ConnectionGroups:
+  names: tuple[str, ...]
+
+  def __call__(self, params, trainable, metric, args):
     out = dict(params)
-    chosen = (
-      names
-      if names is not None
-      else [n for n, group in params.items() if "kernel" in group]
-    )
-    for name in chosen:
+    for name in self.names:
       kernel = params[name]["kernel"]
-      threshold = strength * metric.step_size(
-        metric.second_moment[name]["kernel"]
+      if kernel.ndim != 4:
+        continue
+      v = metric.second_moment[name]["kernel"]
+      taps = kernel.shape[0] * kernel.shape[1]
+      norm = jnp.sqrt(jnp.sum(jnp.square(kernel), axis=(0, 1)))
+      threshold = (
+        args["strength"]
+        * math.sqrt(taps)
+        * metric.step_size(jnp.mean(v, axis=(0, 1)))
       )
-      shrunk = _soft_threshold(kernel, threshold)
-      out[name] = {
-        **params[name],
-        "kernel": jnp.where(trainable[name]["kernel"] > 0, shrunk, kernel),
-      }
+      scale = _group_scale(norm, threshold)
+      scale = jnp.where(
+        trainable[name]["kernel"].min(axis=(0, 1)) > 0, scale, 1.0
+      )
+      out[name] = {**params[name], "kernel": kernel * scale}
     return out
 
-  return proximal
 
-
-def connection_groups(strength: float, names: Sequence[str]) -> train.Proximal:
+def connection_groups(strength: float, names: Sequence[str]) -> train.Term:
   """Group lasso over the (input, output) channel slices of conv kernels.
 
   Args:
@@ -103,32 +137,30 @@ def connection_groups(strength: float, names: Sequence[str]) -> train.Proximal:
     kernel[:, :, a, b] by max(0, 1 - thr / ||slice||_2), thr as in the
     module docstring with n_g = kh * kw.
   """
+  return train.Term(
+    _ConnectionGroups(tuple(names)), {"strength": jnp.float32(strength)}
+  )
 
-  def proximal(params, trainable, metric):
+
+@dataclasses.dataclass(frozen=True)
+class _UnitGroups:
+  def __call__(self, params, trainable, metric, args):
     out = dict(params)
-    for name in names:
-      kernel = params[name]["kernel"]
-      if kernel.ndim != 4:
-        continue
-      v = metric.second_moment[name]["kernel"]
-      taps = kernel.shape[0] * kernel.shape[1]
-      norm = jnp.sqrt(jnp.sum(jnp.square(kernel), axis=(0, 1)))
-      threshold = (
-        strength * math.sqrt(taps) * metric.step_size(jnp.mean(v, axis=(0, 1)))
-      )
-      scale = _group_scale(norm, threshold)
-      scale = jnp.where(
-        trainable[name]["kernel"].min(axis=(0, 1)) > 0, scale, 1.0
-      )
-      out[name] = {**params[name], "kernel": kernel * scale}
+    for name, is_group in args["units"].items():
+      is_group = is_group & (trainable[name]["bias"] > 0)
+      kernel, bias = params[name]["kernel"], params[name]["bias"]
+      axes = tuple(range(kernel.ndim - 1))
+      size = int(np.prod(kernel.shape[:-1])) + 1
+      norm = jnp.sqrt(jnp.sum(jnp.square(kernel), axis=axes) + bias**2)
+      v = metric.second_moment[name]
+      mean_v = (jnp.sum(v["kernel"], axis=axes) + v["bias"]) / size
+      threshold = args["strength"] * math.sqrt(size) * metric.step_size(mean_v)
+      scale = jnp.where(is_group, _group_scale(norm, threshold), 1.0)
+      out[name] = {"kernel": kernel * scale, "bias": bias * scale}
     return out
 
-  return proximal
 
-
-def unit_groups(
-  strength: float, units: Mapping[str, np.ndarray]
-) -> train.Proximal:
+def unit_groups(strength: float, units: Mapping[str, np.ndarray]) -> train.Term:
   """Group lasso over units' incoming weights and biases (expansion).
 
   Args:
@@ -140,36 +172,13 @@ def unit_groups(
     [..., b] and bias [b] by max(0, 1 - thr / ||(column, bias)||_2), thr
     as in the module docstring with n_g = fan-in + 1.
   """
-  units = {name: jnp.asarray(u, bool) for name, u in units.items()}
-
-  def proximal(params, trainable, metric):
-    out = dict(params)
-    for name, is_group in units.items():
-      is_group = is_group & (trainable[name]["bias"] > 0)
-      kernel, bias = params[name]["kernel"], params[name]["bias"]
-      axes = tuple(range(kernel.ndim - 1))
-      size = int(np.prod(kernel.shape[:-1])) + 1
-      norm = jnp.sqrt(jnp.sum(jnp.square(kernel), axis=axes) + bias**2)
-      v = metric.second_moment[name]
-      mean_v = (jnp.sum(v["kernel"], axis=axes) + v["bias"]) / size
-      threshold = strength * math.sqrt(size) * metric.step_size(mean_v)
-      scale = jnp.where(is_group, _group_scale(norm, threshold), 1.0)
-      out[name] = {"kernel": kernel * scale, "bias": bias * scale}
-    return out
-
-  return proximal
-
-
-def chain(*maps: train.Proximal) -> train.Proximal:
-  """Applies proximal maps in order (L1 then a group step: the exact prox
-  of the sparse group lasso for a shared metric)."""
-
-  def proximal(params, trainable, metric):
-    for m in maps:
-      params = m(params, trainable, metric)
-    return params
-
-  return proximal
+  return train.Term(
+    _UnitGroups(),
+    {
+      "strength": jnp.float32(strength),
+      "units": {name: jnp.asarray(u, bool) for name, u in units.items()},
+    },
+  )
 
 
 def connection_sparsity(params: Params, layers: Sequence[str]) -> dict:

@@ -16,7 +16,7 @@ Pixels are scaled to [0, 1]. The permutations are drawn from
 `data.permutation_seed` alone, not from the run seed, so that runs with
 different seeds (initialisation and batch order) learn the same tasks.
 
-An image is stored under the key "log_mel" as a [rows, columns] array that
+An image is stored under the key "inputs" as a [rows, columns] array that
 the models read as [frames, bins]: the continual runner, the trainer,
 replay and EWC need no image-specific path. See `mcl.continual.data` for
 the batch layouts.
@@ -223,7 +223,7 @@ class _EvalBatches(Sequence):
     label = self._images.label[i * b : (i + 1) * b]
     pad = b - label.size
     return {
-      "log_mel": np.pad(image, [(0, pad), (0, 0), (0, 0)])[:, None],
+      "inputs": np.pad(image, [(0, pad), (0, 0), (0, 0)])[:, None],
       "label": np.pad(label, [(0, pad)]),
       "mask": np.pad(np.ones(label.size, np.float32), [(0, pad)]),
     }
@@ -282,7 +282,7 @@ class PermutedImages:
     train = self.splits["train"]
     for index in _index_stream(train.label.size, self._batch_size, seed):
       yield {
-        "log_mel": permute(train.image[index], self.permutations[task]),
+        "inputs": permute(train.image[index], self.permutations[task]),
         "label": train.label[index],
       }
 
@@ -303,7 +303,7 @@ class PermutedImages:
       # Row b takes pixel permutations[task[b], i] of image index[b].
       pixels = flat[index[:, None], self.permutations[task]]
       yield {
-        "log_mel": pixels.reshape((-1, *self.input_shape[1:])),
+        "inputs": pixels.reshape((-1, *self.input_shape[1:])),
         "label": train.label[index],
         "task": task.astype(np.int32),
       }

@@ -91,12 +91,16 @@ class ProgressiveNet(nn.Module):
     return out
 
   @nn.compact
-  def __call__(self, log_mel_BxTxF: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+  def __call__(
+    self, log_mel_BxTxF: jnp.ndarray, *, train: bool = False
+  ) -> tuple[jnp.ndarray, ...]:
     """Logits of every head.
 
     Args:
       log_mel_BxTxF: float32 [batch, frames, mels] log-mel in dB (or
         [batch, rows, columns] images).
+      train: unused (no dropout or BatchNorm: old tasks' outputs must not
+        move through shared statistics); the zoo's signature.
 
     Returns:
       One float32 [batch, head_sizes[c]] array per column c.

@@ -1,7 +1,7 @@
 """One zoo model on the MagnaTagATune top-50 benchmark (Won et al. 2020).
 
 Builds (or reuses) the `top50` records of the manual download, trains the
-model with the staged recipe (`mcl.tagging.train.fit`: batch of random
+model with the staged recipe (`mcl.fit.fit`: batch of random
 chunks, one validation pass per epoch, best variables by validation loss),
 then scores those best variables on the test split (16 evenly spaced chunks
 per clip, clip probabilities averaged) and writes `<workdir>/results.json`.
@@ -20,11 +20,9 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 
-from mcl import audio, input_pipeline, models
+from mcl import audio, evaluation, fit, input_pipeline, models, train
 from mcl.datasets import magnatagatune
 from mcl.models import inputs
-from mcl.tagging import evaluation, train
-from mcl.tagging import recipe as recipes
 
 
 def build_dataset(config: ml_collections.ConfigDict):
@@ -43,7 +41,7 @@ def build_dataset(config: ml_collections.ConfigDict):
 
 def make_recipe(
   config: ml_collections.ConfigDict, train_clips: int
-) -> recipes.Recipe:
+) -> fit.Recipe:
   """The recipe of `config.train` (Won et al. 2020's by default).
 
   Args:
@@ -62,8 +60,8 @@ def make_recipe(
   steps_per_epoch = config.train.steps_per_epoch or math.ceil(
     train_clips / config.train.batch_size
   )
-  return recipes.Recipe(
-    stages=tuple(recipes.Stage(*stage) for stage in config.train.stages),
+  return fit.Recipe(
+    stages=tuple(fit.Stage(*stage) for stage in config.train.stages),
     weight_decay=config.train.weight_decay,
     momentum=config.train.momentum,
     eval_every=steps_per_epoch,
@@ -144,17 +142,26 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(
     workdir, just_logging=jax.process_index() > 0
   )
-  result = train.fit(
+
+  def validate(variables):
+    result = evaluation.evaluate_tags(model, variables, eval_batches("valid"))
+    return fit.Evaluation(
+      result.loss, {"roc_auc": result.roc_auc, "pr_auc": result.pr_auc}
+    )
+
+  result = fit.fit(
     model,
     variables,
     train_batches,
-    lambda: eval_batches("valid"),
+    validate,
     make_recipe(config, train_clips),
-    workdir,
+    loss=train.TagBinaryCrossEntropy(),
     rng=fit_rng,
+    workdir=workdir,
     writer=writer,
+    name="train",
   )
-  test = evaluation.evaluate(model, result.variables, eval_batches("test"))
+  test = evaluation.evaluate_tags(model, result.variables, eval_batches("test"))
   out = {
     "model": config.model.name,
     "input": dict(config.input),
@@ -164,11 +171,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     "skipped_clips": len(builder.info.metadata.get("skipped", [])),
     "steps": result.steps,
     "best_pass": result.best_pass,
-    "validation": {
-      "loss": result.validation_loss,
-      "roc_auc": result.validation_roc_auc,
-      "pr_auc": result.validation_pr_auc,
-    },
+    "validation": {"loss": result.validation_loss, **result.scores},
     "test": _figures(test),
     "history": [dataclasses.asdict(record) for record in result.history],
   }

@@ -1,0 +1,263 @@
+"""Training throughput: mcl's step, a PyTorch eager twin, and `fit`'s share.
+
+  .venv/bin/python launch/benchmark_train.py --model=gtzan --rounds=3
+  .venv/bin/python launch/benchmark_train.py --model=short_chunk_cnn
+
+Prints, per round and as medians:
+
+- `step`: examples/s of `mcl.train.train_step` on random inputs of the
+  model's shape (batch `--batch_size`), after a compile-and-warm-up phase;
+  for "gtzan" the continual step (GTZAN backbone of `configs/gtzan.py`,
+  three-class head, all-ones mask, Adam 1e-3), for a zoo model the tagging
+  step (Adam 1e-4 with coupled weight decay 1e-4, dropout, BatchNorm);
+- `torch`: the same network, loss and optimizer as a PyTorch eager twin
+  (only when torch is importable; never a dependency), rounds alternating
+  with the JAX ones, and the ratio JAX / torch;
+- `fit` (gtzan only): steps/s inside `mcl.fit.fit` for a continual phase
+  (`--fit_steps` steps, validation every 10 steps on 8 clips x 8 chunks,
+  the GTZAN fold's size) over the bare step's steps/s.
+
+Data loading is not timed (batches are in memory). Timings on a shared
+machine are noisy: compare the ratios, over medians of several rounds.
+"""
+
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
+
+from mcl import models, optimizer, train  # noqa: E402
+from mcl.continual import method  # noqa: E402
+from mcl.models import inputs  # noqa: E402
+
+_MODEL = flags.DEFINE_enum(
+  "model", "gtzan", ["gtzan", *sorted(inputs.PAPER_INPUTS)], "Network."
+)
+_BATCH = flags.DEFINE_integer("batch_size", 16, "Examples per step.")
+_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
+_FIT_STEPS = flags.DEFINE_integer("fit_steps", 150, "Steps of the fit run.")
+
+GTZAN_SHAPE = (188, 128)  # 3 s at 16 kHz, hop 256; 128 mels.
+GTZAN_CONV, GTZAN_DENSE, GTZAN_CLASSES = (8, 16, 32, 32), (32,), 3
+
+
+def _jax_setup(name: str, batch: int):
+  """(state, batch, phase) of the model's step on random inputs."""
+  rng = np.random.default_rng(0)
+  if name == "gtzan":
+    model = models.ConvClassifier(
+      conv_widths=GTZAN_CONV,
+      dense_widths=GTZAN_DENSE,
+      head_sizes=(GTZAN_CLASSES,),
+    )
+    x = rng.normal(size=(batch, *GTZAN_SHAPE)).astype(np.float32)
+    data = {
+      "inputs": x,
+      "label": rng.integers(0, GTZAN_CLASSES, batch).astype(np.int32),
+      "task": np.zeros(batch, np.int32),
+    }
+    variables = model.init(jax.random.key(0), x[:1])
+    phase = train.Phase(
+      learning_rate=jnp.float32(1e-3),
+      trainable=method.ones(variables["params"]),
+      loss=train.TaskCrossEntropy((0,)),
+    )
+    tx = optimizer.direction("adam")
+  else:
+    spec = inputs.PAPER_INPUTS[name]
+    model = models.get_model_class(name)()
+    x = rng.normal(size=(batch, *spec.shape)).astype(np.float32)
+    data = {
+      "inputs": x,
+      "tags": (rng.uniform(size=(batch, 50)) < 0.1).astype(np.float32),
+    }
+    key = jax.random.key(0)
+    variables = model.init({"params": key, "dropout": key}, x[:1], train=False)
+    phase = train.Phase(
+      learning_rate=jnp.float32(1e-4), loss=train.TagBinaryCrossEntropy()
+    )
+    tx = optimizer.direction("adam", weight_decay=1e-4)
+  state = train.TrainState.create(model, variables, tx)
+  data = jax.device_put(data)
+  return state, data, phase
+
+
+def _time_jax(state, data, phase, steps):
+  rng = jax.random.key(0)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = train.train_step(state, data, phase, rng)
+  metrics["loss"].block_until_ready()
+  return state, time.perf_counter() - start
+
+
+def _torch_setup(name: str, batch: int):
+  """(step function, None) of the PyTorch twin, or None without torch."""
+  try:
+    import torch
+    from torch import nn
+    from torch.nn import functional
+  except ImportError:
+    return None
+  torch.manual_seed(0)
+  if name == "gtzan":
+
+    class Twin(nn.Module):
+      def __init__(self):
+        super().__init__()
+        widths = (1, *GTZAN_CONV)
+        self.convs = nn.ModuleList(
+          nn.Conv2d(a, b, 3, padding=1)
+          for a, b in zip(widths, widths[1:], strict=False)
+        )
+        self.dense = nn.Linear(GTZAN_CONV[-1], GTZAN_DENSE[0])
+        self.head = nn.Linear(GTZAN_DENSE[0], GTZAN_CLASSES)
+
+      def forward(self, x):
+        mean = x.mean(dim=(1, 2), keepdim=True)
+        std = x.std(dim=(1, 2), keepdim=True, unbiased=False)
+        x = ((x - mean) / (std + 1e-5))[:, None]
+        for conv in self.convs:
+          x = functional.max_pool2d(functional.relu(conv(x)), 2)
+        x = functional.relu(self.dense(x.mean(dim=(2, 3))))
+        return self.head(x)
+
+    net = Twin()
+    x = torch.randn(batch, *GTZAN_SHAPE)
+    y = torch.randint(0, GTZAN_CLASSES, (batch,))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+  elif name == "short_chunk_cnn":
+
+    class Twin(nn.Module):
+      def __init__(self, c=128):
+        super().__init__()
+        self.spec_bn = nn.BatchNorm2d(1)
+        widths = (1, c, c, 2 * c, 2 * c, 2 * c, 2 * c, 4 * c)
+        self.blocks = nn.ModuleList(
+          nn.Sequential(
+            nn.Conv2d(a, b, 3, padding=1),
+            nn.BatchNorm2d(b),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+          )
+          for a, b in zip(widths, widths[1:], strict=False)
+        )
+        self.dense1 = nn.Linear(4 * c, 4 * c)
+        self.bn = nn.BatchNorm1d(4 * c)
+        self.dense2 = nn.Linear(4 * c, 50)
+        self.dropout = nn.Dropout(0.5)
+
+      def forward(self, x):
+        x = self.spec_bn(x.transpose(1, 2)[:, None])  # [B, 1, mels, T]
+        for block in self.blocks:
+          x = block(x)
+        x = x.squeeze(2).max(dim=2).values
+        x = self.dropout(functional.relu(self.bn(self.dense1(x))))
+        return self.dense2(x)
+
+    net = Twin()
+    spec = inputs.PAPER_INPUTS[name]
+    x = torch.randn(batch, *spec.shape)
+    y = (torch.rand(batch, 50) < 0.1).float()
+    loss_fn = nn.BCEWithLogitsLoss()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=1e-4)
+  else:
+    return None
+  net.train()
+
+  def step():
+    opt.zero_grad()
+    loss = loss_fn(net(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+  return step
+
+
+def _time_torch(step, steps):
+  start = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return time.perf_counter() - start
+
+
+def _fit_rate(state, data, steps):
+  """Steps/s of a continual phase inside `fit.fit` (compiled already)."""
+  model = state.model
+  rng = np.random.default_rng(1)
+  clips = rng.normal(size=(4, 8, *GTZAN_SHAPE)).astype(np.float32)
+  validation = {
+    0: [
+      {
+        "inputs": clips,
+        "label": np.array([0, 1, 2, 0], np.int32),
+        "mask": np.ones(4, np.float32),
+      }
+    ]
+    * 2
+  }
+  host = jax.device_get(data)
+
+  def batches():
+    while True:
+      yield host
+
+  config = method.FitConfig(1e-3, steps, 10, patience=steps)
+  params = jax.device_get(state.params)
+  args = (model, params, method.ones(params), (0,))
+  method.fit_phase(*args, batches(), validation, config)  # Compile.
+  start = time.perf_counter()
+  result = method.fit_phase(*args, batches(), validation, config)
+  return result.steps / (time.perf_counter() - start)
+
+
+def main(argv):
+  del argv
+  name, batch, steps = _MODEL.value, _BATCH.value, _STEPS.value
+  state, data, phase = _jax_setup(name, batch)
+  torch_step = _torch_setup(name, batch)
+  state, _ = _time_jax(state, data, phase, 3)  # Compile and warm up.
+  if torch_step:
+    _time_torch(torch_step, 3)
+  jax_rates, torch_rates = [], []
+  for r in range(_ROUNDS.value):
+    state, seconds = _time_jax(state, data, phase, steps)
+    jax_rates.append(steps * batch / seconds)
+    line = f"round {r}: step {jax_rates[-1]:.1f} examples/s"
+    if torch_step:
+      torch_rates.append(steps * batch / _time_torch(torch_step, steps))
+      line += f", torch {torch_rates[-1]:.1f} examples/s"
+    print(line, flush=True)
+  jax_rate = statistics.median(jax_rates)
+  params = sum(np.size(p) for p in jax.tree.leaves(state.params))
+  print(
+    f"{name} ({params:,} params), batch {batch}, "
+    f"{jax.devices()[0].platform} x{jax.device_count()}: "
+    f"step {jax_rate:.1f} examples/s ({jax_rate / batch:.2f} steps/s)"
+  )
+  if torch_rates:
+    torch_rate = statistics.median(torch_rates)
+    print(
+      f"torch eager twin {torch_rate:.1f} examples/s; "
+      f"mcl / torch = {jax_rate / torch_rate:.2f}x"
+    )
+  if name == "gtzan":
+    rate = _fit_rate(state, data, _FIT_STEPS.value)
+    print(
+      f"inside fit: {rate:.2f} steps/s = {rate / (jax_rate / batch):.0%} "
+      "of the bare step"
+    )
+
+
+if __name__ == "__main__":
+  app.run(main)
