@@ -11,8 +11,9 @@ Prints, per round and as medians:
   three-class head, all-ones mask, Adam 1e-3), for a zoo model the tagging
   step (Adam 1e-4 with coupled weight decay 1e-4, dropout, BatchNorm);
 - `torch`: the same network, loss and optimizer as a PyTorch eager twin
-  (only when torch is importable; never a dependency), rounds alternating
-  with the JAX ones, and the ratio JAX / torch;
+  (`launch/torch_twin.py`, in its own process; only when torch is
+  installed, never a dependency), rounds alternating with the JAX ones,
+  and the ratio JAX / torch;
 - `fit` (gtzan only): steps/s inside `mcl.fit.fit` for a continual phase
   (`--fit_steps` steps, validation every 10 steps on 8 clips x 8 chunks,
   the GTZAN fold's size) over the bare step's steps/s.
@@ -23,6 +24,7 @@ machine are noisy: compare the ratios, over medians of several rounds.
 
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -99,96 +101,20 @@ def _time_jax(state, data, phase, steps):
   return state, time.perf_counter() - start
 
 
-def _torch_setup(name: str, batch: int):
-  """(step function, None) of the PyTorch twin, or None without torch."""
-  try:
-    import torch
-    from torch import nn
-    from torch.nn import functional
-  except ImportError:
+def _torch_rate(name: str, batch: int, steps: int) -> float | None:
+  """Examples/s of the PyTorch twin (`launch/torch_twin.py`), run in its
+  own process (torch and TensorFlow in one process can crash); None when
+  torch is not installed or the model has no twin."""
+  script = os.path.join(os.path.dirname(__file__), "torch_twin.py")
+  run = subprocess.run(
+    [sys.executable, script, name, str(batch), str(steps)],
+    capture_output=True,
+    text=True,
+  )
+  if run.returncode:
+    print(run.stderr.strip().splitlines()[-1])
     return None
-  torch.manual_seed(0)
-  if name == "gtzan":
-
-    class Twin(nn.Module):
-      def __init__(self):
-        super().__init__()
-        widths = (1, *GTZAN_CONV)
-        self.convs = nn.ModuleList(
-          nn.Conv2d(a, b, 3, padding=1)
-          for a, b in zip(widths, widths[1:], strict=False)
-        )
-        self.dense = nn.Linear(GTZAN_CONV[-1], GTZAN_DENSE[0])
-        self.head = nn.Linear(GTZAN_DENSE[0], GTZAN_CLASSES)
-
-      def forward(self, x):
-        mean = x.mean(dim=(1, 2), keepdim=True)
-        std = x.std(dim=(1, 2), keepdim=True, unbiased=False)
-        x = ((x - mean) / (std + 1e-5))[:, None]
-        for conv in self.convs:
-          x = functional.max_pool2d(functional.relu(conv(x)), 2)
-        x = functional.relu(self.dense(x.mean(dim=(2, 3))))
-        return self.head(x)
-
-    net = Twin()
-    x = torch.randn(batch, *GTZAN_SHAPE)
-    y = torch.randint(0, GTZAN_CLASSES, (batch,))
-    loss_fn = nn.CrossEntropyLoss()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-  elif name == "short_chunk_cnn":
-
-    class Twin(nn.Module):
-      def __init__(self, c=128):
-        super().__init__()
-        self.spec_bn = nn.BatchNorm2d(1)
-        widths = (1, c, c, 2 * c, 2 * c, 2 * c, 2 * c, 4 * c)
-        self.blocks = nn.ModuleList(
-          nn.Sequential(
-            nn.Conv2d(a, b, 3, padding=1),
-            nn.BatchNorm2d(b),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-          )
-          for a, b in zip(widths, widths[1:], strict=False)
-        )
-        self.dense1 = nn.Linear(4 * c, 4 * c)
-        self.bn = nn.BatchNorm1d(4 * c)
-        self.dense2 = nn.Linear(4 * c, 50)
-        self.dropout = nn.Dropout(0.5)
-
-      def forward(self, x):
-        x = self.spec_bn(x.transpose(1, 2)[:, None])  # [B, 1, mels, T]
-        for block in self.blocks:
-          x = block(x)
-        x = x.squeeze(2).max(dim=2).values
-        x = self.dropout(functional.relu(self.bn(self.dense1(x))))
-        return self.dense2(x)
-
-    net = Twin()
-    spec = inputs.PAPER_INPUTS[name]
-    x = torch.randn(batch, *spec.shape)
-    y = (torch.rand(batch, 50) < 0.1).float()
-    loss_fn = nn.BCEWithLogitsLoss()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=1e-4)
-  else:
-    return None
-  net.train()
-
-  def step():
-    opt.zero_grad()
-    loss = loss_fn(net(x), y)
-    loss.backward()
-    opt.step()
-    return loss
-
-  return step
-
-
-def _time_torch(step, steps):
-  start = time.perf_counter()
-  for _ in range(steps):
-    step()
-  return time.perf_counter() - start
+  return float(run.stdout.split()[-1])
 
 
 def _fit_rate(state, data, steps):
@@ -225,18 +151,16 @@ def main(argv):
   del argv
   name, batch, steps = _MODEL.value, _BATCH.value, _STEPS.value
   state, data, phase = _jax_setup(name, batch)
-  torch_step = _torch_setup(name, batch)
   state, _ = _time_jax(state, data, phase, 3)  # Compile and warm up.
-  if torch_step:
-    _time_torch(torch_step, 3)
   jax_rates, torch_rates = [], []
   for r in range(_ROUNDS.value):
     state, seconds = _time_jax(state, data, phase, steps)
     jax_rates.append(steps * batch / seconds)
     line = f"round {r}: step {jax_rates[-1]:.1f} examples/s"
-    if torch_step:
-      torch_rates.append(steps * batch / _time_torch(torch_step, steps))
-      line += f", torch {torch_rates[-1]:.1f} examples/s"
+    torch_rate = _torch_rate(name, batch, steps)
+    if torch_rate:
+      torch_rates.append(torch_rate)
+      line += f", torch {torch_rate:.1f} examples/s"
     print(line, flush=True)
   jax_rate = statistics.median(jax_rates)
   params = sum(np.size(p) for p in jax.tree.leaves(state.params))

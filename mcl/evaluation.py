@@ -149,10 +149,17 @@ def clip_log_probabilities(
   if not isinstance(inputs, jax.Array):
     (batch,) = to_device([{"inputs": inputs}])
     inputs = batch["inputs"]
-  mesh = parallel.data_mesh()
   out = _clip_log_probabilities(model, variables, inputs, head, multi_label)
-  out = jax.device_put(out, NamedSharding(mesh, PartitionSpec()))
+  out = _gather(out, NamedSharding(parallel.data_mesh(), PartitionSpec()))
   return tuple(np.asarray(o, np.float64)[:clips] for o in out)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _gather(tree, replicated):
+  """`tree` replicated on every device (an all-gather across processes)."""
+  return jax.tree.map(
+    lambda x: jax.lax.with_sharding_constraint(x, replicated), tree
+  )
 
 
 def _kept(batch: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -246,14 +253,32 @@ def evaluate_tags(
 
 
 @functools.partial(jax.jit, static_argnames=("model", "head"))
-def chunk_logits(
-  model: nn.Module, variables: Variables, inputs: jax.Array, head: int
-) -> jax.Array:
-  """Logits of output `head` for every chunk: [clips, K, ...] ->
-  float32 [clips, K, classes] (class-incremental scoring concatenates
-  several heads' logits before the softmax)."""
+def _chunk_logits(model, variables, inputs, head):
   clips, chunks = inputs.shape[:2]
   outputs = model.apply(
     variables, inputs.reshape((clips * chunks,) + inputs.shape[2:]), train=False
   )
   return outputs[head].reshape(clips, chunks, -1)
+
+
+def chunk_logits(
+  model: nn.Module,
+  variables: Variables,
+  inputs: np.ndarray | jax.Array,
+  head: int,
+) -> np.ndarray:
+  """Logits of output `head` for every chunk (class-incremental scoring
+  concatenates several heads' logits before the softmax).
+
+  Args:
+    model: the network, one output per head.
+    variables: {"params"}.
+    inputs: float32 [clips, K, ...], numpy or from `to_device`.
+    head: the output to read.
+
+  Returns:
+    float64 [clips, K, classes] (padding clips of `to_device` included).
+  """
+  out = _chunk_logits(model, variables, inputs, head)
+  out = _gather(out, NamedSharding(parallel.data_mesh(), PartitionSpec()))
+  return np.asarray(out, np.float64)

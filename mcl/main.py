@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from mcl import parallel
 from mcl.continual import runner
 from mcl.tagging import experiment
 
@@ -42,6 +43,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   # tf.data only; keep TensorFlow off any accelerator JAX uses.
   tf.config.set_visible_devices([], "GPU")
+  parallel.initialize()  # Several processes: join before touching devices.
   logging.info(
     "JAX process %d/%d, devices: %s",
     jax.process_index(),

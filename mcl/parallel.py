@@ -10,6 +10,7 @@ of the records. Several processes (one per GPU or TPU host) join with
 `initialize()` before anything else touches JAX.
 """
 
+import functools
 import os
 
 import jax
@@ -33,8 +34,7 @@ def initialize() -> None:
   tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ
   if not (explicit or slurm or tpu_pod):
     return
-  if explicit:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if explicit:  # CPU processes talk through gloo, JAX's CPU default.
     jax.distributed.initialize(
       coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
       num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
@@ -51,8 +51,12 @@ def initialize() -> None:
   )
 
 
+@functools.cache
 def data_mesh() -> Mesh:
   """A one-axis mesh named "data" over every device of every process.
+
+  Built once per process (after `initialize`), so arrays placed on it in
+  one call match those of the next.
 
   Its axis is `Auto`: XLA's partitioner propagates the batch sharding
   through the step (no explicit sharding in the model code).

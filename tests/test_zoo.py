@@ -252,3 +252,32 @@ def test_tiny_model_trains_on_real_audio(name, mtat_waveform, mtat_log_mels):
   for path, stat in jax.tree.leaves_with_path(batch_stats):
     start = 0.0 if path[-1].key == "mean" else 1.0
     assert np.any(np.asarray(stat) != start), path
+
+
+@pytest.mark.parametrize(
+  "shape, window",
+  [((2, 9, 7, 3), (2, 2)), ((2, 10, 3), (3,)), ((1, 8, 8, 2), (2, 4))],
+)
+def test_disjoint_max_pool_gradient_equals_jax_rule_without_ties(shape, window):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
+
+  def reference(x):  # reshape + max with JAX's own gradient rule
+    sizes = [n // w for n, w in zip(x.shape[1:-1], window, strict=True)]
+    kept = (slice(0, n * w) for n, w in zip(sizes, window, strict=True))
+    crop = x[(slice(None), *kept)]
+    split = [x.shape[0]]
+    for n, w in zip(sizes, window, strict=True):
+      split += [n, w]
+    return crop.reshape(*split, x.shape[-1]).max(
+      axis=tuple(range(2, 2 * len(window) + 1, 2))
+    )
+
+  pooled = layers.disjoint_max_pool(x, window)
+  np.testing.assert_array_equal(pooled, reference(x))
+  grads = [
+    jax.grad(lambda x, f=f: jnp.sum(jnp.sin(3 * f(x))))(x)
+    for f in (lambda x: layers.disjoint_max_pool(x, window), reference)
+  ]
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+  # One nonzero per window, none in the dropped remainder.
+  assert np.count_nonzero(grads[0]) == pooled.size

@@ -24,6 +24,7 @@ from clu import metric_writers
 
 from mcl import (
   checkpointing,
+  evaluation,
   models,
   tasks,
   train,
@@ -82,11 +83,14 @@ class _Experiment:
     self.input_shape = self.data.input_shape
     self.method = METHODS[config.method](config, self.input_shape)
     self.fit_config = method.FitConfig(**config.train.fit)
+    # Read after every phase and task: kept on the devices.
     self.test_sets = [
-      self.data.eval_batches(t.index, "test") for t in self.tasks
+      evaluation.to_device(self.data.eval_batches(t.index, "test"))
+      for t in self.tasks
     ]
     self.validation_sets = [
-      self.data.eval_batches(t.index, "validation") for t in self.tasks
+      evaluation.to_device(self.data.eval_batches(t.index, "validation"))
+      for t in self.tasks
     ]
     self.checkpoints = checkpointing.TaskCheckpoints(
       os.path.join(workdir, "checkpoints")
@@ -247,7 +251,8 @@ class _Experiment:
       self.capacity(params, state, done[-1]),
       self.config,
     )
-    _write_json(os.path.join(self.workdir, "results.json"), out)
+    if jax.process_index() == 0:  # Every process holds the same figures.
+      _write_json(os.path.join(self.workdir, "results.json"), out)
     return out
 
   def zero_shot(self, params, state, task: tasks.Task) -> dict:

@@ -69,11 +69,8 @@ def class_incremental_accuracy(
   for batch in batches:
     logits = np.concatenate(
       [
-        np.asarray(
-          evaluation.chunk_logits(
-            n.model, {"params": n.params}, batch["inputs"], n.head
-          ),
-          np.float64,
+        evaluation.chunk_logits(
+          n.model, {"params": n.params}, batch["inputs"], n.head
         )
         for n in networks
       ],
