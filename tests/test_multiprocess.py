@@ -76,9 +76,9 @@ def _free_port() -> int:
 
 
 def _env(**extra) -> dict:
-  env = dict(os.environ, PYTHONPATH=ROOT, **extra)
+  env = dict(os.environ, PYTHONPATH=ROOT)
   env.pop("XLA_FLAGS", None)
-  return env
+  return {**env, **extra}
 
 
 def _result(stdout: str) -> dict:
