@@ -45,8 +45,15 @@ def load_sweep(path: str, seeds) -> sweep.Sweep:
   return module.get_sweep(seeds=seeds)
 
 
-def environment(threads: int) -> dict:
+def environment(threads: int, root: str) -> dict:
   env = dict(os.environ)
+  # One persistent XLA cache for the sweep: runs of one config compile the
+  # same steps (measured: 9 s of a 36 s GTZAN run is compilation).
+  env.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.abspath(os.path.join(root, "jax_cache")),
+  )
+  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.05")
   if threads:
     env["XLA_FLAGS"] = (
       env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
@@ -106,7 +113,7 @@ def main(argv):
   failures = 0
   if not _AGGREGATE_ONLY.value:
     failures = run_all(
-      definition, root, _PARALLEL.value, environment(_THREADS.value)
+      definition, root, _PARALLEL.value, environment(_THREADS.value, root)
     )
   order = list(dict.fromkeys(r.label for r in definition.runs))
   report.write_report(root, order)

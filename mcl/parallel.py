@@ -24,15 +24,17 @@ DATA = "data"
 def initialize() -> None:
   """`jax.distributed.initialize()` when started as several processes.
 
-  Recognised: a cluster JAX detects itself (Slurm, TPU pods, Open MPI), or
-  the variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-  JAX_PROCESS_ID (any launcher; a loopback coordinator for local tests).
-  A single process without them does nothing.
+  Recognised: a Slurm job of several tasks (`launch/slurm.sh`), or
+  MCL_DISTRIBUTED=1 on a cluster JAX detects itself (a TPU VM pod slice,
+  Open MPI), both through JAX's auto-detection; or the variables
+  JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (any
+  launcher; a loopback coordinator in the tests). A single process
+  without them does nothing.
   """
   explicit = "JAX_COORDINATOR_ADDRESS" in os.environ
   slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ
-  if not (explicit or slurm or tpu_pod):
+  detected = os.environ.get("MCL_DISTRIBUTED") == "1"
+  if not (explicit or slurm or detected):
     return
   if explicit:  # CPU processes talk through gloo, JAX's CPU default.
     jax.distributed.initialize(
