@@ -7,24 +7,34 @@ then aggregates the finished runs into results.md, results.csv and plots.
 
 Finished runs (complete results.json) are skipped, so an interrupted sweep
 continues where it stopped (each run also resumes from its last task
-checkpoint). Each run logs to `<root>/<label>/<name>/log.txt`.
+checkpoint). `--parallel` worker processes (`launch/sweep_worker.py`)
+each run one run after another, so imports and compilations are paid once
+per worker, not once per run; every worker also shares one persistent XLA
+compilation cache under `<root>/jax_cache`. Each run logs to
+`<root>/<label>/<name>/log.txt`, each worker to `<root>/worker<i>.log`.
 """
 
 import importlib.util
+import json
 import os
+import queue as _queue
 import subprocess
 import sys
+import threading
 import time
 
 from absl import app, flags, logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(_HERE))
 
 from mcl import report, sweep  # noqa: E402
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep definition file.")
 _ROOT = flags.DEFINE_string("root", "runs/comparison", "Output root.")
-_PARALLEL = flags.DEFINE_integer("parallel", 2, "Runs at a time.")
+_PARALLEL = flags.DEFINE_integer(
+  "parallel", 2, "Worker processes (runs at a time)."
+)
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds (get_sweep(seeds=...)).")
 _THREADS = flags.DEFINE_integer(
   "threads", 1, "CPU threads per run (XLA and TensorFlow); 0: library default."
@@ -64,41 +74,81 @@ def environment(threads: int, root: str) -> dict:
   return env
 
 
+def _worker_loop(index, queue, definition, root, env, report_done) -> None:
+  """One `sweep_worker.py` process fed runs from `queue` until it is empty.
+
+  A worker that dies fails its current run and is replaced.
+  """
+  worker = None
+  while True:
+    try:
+      run = queue.get_nowait()
+    except _queue.Empty:
+      break
+    if worker is None or worker.poll() is not None:
+      log = open(os.path.join(root, f"worker{index}.log"), "a")
+      worker = subprocess.Popen(
+        [sys.executable, os.path.join(_HERE, "sweep_worker.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+        text=True,
+      )
+    request = {
+      "config": definition.config,
+      "overrides": dict(run.overrides),
+      "workdir": sweep.workdir(root, run),
+    }
+    worker.stdin.write(json.dumps(request) + "\n")
+    worker.stdin.flush()
+    answer = worker.stdout.readline()
+    report_done(run, bool(answer) and json.loads(answer)["ok"])
+  if worker is not None and worker.poll() is None:
+    worker.stdin.close()
+    worker.wait()
+
+
 def run_all(definition: sweep.Sweep, root: str, parallel: int, env) -> int:
-  """Runs the unfinished runs, `parallel` at a time; returns failures."""
+  """Runs the unfinished runs on `parallel` worker processes (each runs
+  one run after another, `sweep_worker.py`); returns failures."""
   pending = [r for r in definition.runs if not sweep.finished(root, r)]
   logging.info(
-    "%d runs, %d finished, %d to run, %d at a time",
+    "%d runs, %d finished, %d to run, %d workers",
     len(definition.runs),
     len(definition.runs) - len(pending),
     len(pending),
     parallel,
   )
-  running, failures, start = [], 0, time.time()
-  while pending or running:
-    while pending and len(running) < parallel:
-      run = pending.pop(0)
-      os.makedirs(sweep.workdir(root, run), exist_ok=True)
-      log = open(os.path.join(sweep.workdir(root, run), "log.txt"), "a")
-      argv = sweep.command(run, definition.config, root, sys.executable)
-      running.append(
-        (run, subprocess.Popen(argv, stdout=log, stderr=log, env=env), log)
-      )
-    time.sleep(2.0)
-    for item in list(running):
-      run, process, log = item
-      if process.poll() is None:
-        continue
-      running.remove(item)
-      log.close()
-      status = "done" if process.returncode == 0 else "FAILED"
-      failures += process.returncode != 0
+  os.makedirs(root, exist_ok=True)
+  queue = _queue.Queue()
+  for run in pending:
+    queue.put(run)
+  lock, start, counts = threading.Lock(), time.time(), {"done": 0, "failed": 0}
+
+  def report_done(run, ok):
+    with lock:
+      counts["done"] += 1
+      counts["failed"] += not ok
       logging.info(
-        "%s %s/%s (rc %d) at %.1f min; %d left",
-        status, run.label, run.name, process.returncode,
-        (time.time() - start) / 60, len(pending) + len(running),
+        "%s %s/%s at %.1f min; %d left",
+        "done" if ok else "FAILED", run.label, run.name,
+        (time.time() - start) / 60, len(pending) - counts["done"],
       )  # fmt: skip
-  return failures
+
+  threads = [
+    threading.Thread(
+      target=_worker_loop,
+      args=(i, queue, definition, root, env, report_done),
+    )
+    for i in range(min(parallel, len(pending)))
+  ]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  logging.info("%d runs in %.1f min", len(pending), (time.time() - start) / 60)
+  return counts["failed"]
 
 
 def main(argv):

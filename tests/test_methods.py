@@ -122,7 +122,7 @@ def _outputs(network, x):
 
 @pytest.mark.parametrize("cls", [columns.STL, columns.Progressive])
 def test_columns_leave_old_tasks_outputs_bit_identical(cls):
-  learner = cls(_config("stl"), (1, FRAMES, MELS))
+  learner = cls.from_config(_config("stl"), (1, FRAMES, MELS))
   history, _ = _learn(learner, TASKS)
   x = jnp.asarray(_clips(0, 5, 1, seed=7)["inputs"][:, 0])
   for j in range(2):
@@ -185,7 +185,7 @@ def test_replay_memory_is_bounded_and_holds_only_earlier_tasks():
 def test_replay_trains_on_memory_of_earlier_tasks_only():
   config = _config("replay")
   config.replay.memory_clips = 4
-  learner = replay.Replay(config, (1, FRAMES, MELS))
+  learner = replay.Replay.from_config(config, (1, FRAMES, MELS))
   context = SyntheticContext()
   history, _ = _learn(learner, TASKS[:2], context)
   task1_batches = [b for b in context.seen_batches if 1 in b["task"]]
@@ -199,7 +199,7 @@ def test_replay_trains_on_memory_of_earlier_tasks_only():
 
 
 def test_joint_trains_on_every_tasks_data():
-  learner = joint.Joint(_config("joint"), (1, FRAMES, MELS))
+  learner = joint.Joint.from_config(_config("joint"), (1, FRAMES, MELS))
   context = SyntheticContext()
   params, state = learner.init(jax.random.key(0), TASKS[0])
   for task in TASKS[1:]:
@@ -225,7 +225,7 @@ def test_finetune_moves_the_shared_trunk_and_l2_pulls_it_back():
   for cls in (baselines.FineTune, baselines.L2):
     config = _config("l2")
     config.l2.strength = 10.0
-    history, _ = _learn(cls(config, (1, FRAMES, MELS)), TASKS[:2])
+    history, _ = _learn(cls.from_config(config, (1, FRAMES, MELS)), TASKS[:2])
     (p0, _), (p1, _) = history
     moved[cls] = sum(
       float(np.sum(np.square(p1[n]["kernel"] - p0[n]["kernel"])))

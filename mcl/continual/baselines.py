@@ -14,10 +14,45 @@ Old heads receive no cross-entropy gradient (only the current task's data
 is seen), so what changes their outputs is the shared trunk.
 """
 
+import dataclasses
+
 import numpy as np
 
 from mcl.continual import method, regularisers
 from mcl.models import ConvClassifier, head_name
+
+
+@dataclasses.dataclass(frozen=True)
+class L2Settings:
+  """`config.l2`. Attributes: strength: the pull's coefficient."""
+
+  strength: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EWCSettings:
+  """`config.ewc`.
+
+  Attributes:
+    strength: lambda of the EWC penalty.
+    fisher_batches: training batches of the diagonal Fisher.
+  """
+
+  strength: float
+  fisher_batches: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LwFSettings:
+  """`config.lwf`.
+
+  Attributes:
+    strength: lambda_o of the distillation loss.
+    temperature: T of the softened softmaxes.
+  """
+
+  strength: float
+  temperature: float
 
 
 class FineTune(method.Sequential):
@@ -39,10 +74,12 @@ class FineTune(method.Sequential):
 class L2(FineTune):
   """Fine-tuning with an L2 pull towards the previous task's weights."""
 
+  section, settings_class = "l2", L2Settings
+
   def penalty(self, params, state, task):
     del state
     old = {n: g for n, g in params.items() if n != head_name(task.index)}
-    return regularisers.l2_pull(old, self.config.l2.strength)
+    return regularisers.l2_pull(old, self.settings.strength)
 
 
 class EWC(FineTune):
@@ -53,12 +90,14 @@ class EWC(FineTune):
   batches of task t).
   """
 
+  section, settings_class = "ewc", EWCSettings
+
   def penalty(self, params, state, task):
     del params
     ewc = state["ewc"]
     anchors = {j: ewc[f"anchor_{j}"] for j in range(task.index)}
     fishers = {j: ewc[f"fisher_{j}"] for j in range(task.index)}
-    return regularisers.ewc_penalty(anchors, fishers, self.config.ewc.strength)
+    return regularisers.ewc_penalty(anchors, fishers, self.settings.strength)
 
   def init(self, key, task):
     params, state = super().init(key, task)
@@ -73,7 +112,7 @@ class EWC(FineTune):
       ConvClassifier.from_params(params),
       params,
       task.index,
-      (next(stream) for _ in range(self.config.ewc.fisher_batches)),
+      (next(stream) for _ in range(self.settings.fisher_batches)),
     )
     leaves = [v.ravel() for g in fisher.values() for v in g.values()]
     record["fisher_mean"] = float(np.mean(np.concatenate(leaves)))
@@ -85,6 +124,8 @@ class EWC(FineTune):
 
 class LwF(method.Sequential):
   """Head warm-up, then joint training with knowledge distillation."""
+
+  section, settings_class = "lwf", LwFSettings
 
   def learn_task(self, context, params, state, task, rng):
     del rng
@@ -103,8 +144,8 @@ class LwF(method.Sequential):
         ConvClassifier.from_params(old),
         old,
         task.index,
-        self.config.lwf.strength,
-        self.config.lwf.temperature,
+        self.settings.strength,
+        self.settings.temperature,
       ),
     )
     return result.params, state, method.phase_record(head=warm, distill=result)

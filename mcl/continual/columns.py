@@ -7,6 +7,8 @@ bit-identical: task j reads only columns <= j, which never train again.
 Task j's network is column j alone for STL, columns 0..j for progressive.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +26,9 @@ class Columns(method.Method):
 
   def _model(self, head_sizes):
     return ProgressiveNet(
-      **self.config.model.widths, head_sizes=head_sizes, lateral=self.lateral
+      **dataclasses.asdict(self.widths),
+      head_sizes=head_sizes,
+      lateral=self.lateral,
     )
 
   def init(self, key, task):

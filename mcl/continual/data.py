@@ -89,6 +89,12 @@ class TaskData(Protocol):
     ...
 
 
+def with_task(batches, task: int) -> Iterator[dict[str, np.ndarray]]:
+  """Each batch with "task": int32 [B] filled with `task` (its head)."""
+  for batch in batches:
+    yield {**batch, "task": np.full(batch["label"].shape, task, np.int32)}
+
+
 def check_split(split: str) -> None:
   """Raises ValueError unless `split` is one of `SPLITS`."""
   if split not in SPLITS:

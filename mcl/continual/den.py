@@ -223,12 +223,10 @@ def _last_loss(record: dict) -> float:
 class DEN(method.Sequential):
   """DEN as a continual method: `learn_task` on the `config.den` settings."""
 
-  def __init__(self, config, input_shape):
-    super().__init__(config, input_shape)
-    self.den = DENConfig(**config.den)
+  section, settings_class = "den", DENConfig
 
   def learn_task(self, context, params, state, task, rng):
     params, timestamps, record = learn_task(
-      context, params, state["timestamps"], task.index, self.den, rng
+      context, params, state["timestamps"], task.index, self.settings, rng
     )
     return params, {**state, "timestamps": timestamps}, record

@@ -204,39 +204,79 @@ def phase_record(**phases: fit.FitResult) -> dict:
   }
 
 
-def count_parameters(network: Network) -> tuple[int, int]:
-  """(scalars, nonzero scalars) of a task's network, other heads excluded."""
-  own = head_name(network.head)
-  leaves = [
-    v
-    for name, group in network.params.items()
-    if not name.startswith("head_") or name == own
-    for v in group.values()
-  ]
-  return (
-    int(sum(np.size(v) for v in leaves)),
-    int(sum(np.count_nonzero(v) for v in leaves)),
-  )
+@dataclasses.dataclass(frozen=True)
+class Widths:
+  """Layer widths of the backbone (`configs/*.py` `model.widths`).
+
+  Attributes:
+    conv_widths: channels of the 3x3 conv blocks, input to output.
+    dense_widths: units of the dense layers.
+  """
+
+  conv_widths: tuple[int, ...]
+  dense_widths: tuple[int, ...]
 
 
 class Method:
   """Interface of a continual-learning method (see the module docstring).
 
+  A method is built once, at the runner's boundary, by `from_config`: its
+  widths, the input shape and its own frozen settings (`settings_class`
+  from the config section `section`); it reads no config afterwards.
+
   Attributes:
     joint: True when the method trains all tasks at once (`learn_task` is
       then called once, for the last task, after every `begin_task`).
     model_name: registry name of the module it builds.
+    section: the config section of its settings, or None.
+    settings_class: the frozen dataclass of those settings.
   """
 
   joint = False
   model_name = "conv_classifier"
+  section: str | None = None
+  settings_class: type | None = None
 
   def __init__(
-    self, config: ml_collections.ConfigDict, input_shape: tuple[int, ...]
+    self, widths: Widths, input_shape: tuple[int, ...], settings=None
   ):
-    """Args: the experiment config; the shape of one input batch."""
-    self.config = config
-    self.input_shape = input_shape
+    """Args: backbone widths; the shape of one input batch; settings."""
+    self.widths = widths
+    self.input_shape = tuple(input_shape)
+    self.settings = settings
+
+  @classmethod
+  def from_config(
+    cls, config: ml_collections.ConfigDict, input_shape: tuple[int, ...]
+  ) -> "Method":
+    """The method of an experiment config.
+
+    Raises:
+      TypeError: the config section has unknown or missing settings.
+    """
+    widths = Widths(
+      conv_widths=tuple(config.model.widths.conv_widths),
+      dense_widths=tuple(config.model.widths.dense_widths),
+    )
+    settings = None
+    if cls.section is not None:
+      settings = cls.settings_class(**config[cls.section])
+    return cls(widths, input_shape, settings)
+
+  def random_init_network(self, task: tasks.Task, key: jax.Array) -> Network:
+    """b_j of forward transfer: the backbone (`ConvClassifier` at the
+    method's widths, one head for `task`) at random initialisation."""
+    model = ConvClassifier(
+      **dataclasses.asdict(self.widths), head_sizes=(task.num_classes,)
+    )
+    params = model.init(key, jnp.zeros(self.input_shape))["params"]
+    return Network(model, params, 0)
+
+  def architecture_record(self, params: Params, state: State) -> dict:
+    """What a task's checkpoint metadata keeps about the grown network:
+    "units_per_layer" (None for a method that does not count units)."""
+    del params, state
+    return {"units_per_layer": None}
 
   def init(self, key: jax.Array, task: tasks.Task) -> tuple[Params, State]:
     """Parameters and state before task 0, with head 0."""
@@ -264,7 +304,7 @@ class Sequential(Method):
 
   def init(self, key, task):
     model = ConvClassifier(
-      **self.config.model.widths, head_sizes=(task.num_classes,)
+      **dataclasses.asdict(self.widths), head_sizes=(task.num_classes,)
     )
     params = jax.device_get(
       model.init(key, jnp.zeros(self.input_shape))["params"]
@@ -281,6 +321,13 @@ class Sequential(Method):
       params, layers[-1], head_name(task.index), task.num_classes, rng
     )
     return params, state
+
+  def architecture_record(self, params, state):
+    timestamps = state["timestamps"]
+    return {
+      "timestamps": {k: v.tolist() for k, v in timestamps.items()},
+      "units_per_layer": surgery.widths(params, tuple(timestamps)),
+    }
 
   def network(self, params, state, task):
     timestamps = state["timestamps"]

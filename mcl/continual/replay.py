@@ -10,6 +10,7 @@ memory, each scored on its own task's head (Chaudhry et al. 2019, "On tiny
 episodic memories in continual learning", with a class-balanced memory).
 """
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -116,11 +117,28 @@ def with_replay(
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class ReplaySettings:
+  """`config.replay`.
+
+  Attributes:
+    memory_clips: memory size in clips, shared by the seen tasks.
+    chunks_per_clip: evenly spaced chunks stored per clip.
+    batch_size: memory chunks added to every training batch.
+  """
+
+  memory_clips: int
+  chunks_per_clip: int
+  batch_size: int
+
+
 class Replay(method.Sequential):
   """Fine-tuning on the new task's data mixed with replayed memory chunks."""
 
+  section, settings_class = "replay", ReplaySettings
+
   def learn_task(self, context, params, state, task, rng):
-    config = self.config.replay
+    config = self.settings
     kwargs = {}
     if "memory" in state:
       kwargs = {

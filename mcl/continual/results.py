@@ -23,6 +23,8 @@ def assemble(
   checkpoint_metadata: Sequence[dict],
   capacity: dict,
   config: ml_collections.ConfigDict,
+  *,
+  joint: bool = False,
 ) -> dict:
   """results.json from the finished tasks' checkpoint metadata.
 
@@ -33,6 +35,8 @@ def assemble(
     capacity: {"params_per_task", "nonzero_params_per_task",
       "total_params", "total_nonzero_params"} of the last network.
     config: the experiment config.
+    joint: the method trained every task at once (one checkpoint, after
+      the last task; no sequence of matrix rows).
 
   Returns:
     The JSON-ready results.
@@ -53,7 +57,6 @@ def assemble(
   accuracy = matrix("accuracy_row")
   finished = sorted(by_task)
   last = finished[-1] if finished else None
-  joint = config.method == "joint"
   sequential = bool(finished) and not joint
   n = last + 1 if sequential else 0
   square = [row[:n] for row in accuracy[:n]]

@@ -13,10 +13,8 @@ is derived from (seed, task), so a resumed run equals an uninterrupted one.
 import json
 import os
 import time
-from collections.abc import Iterator
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -31,6 +29,7 @@ from mcl import (
 )
 from mcl.continual import (
   baselines,
+  capacity,
   columns,
   data,
   den,
@@ -39,7 +38,6 @@ from mcl.continual import (
   replay,
   results,
   scoring,
-  surgery,
 )
 
 METHODS: dict[str, type[method.Method]] = {
@@ -63,11 +61,6 @@ def _write_json(path: str, content: dict) -> None:
   os.replace(tmp, path)
 
 
-def _with_task(batches, task: int) -> Iterator[dict[str, np.ndarray]]:
-  for batch in batches:
-    yield {**batch, "task": np.full(batch["label"].shape, task, np.int32)}
-
-
 class _Experiment:
   """One run's data, tasks and outputs; the `method.Context` of its tasks."""
 
@@ -81,7 +74,7 @@ class _Experiment:
     self.data = data.build(config)
     self.tasks = self.data.tasks
     self.input_shape = self.data.input_shape
-    self.method = METHODS[config.method](config, self.input_shape)
+    self.method = METHODS[config.method].from_config(config, self.input_shape)
     self.fit_config = method.FitConfig(**config.train.fit)
     # Read after every phase and task: kept on the devices.
     self.test_sets = [
@@ -105,7 +98,7 @@ class _Experiment:
   # The method.Context interface.
 
   def batches(self, task: int):
-    return _with_task(
+    return data.with_task(
       self.data.train_batches(task, seed=self.config.seed * 1000 + task), task
     )
 
@@ -192,55 +185,14 @@ class _Experiment:
     return params, state, 0
 
   def random_init_accuracy(self, task: tasks.Task) -> float:
-    """b_j: task j's test accuracy of a random-init `ConvClassifier`."""
-    model = models.ConvClassifier(
-      **self.config.model.widths, head_sizes=(task.num_classes,)
+    """b_j: task j's test accuracy of the method's random-init reference."""
+    network = self.method.random_init_network(
+      task, jax.random.key(self.config.seed)
     )
-    params = model.init(
-      jax.random.key(self.config.seed), jnp.zeros(self.input_shape)
-    )["params"]
-    return scoring.evaluate(
-      method.Network(model, params, 0), self.test_sets[task.index]
-    ).accuracy
+    return scoring.evaluate(network, self.test_sets[task.index]).accuracy
 
   def networks(self, params, state, upto: int):
     return [self.method.network(params, state, j) for j in range(upto + 1)]
-
-  def score(self, params, state, task: tasks.Task) -> dict:
-    """Rows of the matrices after `task` (all tasks for a joint run)."""
-    networks = self.networks(params, state, task.index)
-    test = scoring.task_incremental(networks, self.test_sets[: task.index + 1])
-    validation = scoring.task_incremental(
-      networks, self.validation_sets[: task.index + 1]
-    )
-    # All seen tasks' test clips, labelled by position among their classes.
-    union, offset = [], 0
-    for seen in self.tasks[: task.index + 1]:
-      union += [
-        {**b, "label": b["label"] + offset} for b in self.test_sets[seen.index]
-      ]
-      offset += seen.num_classes
-    return {
-      "accuracy_row": test.accuracy,
-      "auroc_row": test.roc_auc,
-      "pr_auc_row": test.pr_auc,
-      "validation_accuracy_row": validation.accuracy,
-      "class_incremental_accuracy": (
-        scoring.class_incremental_accuracy(networks, union)
-      ),
-    }
-
-  def capacity(self, params, state, upto: int) -> dict:
-    counts = [
-      method.count_parameters(n) for n in self.networks(params, state, upto)
-    ]
-    leaves = jax.tree.leaves(params)
-    return {
-      "params_per_task": [c[0] for c in counts],
-      "nonzero_params_per_task": [c[1] for c in counts],
-      "total_params": int(sum(np.size(v) for v in leaves)),
-      "total_nonzero_params": int(sum(np.count_nonzero(v) for v in leaves)),
-    }
 
   def write_results(self, params, state) -> dict:
     """Rebuilds results.json from the checkpoints and the final network."""
@@ -248,8 +200,9 @@ class _Experiment:
     out = results.assemble(
       self.tasks,
       [self.checkpoints.metadata(j) for j in done],
-      self.capacity(params, state, done[-1]),
+      capacity.capacity(self.networks(params, state, done[-1]), params),
       self.config,
+      joint=self.method.joint,
     )
     if jax.process_index() == 0:  # Every process holds the same figures.
       _write_json(os.path.join(self.workdir, "results.json"), out)
@@ -313,19 +266,19 @@ class _Experiment:
       "architecture": checkpointing.architecture(
         models.get_model_class(self.method.model_name).from_params(params)
       ),
-      **self.score(params, state, task),
+      **scoring.after_task(
+        self.networks(params, state, task.index),
+        self.tasks[: task.index + 1],
+        self.test_sets,
+        self.validation_sets,
+      ),
       "zero_shot_accuracy": zero_shot and zero_shot["accuracy"],
       **learnt,
       "random_init_accuracy": self.random_init_accuracy(task),
       "global_step": self.global_step,
       "record": record,
     }
-    if "timestamps" in state:
-      timestamps = state["timestamps"]
-      metadata["timestamps"] = {k: v.tolist() for k, v in timestamps.items()}
-      metadata["units_per_layer"] = surgery.widths(params, tuple(timestamps))
-    else:
-      metadata["units_per_layer"] = None
+    metadata.update(self.method.architecture_record(params, state))
     metadata["seconds"] = time.time() - start
     logging.info(
       "Task %d %s done in %.0f s: test accuracy row %s",

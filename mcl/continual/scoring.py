@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mcl import evaluation, metrics
+from mcl import evaluation, metrics, tasks
 from mcl.continual import method
 
 
@@ -82,3 +82,41 @@ def class_incremental_accuracy(
     probabilities.append((p / p.sum(axis=-1, keepdims=True)).mean(axis=1)[keep])
     labels.append(batch["label"][keep])
   return metrics.accuracy(np.concatenate(probabilities), np.concatenate(labels))
+
+
+def after_task(
+  networks: Sequence[method.Network],
+  seen: Sequence[tasks.Task],
+  test_sets: Sequence[list[dict]],
+  validation_sets: Sequence[list[dict]],
+) -> dict:
+  """The rows of the score matrices after the last of the `seen` tasks.
+
+  Args:
+    networks: the networks of tasks 0..i.
+    seen: tasks 0..i.
+    test_sets: every task's test batches (indexed by task).
+    validation_sets: every task's validation batches.
+
+  Returns:
+    {"accuracy_row", "auroc_row", "pr_auc_row": test scores of tasks
+    0..i; "validation_accuracy_row"; "class_incremental_accuracy" over
+    the union of their test clips, labelled by position among all seen
+    classes}.
+  """
+  upto = len(seen)
+  test = task_incremental(networks, test_sets[:upto])
+  validation = task_incremental(networks, validation_sets[:upto])
+  union, offset = [], 0
+  for task in seen:
+    union += [
+      {**b, "label": b["label"] + offset} for b in test_sets[task.index]
+    ]
+    offset += task.num_classes
+  return {
+    "accuracy_row": test.accuracy,
+    "auroc_row": test.roc_auc,
+    "pr_auc_row": test.pr_auc,
+    "validation_accuracy_row": validation.accuracy,
+    "class_incremental_accuracy": class_incremental_accuracy(networks, union),
+  }

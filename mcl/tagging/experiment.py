@@ -17,10 +17,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tensorflow_datasets as tfds
 from absl import logging
 from clu import metric_writers
 
-from mcl import audio, evaluation, fit, input_pipeline, models, train
+from mcl import (
+  audio,
+  evaluation,
+  fit,
+  input_pipeline,
+  models,
+  parallel,
+  train,
+)
 from mcl.datasets import magnatagatune
 from mcl.models import inputs
 
@@ -118,13 +127,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_clips,
   )
 
+  # Each process reads its own shard of the training records and yields
+  # its rows of every global batch (`mcl.parallel`).
+  rows = parallel.process_rows(config.train.batch_size)
+  train_split = (
+    tfds.split_for_jax_process("train") if jax.process_count() > 1 else "train"
+  )
+
   def train_batches(pass_index: int):
     return input_pipeline.tagging_train_batches(
       builder,
-      "train",
+      train_split,
       feature=spec.feature,
       chunk_length=spec.length,
-      batch_size=config.train.batch_size,
+      batch_size=rows.stop - rows.start,
       seed=config.seed * 1_000_003 + pass_index,
       shuffle_buffer=config.train.shuffle_buffer,
     )
@@ -175,8 +191,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     "test": _figures(test),
     "history": [dataclasses.asdict(record) for record in result.history],
   }
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(out, f, indent=1)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(out, f, indent=1)
   writer.flush()
   logging.info(
     "%s test ROC-AUC %s, PR-AUC %s (best pass %d of %d steps)",

@@ -1,0 +1,82 @@
+"""The experiments mcl runs, and what a process does before running them.
+
+`config.experiment` picks one: "continual" (a method over a task sequence,
+`mcl.continual.runner`) or "tagging" (one model on the MagnaTagATune
+top-50 benchmark, `mcl.tagging.experiment`). `mcl.main` runs one per
+process; `launch/sweep_worker.py` runs many in one process (imports,
+records and compiled steps are paid once).
+"""
+
+import importlib.util
+import logging as pylogging
+from collections.abc import Mapping
+
+import jax
+import ml_collections
+import tensorflow as tf
+from absl import logging
+
+from mcl import parallel
+from mcl.continual import runner
+from mcl.tagging import experiment
+
+EXPERIMENTS = {"continual": runner.run, "tagging": experiment.run}
+
+
+class _QuietLibraries(pylogging.Filter):
+  """Drops INFO records of chatty libraries (Orbax logs every file op)."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or "/orbax/" not in (
+      record.pathname
+    )
+
+
+def start_process() -> None:
+  """Quiet logs, TensorFlow off the accelerators, join the other processes.
+
+  Call once per process, before any experiment.
+  """
+  logging.get_absl_logger().addFilter(_QuietLibraries())
+  # tf.data only; keep TensorFlow off any accelerator JAX uses.
+  tf.config.set_visible_devices([], "GPU")
+  parallel.initialize()  # Several processes: join before touching devices.
+  logging.info(
+    "JAX process %d/%d, devices: %s",
+    jax.process_index(),
+    jax.process_count(),
+    jax.devices(),
+  )
+
+
+def load_config(
+  path: str, overrides: Mapping[str, object] | None = None
+) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file, with dotted overrides applied.
+
+  Args:
+    path: a `configs/*.py` file.
+    overrides: {"train.fit.max_steps": 40, ...}, as `--config.<key>=`.
+
+  Raises:
+    KeyError: an override names no existing field.
+  """
+  spec = importlib.util.spec_from_file_location("experiment_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.update_from_flattened_dict(dict(overrides or {}))
+  return config
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs `config.experiment` in `workdir`; returns its results.json.
+
+  Raises:
+    ValueError: an unknown experiment (and whatever the experiment raises).
+  """
+  if config.experiment not in EXPERIMENTS:
+    raise ValueError(
+      f"unknown experiment {config.experiment!r}; known: {sorted(EXPERIMENTS)}"
+    )
+  return EXPERIMENTS[config.experiment](config, workdir)
