@@ -8,6 +8,7 @@ they reuse the compiled step and the jit cache holds none of them.
 """
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 
 import flax.linen as nn
@@ -75,6 +76,23 @@ def l2_pull(
   )
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _batch_fisher(model, task, params, x_BxTxF):
+  """Sum over the batch of sum_y p(y|x) (d log p(y|x) / d theta)^2."""
+
+  def log_probs(p, x):
+    return jax.nn.log_softmax(model.apply({"params": p}, x[None])[task][0])
+
+  jac = jax.vmap(jax.jacrev(log_probs), in_axes=(None, 0))(params, x_BxTxF)
+  prob = jax.nn.softmax(model.apply({"params": params}, x_BxTxF)[task], axis=-1)
+
+  def weigh(g):  # g: [B, classes, ...]
+    w = prob.reshape(prob.shape + (1,) * (g.ndim - 2))
+    return jnp.sum(w * jnp.square(g), axis=(0, 1))
+
+  return jax.tree.map(weigh, jac)
+
+
 def diagonal_fisher(
   model: nn.Module,
   params: Params,
@@ -97,25 +115,9 @@ def diagonal_fisher(
     A float32 tree like `params`.
   """
 
-  def log_probs(p, x):
-    return jax.nn.log_softmax(model.apply({"params": p}, x[None])[task][0])
-
-  @jax.jit
-  def batch_fisher(p, x_BxTxF):
-    jac = jax.vmap(jax.jacrev(log_probs), in_axes=(None, 0))(p, x_BxTxF)
-    prob = jax.nn.softmax(
-      model.apply({"params": p}, x_BxTxF)[task], axis=-1
-    )  # [B, classes]
-
-    def weigh(g):  # g: [B, classes, ...]
-      w = prob.reshape(prob.shape + (1,) * (g.ndim - 2))
-      return jnp.sum(w * jnp.square(g), axis=(0, 1))
-
-    return jax.tree.map(weigh, jac)
-
   total, count = None, 0
   for batch in batches:
-    f = batch_fisher(params, jnp.asarray(batch["inputs"]))
+    f = _batch_fisher(model, task, params, jnp.asarray(batch["inputs"]))
     total = f if total is None else jax.tree.map(jnp.add, total, f)
     count += batch["inputs"].shape[0]
   return jax.tree.map(lambda v: np.asarray(v / count), total)
