@@ -267,7 +267,7 @@ def save_nonfinite(workdir: str, step: int, tree: Tree, metadata: dict) -> str:
     workdir: the run's folder.
     step: optimizer steps done (the checkpoint's step).
     tree: {"state": {"step", "params", "batch_stats", "opt_state"}}.
-    metadata: JSON-ready context (pass, stage, loss).
+    metadata: JSON-ready context (pass, stage).
 
   Returns:
     The checkpoint folder.

@@ -150,11 +150,11 @@ class PassRecord:
   """One validation pass.
 
   Attributes:
-    index: 0-based pass number over the fit (-1: the initial variables).
+    index: 0-based pass number over the fit.
     step: optimizer steps done after the pass, over all stages.
     stage: index of the stage that trained it.
     learning_rate: that stage's step size.
-    train_loss: mean training loss over the pass's steps (NaN for -1).
+    train_loss: mean training loss over the pass's steps.
     validation_loss: clip-level validation loss.
     scores: the evaluation's other figures.
     improved: the validation loss was the lowest so far.
@@ -360,7 +360,9 @@ def fit(
       result = evaluate(state.variables)
       progress.initial_loss = progress.best_loss = result.loss
       progress.best_scores = dict(result.scores)
-    best = jax.tree.map(jnp.array, best)  # Device copies of the best.
+    best = parallel.replicate(best, mesh)  # Device copies of the best.
+    # The phase's terms reach the devices once; only the rate is per stage.
+    terms = parallel.replicate((trainable, penalty, proximal), mesh)
     report = periodic_actions.ReportProgress(
       num_train_steps=recipe.step_budget, every_secs=30.0
     )
@@ -372,9 +374,9 @@ def fit(
       stage = recipe.stages[progress.stage]
       phase = train.Phase(
         learning_rate=jnp.float32(stage.learning_rate),
-        trainable=parallel.replicate(trainable, mesh),
-        penalty=parallel.replicate(penalty, mesh),
-        proximal=parallel.replicate(proximal, mesh),
+        trainable=terms[0],
+        penalty=terms[1],
+        proximal=terms[2],
         loss=loss,
       )
       steps = min(recipe.eval_every, recipe.step_budget - int(state.step))

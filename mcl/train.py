@@ -273,8 +273,11 @@ def train_step(
     updates = jax.tree.map(jnp.multiply, updates, phase.trainable)
   params = optax.apply_updates(state.params, updates)
   if phase.proximal is not None:
+    trainable = phase.trainable
+    if trainable is None:
+      trainable = jax.tree.map(jnp.ones_like, params)
     params = phase.proximal(
-      params, phase.trainable, optimizer.adam_metric(opt_state, lr)
+      params, trainable, optimizer.adam_metric(opt_state, lr)
     )
   new_state = state.replace(
     step=state.step + 1,

@@ -1,4 +1,4 @@
-"""Penalties that protect old tasks, in `mcl.train.Penalty` form.
+"""Penalties that protect old tasks, as `mcl.train.Term`s.
 
 Each returns a `mcl.train.Term`: a static function (names and shapes only)
 and its array arguments (anchors, Fishers, coefficients), called as

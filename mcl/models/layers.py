@@ -97,13 +97,14 @@ def disjoint_max_pool(x: jnp.ndarray, window: Sequence[int]) -> jnp.ndarray:
 
   Matches torch's `MaxPool1d/2d(window)` (stride = window, no padding):
   trailing positions that do not fill a window are dropped (floor). Its
-  gradient (a custom VJP) sends a window's output gradient to the
-  positions equal to the window's max: one compare-and-select over the
-  input, about 2.5x cheaper on CPU than the JAX rule for `max` (which
-  splits the gradient among ties) and much cheaper than the
-  select-and-scatter of `flax.linen.max_pool`. Ties differ only in where
-  the gradient goes; behind a ReLU a tie is a window of zeros, whose ReLU
-  gradient is 0 in either case.
+  gradient (a custom VJP) sends a window's output gradient to every
+  position equal to the window's max: one compare-and-select over the
+  input, about 2.5x cheaper on CPU than the JAX rule for `max` and much
+  cheaper than the select-and-scatter of `flax.linen.max_pool`. Without
+  ties the two rules agree; with k tied maxima JAX's splits the gradient
+  (1/k each) where this one gives each the whole of it (torch picks one).
+  Behind a ReLU a tie is in practice a window of zeros, whose ReLU
+  gradient is 0 under every rule.
 
   Args:
     x: [batch, *spatial, channels] with one spatial axis per window entry.
