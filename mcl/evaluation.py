@@ -67,16 +67,20 @@ class TagEvaluation:
   tags: np.ndarray
 
 
-@functools.partial(jax.jit, static_argnames=("model", "head", "multi_label"))
-def _clip_log_probabilities(model, variables, inputs, head, multi_label):
+def _forward(model, variables, inputs, head):
+  """Chunk logits [clips, K, n] of output `head` (None: the only one)."""
   clips, chunks = inputs.shape[:2]
   outputs = model.apply(
     variables, inputs.reshape((clips * chunks,) + inputs.shape[2:]), train=False
   )
-  logits = (outputs if head is None else outputs[head]).reshape(
-    clips, chunks, -1
-  )
-  log_k = math.log(chunks)
+  logits = outputs if head is None else outputs[head]
+  return logits.reshape(clips, chunks, -1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "head", "multi_label"))
+def _clip_log_probabilities(model, variables, inputs, head, multi_label):
+  logits = _forward(model, variables, inputs, head)
+  log_k = math.log(inputs.shape[1])
   if multi_label:
     log_p = jax.nn.logsumexp(jax.nn.log_sigmoid(logits), axis=1) - log_k
     log_not_p = jax.nn.logsumexp(jax.nn.log_sigmoid(-logits), axis=1) - log_k
@@ -254,11 +258,7 @@ def evaluate_tags(
 
 @functools.partial(jax.jit, static_argnames=("model", "head"))
 def _chunk_logits(model, variables, inputs, head):
-  clips, chunks = inputs.shape[:2]
-  outputs = model.apply(
-    variables, inputs.reshape((clips * chunks,) + inputs.shape[2:]), train=False
-  )
-  return outputs[head].reshape(clips, chunks, -1)
+  return _forward(model, variables, inputs, head)
 
 
 def chunk_logits(

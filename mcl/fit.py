@@ -1,18 +1,19 @@
 """The one fit loop: staged, early-stopped, resumable, sharded.
 
-A fit runs a `Recipe`, a tuple of `Stage`s (update direction, learning
-rate, patience) with a budget of validation passes. Every pass takes up to
-`eval_every` steps of `mcl.train.train_step` from `train_batches(pass)`,
-then scores the state with `evaluate` (a clip-level validation loss and
-scores, `mcl.evaluation`). The best variables are those of the pass with
-the lowest validation loss (with `score_initial`, the starting variables
-count as pass -1). A stage ends when its drop counter reaches its
-patience; the next stage restarts from the best variables with a fresh
-optimizer state; after the last stage the fit stops.
+A fit runs an `mcl.recipe.Recipe`, a tuple of `Stage`s (update
+direction, learning rate, patience) with a budget of validation passes.
+Every pass takes up to `eval_every` steps of `mcl.train.train_step` from
+`train_batches(pass)`, then scores the state with `evaluate` (a
+clip-level validation loss and scores, `mcl.evaluation`). The best
+variables are those of the pass with the lowest validation loss (with
+`score_initial`, the starting variables count as pass -1). A stage ends
+when its drop counter reaches its patience; the next stage restarts from
+the best variables with a fresh optimizer state; after the last stage
+the fit stops.
 
 - A continual phase is a one-stage Adam recipe whose patience resets on
-  improvement (`continual_recipe`); Won et al.'s tagging schedule is four
-  stages (`mcl.tagging.recipe.won_2020`).
+  improvement (`recipe.continual`); Won et al.'s tagging schedule is four
+  stages (`recipe.won_2020`).
 - Resume: with a `workdir`, the state, the best variables and the progress
   are saved after every pass (`mcl.checkpointing.RunCheckpoints`); called
   again on the same workdir, the fit continues from the latest save, and
@@ -37,98 +38,10 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from mcl import checkpointing, optimizer, parallel, train
+from mcl import checkpointing, parallel, train
+from mcl import recipe as recipes
 
 Variables = dict
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-  """One stage of a recipe.
-
-  Attributes:
-    optimizer: an `mcl.optimizer.direction` name: "adam" or "sgd"
-      (Nesterov momentum).
-    learning_rate: step size.
-    patience: drop-counter value (validation passes) that ends the stage.
-  """
-
-  optimizer: str
-  learning_rate: float
-  patience: int
-
-  def __post_init__(self):
-    if self.optimizer not in optimizer.DIRECTIONS:
-      raise ValueError(
-        f"unknown optimizer {self.optimizer!r}; known: "
-        f"{sorted(optimizer.DIRECTIONS)}"
-      )
-    if self.learning_rate < 0 or self.patience < 1:
-      raise ValueError(f"need learning_rate >= 0 and patience >= 1: {self}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-  """The staged schedule and budget of a fit.
-
-  Attributes:
-    stages: run in order; the last one ends the fit when its patience runs
-      out.
-    weight_decay: coupled L2 coefficient, added to the gradient.
-    momentum: SGD momentum (Nesterov).
-    eval_every: training steps per validation pass (at most; a pass ends
-      early when its batch iterator runs out or the step budget is spent).
-    max_evals: budget of validation passes over all stages.
-    patience_resets_on_improvement: True: the drop counter counts passes
-      since the last improvement; False: passes since the stage began.
-    max_steps: budget of optimizer steps, or None for
-      max_evals * eval_every.
-  """
-
-  stages: tuple[Stage, ...]
-  weight_decay: float
-  momentum: float
-  eval_every: int
-  max_evals: int
-  patience_resets_on_improvement: bool = True
-  max_steps: int | None = None
-
-  def __post_init__(self):
-    # A tuple keeps the recipe hashable when given a list.
-    object.__setattr__(self, "stages", tuple(self.stages))
-    if not self.stages or self.eval_every < 1 or self.max_evals < 1:
-      raise ValueError(
-        f"need a stage, eval_every >= 1 and max_evals >= 1: {self}"
-      )
-
-  @property
-  def step_budget(self) -> int:
-    if self.max_steps is None:
-      return self.max_evals * self.eval_every
-    return self.max_steps
-
-
-def continual_recipe(
-  learning_rate: float, max_steps: int, eval_every: int, patience: int
-) -> Recipe:
-  """A continual phase: Adam, early stopping after `patience` passes
-  without improvement, at most `max_steps` steps (the last pass may be
-  shorter)."""
-  return Recipe(
-    stages=(Stage("adam", learning_rate, patience),),
-    weight_decay=0.0,
-    momentum=0.9,
-    eval_every=eval_every,
-    max_evals=-(-max_steps // eval_every),
-    max_steps=max_steps,
-  )
-
-
-def stage_direction(stage: Stage, recipe: Recipe):
-  """The stage's `mcl.optimizer.direction` with the recipe's decay."""
-  return optimizer.direction(
-    stage.optimizer, recipe.weight_decay, recipe.momentum
-  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +135,7 @@ class _Progress:
     return progress
 
 
-def _schedule(recipe: Recipe) -> dict:
+def _schedule(recipe: recipes.Recipe) -> dict:
   """The recipe as JSON without `max_evals`, which a resume may raise."""
   schedule = dataclasses.asdict(recipe)
   del schedule["max_evals"]
@@ -250,7 +163,7 @@ def _host_variables(variables: Variables) -> Variables:
 def _start(model, variables, recipe, checkpoints, mesh):
   """The state, best variables and progress: fresh, or from `latest/`."""
   initial = _host_variables(variables)
-  tx = stage_direction(recipe.stages[0], recipe)
+  tx = recipes.stage_direction(recipe.stages[0], recipe)
   if checkpoints is None or checkpoints.latest_passes() is None:
     state = train.TrainState.create(model, initial, tx)
     return parallel.replicate(state, mesh), initial, _Progress()
@@ -260,7 +173,7 @@ def _start(model, variables, recipe, checkpoints, mesh):
       f"the workdir's run used {metadata['schedule']}, not {_schedule(recipe)}"
     )
   progress = _Progress.from_json(metadata)
-  tx = stage_direction(recipe.stages[progress.stage], recipe)
+  tx = recipes.stage_direction(recipe.stages[progress.stage], recipe)
   target = {
     "state": _state_tree(train.TrainState.create(model, initial, tx)),
     "best": initial,
@@ -303,7 +216,7 @@ def fit(
   variables: Variables,
   train_batches: Callable[[int], Iterator[Mapping[str, np.ndarray]]],
   evaluate: Callable[[Variables], Evaluation],
-  recipe: Recipe,
+  recipe: recipes.Recipe,
   *,
   loss: Callable,
   rng: jax.Array,
@@ -439,7 +352,7 @@ def fit(
             train.TrainState.create(
               model,
               jax.device_get(best),
-              stage_direction(next_stage, recipe),
+              recipes.stage_direction(next_stage, recipe),
               step=int(state.step),
             ),
             mesh,

@@ -11,8 +11,7 @@ import pytest
 from clu import metric_writers
 
 from mcl import checkpointing as checkpoints
-from mcl import evaluation, fit, metrics, train
-from mcl.tagging import recipe
+from mcl import evaluation, fit, metrics, recipe, train
 
 FEATURES, N_TAGS, CHUNKS, BATCH = 8, 4, 3, 16
 RNG = jax.random.key(0)
@@ -82,14 +81,14 @@ class Data:
 
 def _recipe(**overrides):
   settings = dict(
-    stages=(fit.Stage("adam", 1e-2, 3), fit.Stage("sgd", 5e-2, 10)),
+    stages=(recipe.Stage("adam", 1e-2, 3), recipe.Stage("sgd", 5e-2, 10)),
     weight_decay=1e-4,
     momentum=0.9,
     eval_every=6,
     max_evals=8,
   )
   settings.update(overrides)
-  return fit.Recipe(**settings)
+  return recipe.Recipe(**settings)
 
 
 def _validate(model, data):
@@ -199,7 +198,7 @@ def test_stage_switch_restarts_from_the_best_variables_with_sgd(tmp_path):
   assert [r.stage for r in first.history] == [0, 0, 0]
   assert not first.history[2].improved and first.best_pass < 2
 
-  sgd = fit.stage_direction(tuned.stages[1], tuned)
+  sgd = recipe.stage_direction(tuned.stages[1], tuned)
   start = {
     "step": np.zeros([], np.int32),
     "params": first.variables["params"],
@@ -322,7 +321,7 @@ def test_nonfinite_loss_raises_and_saves_the_state(tmp_path):
       "step": np.zeros([], np.int32),
       "params": variables["params"],
       "batch_stats": variables["batch_stats"],
-      "opt_state": fit.stage_direction(_recipe().stages[0], _recipe()).init(
+      "opt_state": recipe.stage_direction(_recipe().stages[0], _recipe()).init(
         variables["params"]
       ),
     }
@@ -337,7 +336,7 @@ def test_stage_optimizers_use_coupled_weight_decay_like_torch():
   lr, wd, m = 0.1, 0.01, 0.9
   tuned = _recipe(weight_decay=wd, momentum=m)
 
-  sgd = fit.stage_direction(fit.Stage("sgd", lr, 1), tuned)
+  sgd = recipe.stage_direction(recipe.Stage("sgd", lr, 1), tuned)
   params = jnp.asarray(p0)
   state = sgd.init(params)
   for _ in range(2):
@@ -351,7 +350,7 @@ def test_stage_optimizers_use_coupled_weight_decay_like_torch():
   b2 = m * d1 + d2
   np.testing.assert_allclose(params, p1 - lr * (d2 + m * b2), rtol=1e-6)
 
-  adam = fit.stage_direction(fit.Stage("adam", lr, 1), tuned)
+  adam = recipe.stage_direction(recipe.Stage("adam", lr, 1), tuned)
   direction, _ = adam.update(jnp.asarray(g), adam.init(jnp.asarray(p0)), p0)
   updates = -lr * direction
   # First Adam step: the bias-corrected moments give d / (|d| + eps), so
@@ -359,7 +358,7 @@ def test_stage_optimizers_use_coupled_weight_decay_like_torch():
   np.testing.assert_allclose(updates, -lr * np.sign(d1), rtol=1e-4)
 
   with pytest.raises(ValueError, match="adam"):
-    fit.Stage("rmsprop", lr, 1)
+    recipe.Stage("rmsprop", lr, 1)
   reference = recipe.won_2020(eval_every=100)
   assert [s.patience for s in reference.stages[:3]] == [80, 20, 20]
   assert not reference.patience_resets_on_improvement

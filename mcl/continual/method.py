@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from mcl import evaluation, fit, parallel, tasks, train
+from mcl import recipe as recipes
 from mcl.continual import surgery, timestamped
 from mcl.models import ConvClassifier, head_name
 
@@ -41,7 +42,7 @@ class Network:
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
-  """Budget of one training phase (`fit.continual_recipe`).
+  """Budget of one training phase (`mcl.recipe.continual`).
 
   Attributes:
     learning_rate: Adam step size.
@@ -55,8 +56,8 @@ class FitConfig:
   eval_every: int
   patience: int
 
-  def recipe(self) -> fit.Recipe:
-    return fit.continual_recipe(
+  def recipe(self) -> recipes.Recipe:
+    return recipes.continual(
       self.learning_rate, self.max_steps, self.eval_every, self.patience
     )
 

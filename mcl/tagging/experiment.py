@@ -30,6 +30,7 @@ from mcl import (
   parallel,
   train,
 )
+from mcl import recipe as recipes
 from mcl.datasets import magnatagatune
 from mcl.models import inputs
 
@@ -50,7 +51,7 @@ def build_dataset(config: ml_collections.ConfigDict):
 
 def make_recipe(
   config: ml_collections.ConfigDict, train_clips: int
-) -> fit.Recipe:
+) -> recipes.Recipe:
   """The recipe of `config.train` (Won et al. 2020's by default).
 
   Args:
@@ -69,8 +70,8 @@ def make_recipe(
   steps_per_epoch = config.train.steps_per_epoch or math.ceil(
     train_clips / config.train.batch_size
   )
-  return fit.Recipe(
-    stages=tuple(fit.Stage(*stage) for stage in config.train.stages),
+  return recipes.Recipe(
+    stages=tuple(recipes.Stage(*stage) for stage in config.train.stages),
     weight_decay=config.train.weight_decay,
     momentum=config.train.momentum,
     eval_every=steps_per_epoch,
