@@ -1,13 +1,22 @@
-"""Runs a sweep of `mcl.main` runs locally, or prints their command lines,
-then aggregates the finished runs into results.md, results.csv and plots.
+"""Runs a sweep or a tuning protocol of `mcl.main` runs locally, or prints
+their command lines, then aggregates the finished runs into tables and plots.
 
-  .venv/bin/python launch/sweep.py --sweep=configs/sweeps/gtzan_comparison.py \
+  .venv/bin/python launch/sweep.py --sweep=configs/sweeps/permuted_digits.py \
       [--root=runs/comparison] [--parallel=2] [--seeds=0,1,2] \
       [--print_only] [--aggregate_only]
+  .venv/bin/python launch/sweep.py --protocol=configs/sweeps/gtzan_protocol.py \
+      --budget=cpu --seeds=0,1 --root=runs/protocol_cpu [--print_only]
+
+A protocol (`mcl.protocol`) runs in three stages: its tuning runs, the
+per-fold selection on validation figures (`<root>/selection.md`), then the
+final runs with the selected values; the report (`<root>/results.md`,
+`<root>/paired.md`, plots) covers `<root>/final`. With `--print_only` it
+prints the tuning commands until they have all finished, then selects and
+prints the final ones: run it again after the first batch on a cluster.
 
 Finished runs (complete results.json) are skipped, so an interrupted sweep
-continues where it stopped (each run also resumes from its last task
-checkpoint). `--parallel` worker processes (`launch/sweep_worker.py`)
+or protocol continues where it stopped (each run also resumes from its
+last task checkpoint). `--parallel` worker processes (`launch/sweep_worker.py`)
 each run one run after another, so imports and compilations are paid once
 per worker, not once per run; every worker also shares one persistent XLA
 compilation cache under `<root>/jax_cache`. Each run logs to
@@ -28,9 +37,15 @@ from absl import app, flags, logging
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_HERE))
 
-from mcl import report, sweep  # noqa: E402
+from mcl import protocol, report, sweep  # noqa: E402
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep definition file.")
+_PROTOCOL = flags.DEFINE_string(
+  "protocol", None, "Protocol definition file (instead of --sweep)."
+)
+_BUDGET = flags.DEFINE_string(
+  "budget", "cpu", "A protocol's training budget (its BUDGETS)."
+)
 _ROOT = flags.DEFINE_string("root", "runs/comparison", "Output root.")
 _PARALLEL = flags.DEFINE_integer(
   "parallel", 2, "Worker processes (runs at a time)."
@@ -45,14 +60,14 @@ _PRINT_ONLY = flags.DEFINE_bool(
 _AGGREGATE_ONLY = flags.DEFINE_bool(
   "aggregate_only", False, "Only aggregate the finished runs."
 )
-flags.mark_flag_as_required("sweep")
+flags.mark_flags_as_mutual_exclusive(["sweep", "protocol"], required=True)
 
 
-def load_sweep(path: str, seeds) -> sweep.Sweep:
+def load_definition(path: str):
   spec = importlib.util.spec_from_file_location("sweep_definition", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_sweep(seeds=seeds)
+  return module
 
 
 def environment(threads: int, root: str) -> dict:
@@ -74,7 +89,7 @@ def environment(threads: int, root: str) -> dict:
   return env
 
 
-def _worker_loop(index, queue, definition, root, env, report_done) -> None:
+def _worker_loop(index, queue, config, root, env, report_done) -> None:
   """One `sweep_worker.py` process fed runs from `queue` until it is empty.
 
   A worker that dies fails its current run and is replaced.
@@ -96,7 +111,7 @@ def _worker_loop(index, queue, definition, root, env, report_done) -> None:
         text=True,
       )
     request = {
-      "config": definition.config,
+      "config": config,
       "overrides": dict(run.overrides),
       "workdir": sweep.workdir(root, run),
     }
@@ -109,14 +124,15 @@ def _worker_loop(index, queue, definition, root, env, report_done) -> None:
     worker.wait()
 
 
-def run_all(definition: sweep.Sweep, root: str, parallel: int, env) -> int:
-  """Runs the unfinished runs on `parallel` worker processes (each runs
-  one run after another, `sweep_worker.py`); returns failures."""
-  pending = [r for r in definition.runs if not sweep.finished(root, r)]
+def run_all(runs, config: str, root: str, parallel: int, env) -> int:
+  """Runs the unfinished `runs` of base config `config` on `parallel`
+  worker processes (each runs one run after another, `sweep_worker.py`);
+  returns failures."""
+  pending = [r for r in runs if not sweep.finished(root, r)]
   logging.info(
     "%d runs, %d finished, %d to run, %d workers",
-    len(definition.runs),
-    len(definition.runs) - len(pending),
+    len(runs),
+    len(runs) - len(pending),
     len(pending),
     parallel,
   )
@@ -139,7 +155,7 @@ def run_all(definition: sweep.Sweep, root: str, parallel: int, env) -> int:
   threads = [
     threading.Thread(
       target=_worker_loop,
-      args=(i, queue, definition, root, env, report_done),
+      args=(i, queue, config, root, env, report_done),
     )
     for i in range(min(parallel, len(pending)))
   ]
@@ -151,24 +167,73 @@ def run_all(definition: sweep.Sweep, root: str, parallel: int, env) -> int:
   return counts["failed"]
 
 
-def main(argv):
-  del argv
-  definition = load_sweep(_SWEEP.value, [int(s) for s in _SEEDS.value])
-  root = _ROOT.value
-  if _PRINT_ONLY.value:
-    for run in definition.runs:
-      if not sweep.finished(root, run):
-        print(sweep.shell_line(sweep.command(run, definition.config, root)))
-    return
-  failures = 0
-  if not _AGGREGATE_ONLY.value:
-    failures = run_all(
-      definition, root, _PARALLEL.value, environment(_THREADS.value, root)
-    )
-  order = list(dict.fromkeys(r.label for r in definition.runs))
+def _print_commands(runs, config: str, root: str) -> None:
+  for run in runs:
+    if not sweep.finished(root, run):
+      print(sweep.shell_line(sweep.command(run, config, root)))
+
+
+def _report(root: str, order) -> None:
   report.write_report(root, order)
   with open(os.path.join(root, "results.md")) as f:
     print(f.read())
+
+
+def run_sweep(path: str, seeds, root: str) -> int:
+  """A plain sweep: its runs, then the report; returns failures."""
+  definition = load_definition(path).get_sweep(seeds=seeds)
+  if _PRINT_ONLY.value:
+    _print_commands(definition.runs, definition.config, root)
+    return 0
+  failures = 0
+  if not _AGGREGATE_ONLY.value:
+    env = environment(_THREADS.value, root)
+    failures = run_all(
+      definition.runs, definition.config, root, _PARALLEL.value, env
+    )
+  _report(root, list(dict.fromkeys(r.label for r in definition.runs)))
+  return failures
+
+
+def run_protocol(path: str, seeds, root: str) -> int:
+  """Tuning runs, selection, final runs, report; returns failures."""
+  definition = load_definition(path).get_protocol(
+    seeds=seeds, budget=_BUDGET.value
+  )
+  tuning = protocol.tuning_runs(definition)
+  if _PRINT_ONLY.value and not all(sweep.finished(root, r) for r in tuning):
+    print("# Tuning runs; when they have finished, run this command again")
+    print("# for the final runs.")
+    _print_commands(tuning, definition.config, root)
+    return 0
+  failures = 0
+  if _PRINT_ONLY.value or _AGGREGATE_ONLY.value:
+    _, plan = protocol.prepare_final(definition, root)
+    if _PRINT_ONLY.value:
+      _print_commands(plan.runs, definition.config, root)
+      return 0
+  else:
+    env = environment(_THREADS.value, root)
+    selection, failures = protocol.run(
+      definition,
+      root,
+      lambda runs: run_all(runs, definition.config, root, _PARALLEL.value, env),
+    )
+    if selection is None:
+      return failures
+  with open(os.path.join(root, "selection.md")) as f:
+    print(f.read())
+  _report(os.path.join(root, "final"), list(definition.variants))
+  return failures
+
+
+def main(argv):
+  del argv
+  seeds = [int(s) for s in _SEEDS.value]
+  if _SWEEP.value:
+    failures = run_sweep(_SWEEP.value, seeds, _ROOT.value)
+  else:
+    failures = run_protocol(_PROTOCOL.value, seeds, _ROOT.value)
   if failures:
     sys.exit(f"{failures} runs failed; see their log.txt")
 

@@ -3,8 +3,11 @@
 A sweep's runs live in `<root>/<label>/<run>/results.json` (label: a
 method or ablation, run: e.g. `fold0_seed0`). For every label, each metric
 is reduced to mean ± sample standard deviation (ddof=1; 0 for one run)
-over its runs. Capacity is reported relative to STL: a run's nonzero
+over its runs, with a 95 % bootstrap interval of the mean
+(`mcl.statistics`). Capacity is reported relative to STL: a run's nonzero
 parameters divided by those of the `stl` run with the same run name.
+`paired.md` compares DEN with every other label on the runs both have
+(paired differences, Wilcoxon signed-rank p-values).
 """
 
 import csv
@@ -14,6 +17,8 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+
+from mcl import statistics
 
 # (results.json key or derived name, column title).
 METRICS = (
@@ -63,36 +68,52 @@ def _derived(results: dict, stl: dict | None) -> dict:
   }
 
 
-def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
-  """(mean, sample std with ddof=1 or 0 for one value, count) of non-None.
+def summarise(values: Sequence[float | None]) -> tuple:
+  """(mean, sample std, count, interval low, interval high) of non-None.
 
-  Returns (nan, nan, 0) when every value is None.
+  The std has ddof=1 (0 for one value); the interval is the 95 %
+  percentile bootstrap interval of the mean (`mcl.statistics`). Every
+  figure is nan (count 0) when every value is None.
   """
   x = np.asarray([v for v in values if v is not None], np.float64)
   if x.size == 0:
-    return float("nan"), float("nan"), 0
+    nan = float("nan")
+    return nan, nan, 0, nan, nan
   std = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
-  return float(np.mean(x)), std, int(x.size)
+  low, high = statistics.bootstrap_interval(x)
+  return float(np.mean(x)), std, int(x.size), low, high
+
+
+def _rows(runs: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+  """{label: {run: results with the derived metrics}}."""
+  stl = runs.get("stl", {})
+  return {
+    label: {name: _derived(r, stl.get(name)) for name, r in by_run.items()}
+    for label, by_run in runs.items()
+  }
 
 
 def aggregate(runs: dict[str, dict[str, dict]]) -> dict[str, dict]:
-  """{label: {metric: (mean, std, n)}, plus "runs": count}."""
-  stl = runs.get("stl", {})
+  """{label: {metric: summarise(...)}, plus "runs": count}."""
   table = {}
-  for label, by_run in runs.items():
-    rows = [_derived(r, stl.get(name)) for name, r in by_run.items()]
-    table[label] = {key: mean_std([r[key] for r in rows]) for key, _ in METRICS}
+  for label, by_run in _rows(runs).items():
+    rows = list(by_run.values())
+    table[label] = {
+      key: summarise([r[key] for r in rows]) for key, _ in METRICS
+    }
     table[label]["runs"] = len(rows)
   return table
 
 
-def _cell(stat: tuple[float, float, int]) -> str:
-  mean, std, n = stat
+def _cell(stat: tuple) -> str:
+  mean, std, n, low, high = stat
   if n == 0:
     return "–"
   if abs(mean) >= 100:
     return f"{mean:,.0f} ± {std:,.0f}"
-  return f"{mean:.3f} ± {std:.3f}"
+  if n < 2:
+    return f"{mean:.3f} ± {std:.3f}"
+  return f"{mean:.3f} ± {std:.3f} [{low:.2f}, {high:.2f}]"
 
 
 def markdown(table: dict[str, dict], order: Sequence[str] = ()) -> str:
@@ -113,18 +134,77 @@ def markdown(table: dict[str, dict], order: Sequence[str] = ()) -> str:
 
 
 def write_csv(table: dict[str, dict], path: str) -> None:
-  """One row per label: runs, then mean, std and n of every metric."""
+  """One row per label: runs, then mean, std, n and the interval of every
+  metric."""
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     header = ["method", "runs"]
     for key, _ in METRICS:
-      header += [f"{key}_mean", f"{key}_std", f"{key}_n"]
+      header += [f"{key}_{x}" for x in ("mean", "std", "n", "low", "high")]
     writer.writerow(header)
     for label in sorted(table):
       row = [label, table[label]["runs"]]
       for key, _ in METRICS:
         row += list(table[label][key])
       writer.writerow(row)
+
+
+# Metrics of the paired comparison (results.json key or derived name).
+PAIRED_METRICS = (
+  ("average_accuracy", "accuracy (final avg)"),
+  ("bwt", "BWT"),
+  ("final_auroc", "ROC-AUC"),
+  ("final_class_incremental_accuracy", "class-IL accuracy"),
+  ("capacity_vs_stl", "params / STL"),
+)
+
+
+def paired(
+  runs: dict[str, dict[str, dict]], reference: str = "den"
+) -> dict[str, dict[str, statistics.PairedDifference]]:
+  """{label: {metric: reference minus label}} over the runs both have
+  where both figures are defined (e.g. joint has no BWT)."""
+  rows = _rows(runs)
+  differences = {}
+  for label in rows:
+    if label == reference:
+      continue
+    differences[label] = {}
+    for key, _ in PAIRED_METRICS:
+      names = [
+        n
+        for n in sorted(set(rows[reference]) & set(rows[label]))
+        if rows[reference][n][key] is not None
+        and rows[label][n][key] is not None
+      ]
+      differences[label][key] = statistics.paired_difference(
+        [rows[reference][n][key] for n in names],
+        [rows[label][n][key] for n in names],
+      )
+  return differences
+
+
+def paired_markdown(
+  differences: dict[str, dict], reference: str, order: Sequence[str] = ()
+) -> str:
+  """The paired differences as Markdown: mean [95 % interval], p (n)."""
+  labels = [x for x in order if x in differences] + sorted(
+    x for x in differences if x not in order
+  )
+  header = [f"{reference} minus"] + [title for _, title in PAIRED_METRICS]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for label in labels:
+    cells = [label]
+    for key, _ in PAIRED_METRICS:
+      d = differences[label][key]
+      cells.append(
+        "–"
+        if d.n == 0
+        else f"{d.mean:+.3f} [{d.low:+.2f}, {d.high:+.2f}] p={d.p_value:.3f}"
+        f" ({d.n})"
+      )
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
 
 
 def mean_matrix(by_run: dict[str, dict]) -> np.ndarray:
@@ -199,13 +279,17 @@ def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
 
 
 def write_report(root: str, order: Sequence[str] = ()) -> dict:
-  """results.md, results.csv and the plots of the sweep under `root`."""
+  """results.md, results.csv, paired.md (when a `den` label is among
+  others) and the plots of the sweep under `root`."""
   runs = load_runs(root)
   if not runs:
     raise ValueError(f"{root}: no finished run (no complete results.json)")
   table = aggregate(runs)
   with open(os.path.join(root, "results.md"), "w") as f:
     f.write(markdown(table, order))
+  if "den" in runs and len(runs) > 1:
+    with open(os.path.join(root, "paired.md"), "w") as f:
+      f.write(paired_markdown(paired(runs, "den"), "den", order))
   write_csv(table, os.path.join(root, "results.csv"))
   plot(runs, table, root)
   return table

@@ -46,8 +46,10 @@ def test_aggregation_computes_mean_and_sample_std(tmp_path):
   table = report.write_report(root, order=["stl", "den"])
   den = table["den"]
   assert den["runs"] == 2
-  mean, std, n = den["average_accuracy"]
+  mean, std, n, low, high = den["average_accuracy"]
   assert (mean, n) == (pytest.approx(0.7), 2)
+  # Resampled means of two runs: 0.6, 0.7 or 0.8.
+  assert (low, high) == (pytest.approx(0.6), pytest.approx(0.8))
   assert std == pytest.approx(math.sqrt(0.02))  # ddof=1: (0.1^2*2)/1
   assert den["bwt"][:2] == (pytest.approx(-0.3), pytest.approx(math.sqrt(0.02)))
   # Capacity against the STL run of the same fold: 500/1000 and 500/2000.
@@ -57,8 +59,8 @@ def test_aggregation_computes_mean_and_sample_std(tmp_path):
 
   with open(os.path.join(root, "results.md")) as f:
     lines = f.read().splitlines()
-  assert lines[2].startswith("| stl | 2 | 0.950 ± 0.071 |")
-  assert lines[3].startswith("| den | 2 | 0.700 ± 0.141 |")
+  assert lines[2].startswith("| stl | 2 | 0.950 ± 0.071 [0.90, 1.00] |")
+  assert lines[3].startswith("| den | 2 | 0.700 ± 0.141 [0.60, 0.80] |")
   with open(os.path.join(root, "results.csv")) as f:
     rows = f.read().splitlines()
   assert rows[0].startswith("method,runs,average_accuracy_mean")
@@ -68,6 +70,11 @@ def test_aggregation_computes_mean_and_sample_std(tmp_path):
     "accuracy_vs_params.png",
   ):
     assert os.path.getsize(os.path.join(root, name)) > 0
+  with open(os.path.join(root, "paired.md")) as f:
+    lines = f.read().splitlines()
+  # den minus stl over fold0 and fold1: accuracy -0.4 and -0.1.
+  assert lines[0].startswith("| den minus | accuracy (final avg) |")
+  assert lines[2].startswith("| stl | -0.250 [-0.40, -0.10] p=0.500 (2) |")
 
 
 def test_grid_expands_variants_folds_and_seeds_and_skips_finished(tmp_path):

@@ -1,0 +1,94 @@
+"""The README comparison: every method tuned on validation, 5 folds, seeds.
+
+  .venv/bin/python launch/sweep.py --protocol=configs/sweeps/gtzan_protocol.py \
+      --budget=cpu --seeds=0,1 --root=runs/protocol_cpu
+
+`mcl.protocol` runs it: each grid's K = 2 configurations on every fold
+(first seed), the per-fold choice by final average validation accuracy,
+then every row below on every fold and seed with the chosen values.
+
+Grid sizing: on this project's 2-core CPU a 40-step-phase run costs 0.4
+(fine-tuning) to 2.5 (DEN) worker-minutes, and the 150-step phases of
+configs/gtzan.py about 4x that (BUILD_NOTES.md, "Tuned comparison"). With
+two configurations for the five methods that have hyper-parameters, the
+cpu budget's tuning and final runs (5 folds, 2 seeds, 160 runs) fit in
+about 100 minutes on 2 workers; the default budget needs a GPU host or a
+cluster (`--print_only`).
+
+The learning rate (Adam, 1e-3) is the same for every method and not
+tuned: a grid over it for the four methods without other
+hyper-parameters (STL, joint, fine-tuning, progressive) would add 20
+tuning runs. `den.shared_units` is reported as two rows (den, den_frozen)
+rather than tuned.
+"""
+
+from mcl import protocol
+
+BUDGETS = {
+  # The 150-step phases (validation every 10, patience 5) of configs/gtzan.py.
+  "default": {},
+  # What fits this project's 2-core CPU: 40-step phases, patience 3.
+  "cpu": {"train.fit.max_steps": 40, "train.fit.patience": 3},
+}
+
+# Two configurations per method with hyper-parameters, defaults first.
+GRIDS = {
+  "stl": [{"method": "stl"}],
+  "joint": [{"method": "joint"}],
+  "finetune": [{"method": "finetune"}],
+  "progressive": [{"method": "progressive"}],
+  "l2": [
+    {"method": "l2", "l2.strength": 0.1},
+    {"method": "l2", "l2.strength": 1.0},
+  ],
+  "ewc": [
+    {"method": "ewc", "ewc.strength": 100.0},
+    {"method": "ewc", "ewc.strength": 1000.0},
+  ],
+  "lwf": [
+    {"method": "lwf", "lwf.strength": 1.0, "lwf.temperature": 2.0},
+    {"method": "lwf", "lwf.strength": 3.0, "lwf.temperature": 1.0},
+  ],
+  "replay": [
+    {"method": "replay", "replay.memory_clips": 10},
+    {"method": "replay", "replay.memory_clips": 20},
+  ],
+  "den": [
+    # configs/gtzan.py's values.
+    {"method": "den"},
+    # Sparser, fewer splits, a stronger pull toward the previous task,
+    # more units per expansion, expansion at a lower loss.
+    {
+      "method": "den",
+      "den.l1": 1e-3,
+      "den.group_lasso": 1e-3,
+      "den.sigma": 0.01,
+      "den.k": 8,
+      "den.tau": 0.05,
+      "den.l2": 10.0,
+    },
+  ],
+}
+
+# Final rows: each grid's own, and DEN's ablations (Yoon et al. 2018,
+# Sec. 4.2) and frozen-units variant on DEN's chosen values.
+VARIANTS = {
+  **{label: protocol.Variant(label) for label in GRIDS},
+  "den_no_sr": protocol.Variant("den", {"den.selective_retraining": False}),
+  "den_no_split": protocol.Variant("den", {"den.split": False}),
+  "den_constant": protocol.Variant("den", {"den.expansion": "constant"}),
+  "den_frozen": protocol.Variant("den", {"den.shared_units": "frozen"}),
+}
+
+
+def get_protocol(seeds=(0, 1), budget="cpu") -> protocol.Protocol:
+  if budget not in BUDGETS:
+    raise ValueError(f"unknown budget {budget!r}; known: {sorted(BUDGETS)}")
+  return protocol.Protocol(
+    config="configs/gtzan.py",
+    budget=BUDGETS[budget],
+    grids=GRIDS,
+    variants=VARIANTS,
+    folds=range(5),
+    seeds=tuple(seeds),
+  )
