@@ -9,8 +9,9 @@ their command lines, then aggregates the finished runs into tables and plots.
 
 A protocol (`mcl.protocol`) runs in three stages: its tuning runs, the
 per-fold selection on validation figures (`<root>/selection.md`), then the
-final runs with the selected values; the report (`<root>/results.md`,
-`<root>/paired.md`, plots) covers `<root>/final`. With `--print_only` it
+final runs with the selected values; the report of `<root>/final`
+(`results.md`, `paired.md`, `results.csv`, plots) lies beside the
+selection in `<root>`. With `--print_only` it
 prints the tuning commands until they have all finished, then selects and
 prints the final ones: run it again after the first batch on a cluster.
 
@@ -173,10 +174,13 @@ def _print_commands(runs, config: str, root: str) -> None:
       print(sweep.shell_line(sweep.command(run, config, root)))
 
 
-def _report(root: str, order) -> None:
-  report.write_report(root, order)
-  with open(os.path.join(root, "results.md")) as f:
-    print(f.read())
+def _report(runs_root: str, order, out_dir: str) -> None:
+  report.write_report(runs_root, order, out_dir)
+  for name in ("results.md", "paired.md"):
+    path = os.path.join(out_dir, name)
+    if os.path.exists(path):
+      with open(path) as f:
+        print(f.read())
 
 
 def run_sweep(path: str, seeds, root: str) -> int:
@@ -191,7 +195,7 @@ def run_sweep(path: str, seeds, root: str) -> int:
     failures = run_all(
       definition.runs, definition.config, root, _PARALLEL.value, env
     )
-  _report(root, list(dict.fromkeys(r.label for r in definition.runs)))
+  _report(root, list(dict.fromkeys(r.label for r in definition.runs)), root)
   return failures
 
 
@@ -223,7 +227,7 @@ def run_protocol(path: str, seeds, root: str) -> int:
       return failures
   with open(os.path.join(root, "selection.md")) as f:
     print(f.read())
-  _report(os.path.join(root, "final"), list(definition.variants))
+  _report(os.path.join(root, "final"), list(definition.variants), root)
   return failures
 
 

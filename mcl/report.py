@@ -278,18 +278,22 @@ def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
   return paths
 
 
-def write_report(root: str, order: Sequence[str] = ()) -> dict:
+def write_report(
+  root: str, order: Sequence[str] = (), out_dir: str | None = None
+) -> dict:
   """results.md, results.csv, paired.md (when a `den` label is among
-  others) and the plots of the sweep under `root`."""
+  others) and the plots of the sweep under `root`, written to `out_dir`
+  (default `root`)."""
+  out_dir = out_dir or root
   runs = load_runs(root)
   if not runs:
     raise ValueError(f"{root}: no finished run (no complete results.json)")
   table = aggregate(runs)
-  with open(os.path.join(root, "results.md"), "w") as f:
+  with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write(markdown(table, order))
   if "den" in runs and len(runs) > 1:
-    with open(os.path.join(root, "paired.md"), "w") as f:
+    with open(os.path.join(out_dir, "paired.md"), "w") as f:
       f.write(paired_markdown(paired(runs, "den"), "den", order))
-  write_csv(table, os.path.join(root, "results.csv"))
-  plot(runs, table, root)
+  write_csv(table, os.path.join(out_dir, "results.csv"))
+  plot(runs, table, out_dir)
   return table

@@ -1,6 +1,6 @@
 """Sweep definitions: runs of `mcl.main` as (label, name, config overrides).
 
-A sweep file (e.g. `configs/sweeps/gtzan_comparison.py`) defines
+A sweep file (e.g. `configs/sweeps/gtzan_den.py`) defines
 `get_sweep() -> Sweep`. `grid` expands variants x folds x seeds; any list
 of `Run`s works as well. `launch/sweep.py` runs, prints and aggregates.
 """
