@@ -80,6 +80,8 @@ def environment(threads: int, root: str) -> dict:
     os.path.abspath(os.path.join(root, "jax_cache")),
   )
   env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.05")
+  # Several workers may share one GPU: none may claim most of its memory.
+  env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   if threads:
     env["XLA_FLAGS"] = (
       env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
