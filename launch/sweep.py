@@ -45,13 +45,19 @@ _PROTOCOL = flags.DEFINE_string(
   "protocol", None, "Protocol definition file (instead of --sweep)."
 )
 _BUDGET = flags.DEFINE_string(
-  "budget", "cpu", "A protocol's training budget (its BUDGETS)."
+  "budget",
+  "cpu",
+  "A protocol's training budget (its BUDGETS); --protocol only.",
 )
 _ROOT = flags.DEFINE_string("root", "runs/comparison", "Output root.")
 _PARALLEL = flags.DEFINE_integer(
   "parallel", 2, "Worker processes (runs at a time)."
 )
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds (get_sweep(seeds=...)).")
+_SEEDS = flags.DEFINE_list(
+  "seeds",
+  None,
+  "Seeds (get_sweep/get_protocol(seeds=...)); default: the file's.",
+)
 _THREADS = flags.DEFINE_integer(
   "threads", 1, "CPU threads per run (XLA and TensorFlow); 0: library default."
 )
@@ -187,7 +193,7 @@ def _report(runs_root: str, order, out_dir: str) -> None:
 
 def run_sweep(path: str, seeds, root: str) -> int:
   """A plain sweep: its runs, then the report; returns failures."""
-  definition = load_definition(path).get_sweep(seeds=seeds)
+  definition = load_definition(path).get_sweep(**seeds)
   if _PRINT_ONLY.value:
     _print_commands(definition.runs, definition.config, root)
     return 0
@@ -203,9 +209,7 @@ def run_sweep(path: str, seeds, root: str) -> int:
 
 def run_protocol(path: str, seeds, root: str) -> int:
   """Tuning runs, selection, final runs, report; returns failures."""
-  definition = load_definition(path).get_protocol(
-    seeds=seeds, budget=_BUDGET.value
-  )
+  definition = load_definition(path).get_protocol(**seeds, budget=_BUDGET.value)
   tuning = protocol.tuning_runs(definition)
   if _PRINT_ONLY.value and not all(sweep.finished(root, r) for r in tuning):
     print("# Tuning runs; when they have finished, run this command again")
@@ -214,7 +218,10 @@ def run_protocol(path: str, seeds, root: str) -> int:
     return 0
   failures = 0
   if _PRINT_ONLY.value or _AGGREGATE_ONLY.value:
-    _, plan = protocol.prepare_final(definition, root)
+    try:
+      _, plan = protocol.prepare_final(definition, root)
+    except ValueError as error:  # Tuning unfinished: nothing to report.
+      raise app.UsageError(f"{root}: {error}") from error
     if _PRINT_ONLY.value:
       _print_commands(plan.runs, definition.config, root)
       return 0
@@ -235,7 +242,7 @@ def run_protocol(path: str, seeds, root: str) -> int:
 
 def main(argv):
   del argv
-  seeds = [int(s) for s in _SEEDS.value]
+  seeds = {"seeds": [int(s) for s in _SEEDS.value]} if _SEEDS.value else {}
   if _SWEEP.value:
     failures = run_sweep(_SWEEP.value, seeds, _ROOT.value)
   else:

@@ -2,12 +2,12 @@
 
 Every method with hyper-parameters gets the same number K of declared
 configurations (`Protocol.grids`). The protocol is nested over the folds:
-for each test fold f, each configuration is trained once (the first seed)
-on the run of fold f (training folds f+2..f+4, validation fold f+1, see
-`mcl.datasets.labelled_folders`) and scored by its validation figures
-only; the configuration with the best score on fold f is the one whose
-test figures fold f reports. So no test fold decides the configuration
-that is tested on it.
+for each test fold f, each configuration is trained once (the tuning
+seed) on the run of fold f (training folds f+2..f+4, validation fold f+1,
+`mcl.tasks.fold_split`) and scored by its validation figures only; the
+configuration with the best score on fold f is the one whose test figures
+fold f reports. So no test fold decides the configuration that is tested
+on it.
 
 Criterion (declared before any run): the final average validation
 accuracy, i.e. the mean over tasks of the last row of
@@ -15,9 +15,12 @@ accuracy, i.e. the mean over tasks of the last row of
 validation fold); ties are broken by fewer nonzero parameters
 (`total_nonzero_params`), then by the declared order of the grid.
 
-The selected configuration's tuning run is also its first-seed final run
-(the same overrides and seed, so a rerun would be bit-identical): the
-final folder links to it. The other seeds, and the variants that take a
+When the tuning seed is also a final seed, the selected configuration's
+tuning run is that seed's final run (the same overrides and seed, so a
+rerun would be bit-identical): the final folder links to it. That run won
+its selection on validation, so whatever luck of the seed also helps on
+the test fold comes with it; final seeds other than the tuning seed are
+free of that optimism. The other seeds, and the variants that take a
 grid's selection with extra overrides (DEN's ablations), are new runs.
 
 Layout under a root: `tuning/<grid>_c<i>/fold<f>_seed<s>/`,
@@ -59,7 +62,12 @@ class Protocol:
       overrides that includes `method`.
     variants: {final row label: Variant}.
     folds: test folds (`data.fold`).
-    seeds: seeds of the final runs; tuning runs use `seeds[0]`.
+    seeds: seeds of the final runs.
+    tuning_seed: seed of the tuning runs.
+
+  Raises:
+    ValueError: a variant names an unknown grid, a grid is empty, the
+      grids with more than one configuration differ in size, or no seed.
   """
 
   config: str
@@ -68,11 +76,19 @@ class Protocol:
   variants: Mapping[str, Variant]
   folds: Sequence[int]
   seeds: Sequence[int]
+  tuning_seed: int = 0
 
   def __post_init__(self):
     unknown = {v.grid for v in self.variants.values()} - set(self.grids)
     if unknown:
       raise ValueError(f"variants name unknown grids: {sorted(unknown)}")
+    sizes = {g: len(c) for g, c in self.grids.items()}
+    if 0 in sizes.values():
+      raise ValueError(f"empty grids: {[g for g, n in sizes.items() if not n]}")
+    if len({n for n in sizes.values() if n > 1}) > 1:
+      raise ValueError(
+        f"grids of methods with hyper-parameters differ: {sizes}"
+      )
     if not self.seeds:
       raise ValueError("a protocol needs at least one seed")
 
@@ -81,9 +97,12 @@ def _run_name(fold: int, seed: int) -> str:
   return f"fold{fold}_seed{seed}"
 
 
-def tuning_run(protocol: Protocol, grid: str, index: int, fold: int):
-  """The tuning run of configuration `index` of `grid` on `fold`."""
-  seed = protocol.seeds[0]
+def tuning_run(
+  protocol: Protocol, grid: str, index: int, fold: int
+) -> sweep.Run:
+  """The tuning run of configuration `index` of `grid` on test fold
+  `fold`: `tuning/<grid>_c<index>/fold<fold>_seed<tuning seed>`."""
+  seed = protocol.tuning_seed
   return sweep.Run(
     f"tuning/{grid}_c{index}",
     _run_name(fold, seed),
@@ -140,8 +159,16 @@ class Selection:
 
 
 def choose(scores: Sequence[float], params: Sequence[int]) -> int:
-  """Index of the best configuration: highest score, then fewest params,
-  then the first declared."""
+  """Index of the best configuration on one fold.
+
+  Args:
+    scores: validation score per configuration (compared to 9 decimals).
+    params: nonzero parameters per configuration.
+
+  Returns:
+    The highest score's index; among equal scores the fewest parameters',
+    then the first declared.
+  """
   return min(
     range(len(scores)), key=lambda i: (-round(scores[i], 9), params[i], i)
   )
@@ -197,8 +224,14 @@ class FinalPlan:
   links: Mapping[str, str]
 
 
-def final_plan(protocol: Protocol, selection: Selection, root: str):
-  """The final runs of every variant, fold and seed, seed-major."""
+def final_plan(
+  protocol: Protocol, selection: Selection, root: str
+) -> FinalPlan:
+  """The final runs of every variant, fold and seed, seed-major.
+
+  A grid's own row on the tuning seed is a link to the selected tuning
+  run, every other (row, fold, seed) a run to execute.
+  """
   runs, links = [], {}
   for seed in protocol.seeds:
     for fold in protocol.folds:
@@ -210,7 +243,7 @@ def final_plan(protocol: Protocol, selection: Selection, root: str):
           _run_name(fold, seed),
           {**tuned.overrides, **variant.overrides, "seed": seed},
         )
-        if seed == protocol.seeds[0] and not variant.overrides:
+        if seed == protocol.tuning_seed and not variant.overrides:
           links[sweep.workdir(root, run)] = sweep.workdir(root, tuned)
         else:
           runs.append(run)
@@ -218,7 +251,14 @@ def final_plan(protocol: Protocol, selection: Selection, root: str):
 
 
 def make_links(links: Mapping[str, str]) -> None:
-  """Creates (or repoints) each final folder as a relative symlink."""
+  """Creates (or repoints) each final folder as a relative symlink.
+
+  Args:
+    links: {final run folder: tuning run folder}.
+
+  Raises:
+    ValueError: a final folder exists as a real folder.
+  """
   for path, target in links.items():
     os.makedirs(os.path.dirname(path), exist_ok=True)
     relative = os.path.relpath(target, os.path.dirname(path))
@@ -238,11 +278,16 @@ def _describe(configuration: Mapping[str, object]) -> str:
   )
 
 
-def write_selection(protocol: Protocol, selection: Selection, root: str):
-  """selection.json (everything) and selection.md (a table per grid)."""
+def write_selection(
+  protocol: Protocol, selection: Selection, root: str
+) -> None:
+  """Writes `<root>/selection.json` (grids, choices, validation scores,
+  parameters) and `<root>/selection.md` (one row per configuration, the
+  chosen fold's score in bold)."""
   content = {
     "criterion": "final average validation accuracy; ties: fewer nonzero"
     " parameters, then grid order",
+    "tuning_seed": protocol.tuning_seed,
     "grids": {g: [dict(c) for c in cs] for g, cs in protocol.grids.items()},
     "chosen": selection.chosen,
     "validation_scores": selection.scores,

@@ -15,6 +15,7 @@ import glob
 import json
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,20 +69,28 @@ def _derived(results: dict, stl: dict | None) -> dict:
   }
 
 
-def summarise(values: Sequence[float | None]) -> tuple:
-  """(mean, sample std, count, interval low, interval high) of non-None.
+class Summary(NamedTuple):
+  """A metric over a label's runs: mean, sample std (ddof=1; 0 for one
+  run), count of defined values, and the 95 % bootstrap interval of the
+  mean (`mcl.statistics`)."""
 
-  The std has ddof=1 (0 for one value); the interval is the 95 %
-  percentile bootstrap interval of the mean (`mcl.statistics`). Every
-  figure is nan (count 0) when every value is None.
-  """
+  mean: float
+  std: float
+  n: int
+  low: float
+  high: float
+
+
+def summarise(values: Sequence[float | None]) -> Summary:
+  """The Summary of the non-None `values`; nan figures (n 0) when every
+  value is None."""
   x = np.asarray([v for v in values if v is not None], np.float64)
   if x.size == 0:
     nan = float("nan")
-    return nan, nan, 0, nan, nan
+    return Summary(nan, nan, 0, nan, nan)
   std = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
   low, high = statistics.bootstrap_interval(x)
-  return float(np.mean(x)), std, int(x.size), low, high
+  return Summary(float(np.mean(x)), std, int(x.size), low, high)
 
 
 def _rows(runs: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
@@ -105,15 +114,14 @@ def aggregate(runs: dict[str, dict[str, dict]]) -> dict[str, dict]:
   return table
 
 
-def _cell(stat: tuple) -> str:
-  mean, std, n, low, high = stat
-  if n == 0:
+def _cell(stat: Summary) -> str:
+  if stat.n == 0:
     return "–"
-  if abs(mean) >= 100:
-    return f"{mean:,.0f} ± {std:,.0f}"
-  if n < 2:
-    return f"{mean:.3f} ± {std:.3f}"
-  return f"{mean:.3f} ± {std:.3f} [{low:.2f}, {high:.2f}]"
+  if abs(stat.mean) >= 100:
+    return f"{stat.mean:,.0f} ± {stat.std:,.0f}"
+  if stat.n < 2:
+    return f"{stat.mean:.3f} ± {stat.std:.3f}"
+  return f"{stat.mean:.3f} ± {stat.std:.3f} [{stat.low:.3f}, {stat.high:.3f}]"
 
 
 def markdown(table: dict[str, dict], order: Sequence[str] = ()) -> str:
@@ -149,13 +157,13 @@ def write_csv(table: dict[str, dict], path: str) -> None:
       writer.writerow(row)
 
 
-# Metrics of the paired comparison (results.json key or derived name).
+# Metrics of the paired comparison (keys of METRICS).
 PAIRED_METRICS = (
-  ("average_accuracy", "accuracy (final avg)"),
-  ("bwt", "BWT"),
-  ("final_auroc", "ROC-AUC"),
-  ("final_class_incremental_accuracy", "class-IL accuracy"),
-  ("capacity_vs_stl", "params / STL"),
+  "average_accuracy",
+  "bwt",
+  "final_auroc",
+  "final_class_incremental_accuracy",
+  "capacity_vs_stl",
 )
 
 
@@ -170,7 +178,7 @@ def paired(
     if label == reference:
       continue
     differences[label] = {}
-    for key, _ in PAIRED_METRICS:
+    for key in PAIRED_METRICS:
       names = [
         n
         for n in sorted(set(rows[reference]) & set(rows[label]))
@@ -191,19 +199,30 @@ def paired_markdown(
   labels = [x for x in order if x in differences] + sorted(
     x for x in differences if x not in order
   )
-  header = [f"{reference} minus"] + [title for _, title in PAIRED_METRICS]
+  titles = dict(METRICS)
+  header = [f"{reference} minus"] + [titles[key] for key in PAIRED_METRICS]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for label in labels:
     cells = [label]
-    for key, _ in PAIRED_METRICS:
+    for key in PAIRED_METRICS:
       d = differences[label][key]
-      cells.append(
-        "–"
-        if d.n == 0
-        else f"{d.mean:+.3f} [{d.low:+.2f}, {d.high:+.2f}] p={d.p_value:.3f}"
-        f" ({d.n})"
-      )
+      if d.n == 0:
+        cells.append("–")
+      elif d.n == 1:
+        cells.append(f"{d.mean:+.3f} (1)")
+      else:
+        cells.append(
+          f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] p={d.p_value:.3f}"
+          f" ({d.n})"
+        )
     lines.append("| " + " | ".join(cells) + " |")
+  lines.append(
+    f"\nMean of {reference} minus the row over the (fold, seed) runs both"
+    " have (count in brackets), 95 % bootstrap interval, two-sided Wilcoxon"
+    " signed-rank p. Runs of one fold share its clips, so intervals and p"
+    " are optimistic; p is not corrected for the rows compared (Bonferroni"
+    f" at 0.05 over {len(labels)} rows: p < {0.05 / max(len(labels), 1):.4f})."
+  )
   return "\n".join(lines) + "\n"
 
 
@@ -264,10 +283,10 @@ def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
 
   fig, ax = plt.subplots(figsize=(5, 4))
   for label, row in table.items():
-    x, y = row["capacity_vs_stl"][0], row["average_accuracy"][0]
+    x, y = row["capacity_vs_stl"].mean, row["average_accuracy"].mean
     if not (np.isnan(x) or np.isnan(y)):
       ax.errorbar(
-        x, y, yerr=row["average_accuracy"][1], xerr=row["capacity_vs_stl"][1],
+        x, y, yerr=row["average_accuracy"].std, xerr=row["capacity_vs_stl"].std,
         marker="o", capsize=2,
       )  # fmt: skip
       ax.annotate(label, (x, y), fontsize=7)
@@ -279,11 +298,18 @@ def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
 
 
 def write_report(
-  root: str, order: Sequence[str] = (), out_dir: str | None = None
+  root: str,
+  order: Sequence[str] = (),
+  out_dir: str | None = None,
+  reference: str = "den",
 ) -> dict:
-  """results.md, results.csv, paired.md (when a `den` label is among
-  others) and the plots of the sweep under `root`, written to `out_dir`
-  (default `root`)."""
+  """results.md, results.csv, paired.md (`reference` minus every other
+  label, when `reference` is among others) and the plots of the sweep
+  under `root`, written to `out_dir` (default `root`).
+
+  Raises:
+    ValueError: no run under `root` has finished.
+  """
   out_dir = out_dir or root
   runs = load_runs(root)
   if not runs:
@@ -291,9 +317,12 @@ def write_report(
   table = aggregate(runs)
   with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write(markdown(table, order))
-  if "den" in runs and len(runs) > 1:
-    with open(os.path.join(out_dir, "paired.md"), "w") as f:
-      f.write(paired_markdown(paired(runs, "den"), "den", order))
+  paired_path = os.path.join(out_dir, "paired.md")
+  if reference in runs and len(runs) > 1:
+    with open(paired_path, "w") as f:
+      f.write(paired_markdown(paired(runs, reference), reference, order))
+  elif os.path.exists(paired_path):
+    os.remove(paired_path)  # Another sweep's, left in this folder.
   write_csv(table, os.path.join(out_dir, "results.csv"))
   plot(runs, table, out_dir)
   return table

@@ -4,10 +4,10 @@ A comparison's runs are (fold, seed) pairs. A method's figure is the mean
 over its runs with a percentile bootstrap interval (Efron & Tibshirani
 1993, ch. 13) over those runs; two methods are compared on the same
 (fold, seed) pairs by the Wilcoxon signed-rank test of the paired
-differences (Wilcoxon 1945; Demsar 2006 recommends it for comparing
-learners over data sets). Both treat the runs as independent draws; runs
-that share a fold share their test clips, so the intervals are, if
-anything, too narrow, and the p-values too small.
+differences (Wilcoxon 1945). Both treat the runs as independent draws;
+runs that share a fold share their training and test clips (Nadeau &
+Bengio 2003 on the dependence of cross-validation folds), so the intervals
+are, if anything, too narrow, and the p-values too small.
 """
 
 import dataclasses
@@ -18,6 +18,10 @@ from scipy import stats
 
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
+# Figures such as accuracies on 4-clip tasks are multiples of 0.05 whose
+# float differences are not bit-equal (0.75 - 0.70 != 0.90 - 0.85):
+# rounding makes equal differences tie in the ranks and zeros drop out.
+DECIMALS = 9
 
 
 def bootstrap_interval(
@@ -82,12 +86,16 @@ def paired_difference(
       (fold, seed) run.
     seed: seed of the bootstrap.
 
+  Returns:
+    The difference's mean, interval and test, computed on the
+    differences rounded to `DECIMALS` places.
+
   Raises:
     ValueError: `a` and `b` differ in length.
   """
   if len(a) != len(b):
     raise ValueError(f"paired figures differ in length: {len(a)} vs {len(b)}")
-  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  d = np.round(np.asarray(a, np.float64) - np.asarray(b, np.float64), DECIMALS)
   if d.size == 0:
     nan = float("nan")
     return PairedDifference(nan, nan, nan, nan, 0, 0)

@@ -79,10 +79,26 @@ def shell_line(argv: Sequence[str]) -> str:
 
 
 def finished(root: str, run: Run) -> bool:
-  """True when the run's results.json has every task done."""
+  """True when the run's results.json has every task done.
+
+  Raises:
+    ValueError: the folder holds a run of another config (an override
+      differs from the config stored in its results.json), e.g. a root
+      reused with another budget or an edited grid.
+  """
   path = os.path.join(workdir(root, run), "results.json")
   if not os.path.exists(path):
     return False
   with open(path) as f:
     results = json.load(f)
+  stored = results.get("config")
+  for key, value in run.overrides.items() if stored else ():
+    found = stored
+    for part in key.split("."):
+      found = found.get(part) if isinstance(found, dict) else None
+    if found != value:
+      raise ValueError(
+        f"{path}: ran with {key}={found!r}, this sweep asks for {value!r};"
+        " use another --root or remove the folder"
+      )
   return results["finished_tasks"] == len(results["tasks"])

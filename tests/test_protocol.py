@@ -207,3 +207,47 @@ def test_an_interrupted_protocol_resumes_without_rerunning(tmp_path):
     assert not set(resumed) & set(done)  # Nothing ran twice.
     assert sorted(done + resumed) == sorted(every_run)
     assert selection.chosen["ewc"] == {0: 1, 1: 0, 2: 0}
+
+
+def test_final_seeds_apart_from_the_tuning_seed_are_all_new_runs(tmp_path):
+  root = str(tmp_path)
+  _write_tuning(root, _protocol())
+  definition = _protocol(seeds=(1, 2))
+  plan = protocol.prepare_final(definition, root)[1]
+  assert not plan.links and len(plan.runs) == 2 * 3 * 3
+  assert {r.overrides["seed"] for r in plan.runs} == {1, 2}
+
+
+def test_a_run_of_another_config_is_an_error_not_a_finished_run(tmp_path):
+  root = str(tmp_path)
+  definition = _protocol()
+  run = protocol.tuning_run(definition, "ewc", 1, 0)
+  results = _results(0.5, 0.5, 1000)
+  results["config"] = {"train": {"fit": {"max_steps": 40}}, "ewc": {}}
+  _write(root, run, results)
+  with pytest.raises(ValueError, match="max_steps=40, this sweep asks for 4"):
+    sweep.finished(root, run)
+
+
+def test_links_are_repointed_and_never_replace_a_run(tmp_path):
+  final = str(tmp_path / "final" / "a" / "fold0_seed0")
+  first, second = str(tmp_path / "t" / "c0"), str(tmp_path / "t" / "c1")
+  protocol.make_links({final: first})
+  protocol.make_links({final: second})
+  assert os.path.realpath(final) == os.path.realpath(second)
+  os.remove(final)
+  os.makedirs(final)
+  with pytest.raises(ValueError, match="a folder where the protocol needs"):
+    protocol.make_links({final: first})
+
+
+def test_grids_of_methods_with_hyper_parameters_have_one_size():
+  with pytest.raises(ValueError, match="differ"):
+    protocol.Protocol(
+      config="c.py",
+      budget={},
+      grids={**GRIDS, "l2": [{"method": "l2"}] * 2},
+      variants=VARIANTS,
+      folds=(0,),
+      seeds=(0,),
+    )

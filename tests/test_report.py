@@ -59,8 +59,8 @@ def test_aggregation_computes_mean_and_sample_std(tmp_path):
 
   with open(os.path.join(root, "results.md")) as f:
     lines = f.read().splitlines()
-  assert lines[2].startswith("| stl | 2 | 0.950 ± 0.071 [0.90, 1.00] |")
-  assert lines[3].startswith("| den | 2 | 0.700 ± 0.141 [0.60, 0.80] |")
+  assert lines[2].startswith("| stl | 2 | 0.950 ± 0.071 [0.900, 1.000] |")
+  assert lines[3].startswith("| den | 2 | 0.700 ± 0.141 [0.600, 0.800] |")
   with open(os.path.join(root, "results.csv")) as f:
     rows = f.read().splitlines()
   assert rows[0].startswith("method,runs,average_accuracy_mean")
@@ -74,7 +74,7 @@ def test_aggregation_computes_mean_and_sample_std(tmp_path):
     lines = f.read().splitlines()
   # den minus stl over fold0 and fold1: accuracy -0.4 and -0.1.
   assert lines[0].startswith("| den minus | accuracy (final avg) |")
-  assert lines[2].startswith("| stl | -0.250 [-0.40, -0.10] p=0.500 (2) |")
+  assert lines[2].startswith("| stl | -0.250 [-0.400, -0.100] p=0.500 (2) |")
 
 
 def test_grid_expands_variants_folds_and_seeds_and_skips_finished(tmp_path):

@@ -62,3 +62,16 @@ def test_paired_difference_of_identical_figures_is_not_significant():
 def test_paired_difference_rejects_unpaired_lengths():
   with pytest.raises(ValueError, match="differ in length"):
     statistics.paired_difference(DEN, EWC[:-1])
+
+
+def test_equal_differences_tie_in_the_ranks():
+  # Differences 0.05, 0.05, 0.05 (three floats that differ in the last
+  # bits), -0.1 and 0.2: the 0.05s share rank 2, so W+ = 2 * 3 + 5 = 11
+  # and W- = 4 (scipy reports min(W+, W-) for the two-sided test).
+  a = [0.75, 0.90, 0.35, 0.5, 0.9]
+  b = [0.70, 0.85, 0.30, 0.6, 0.7]
+  assert len({x - y for x, y in zip(a[:3], b[:3], strict=True)}) > 1
+  d = statistics.paired_difference(a, b)
+  expected = stats.wilcoxon([0.05, 0.05, 0.05, -0.1, 0.2])
+  assert expected.statistic == 4.0
+  assert d.p_value == pytest.approx(expected.pvalue)
