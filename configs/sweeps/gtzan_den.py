@@ -10,18 +10,15 @@ The tuned comparison of every method is `configs/sweeps/gtzan_protocol.py`.
 from configs.sweeps import gtzan_protocol
 from mcl import sweep
 
-# label -> config overrides of configs/gtzan.py.
+# label -> config overrides of configs/gtzan.py: the protocol's rows at
+# their grids' first (default) configuration, untuned.
 VARIANTS = {
-  "stl": {"method": "stl"},
-  "finetune": {"method": "finetune"},
-  "den": {"method": "den"},
-  "den_no_sr": {"method": "den", "den.selective_retraining": False},
-  "den_no_split": {"method": "den", "den.split": False},
-  "den_constant": {"method": "den", "den.expansion": "constant"},
-  "den_frozen": {"method": "den", "den.shared_units": "frozen"},
-  # A sensitivity row: selective retraining's pull ten times stronger.
-  "den_pull10": {"method": "den", "den.l2": 10.0},
+  label: {**gtzan_protocol.GRIDS[v.grid][0], **v.overrides}
+  for label, v in gtzan_protocol.VARIANTS.items()
+  if v.grid in ("stl", "finetune", "den")
 }
+# A sensitivity row: selective retraining's pull ten times stronger.
+VARIANTS["den_pull10"] = {"method": "den", "den.l2": 10.0}
 
 
 def get_sweep(seeds=(0,)) -> sweep.Sweep:

@@ -4,16 +4,20 @@
       --budget=cpu --seeds=0,1 --root=runs/protocol_cpu
 
 `mcl.protocol` runs it: each grid's K = 2 configurations on every fold
-(first seed), the per-fold choice by final average validation accuracy,
-then every row below on every fold and seed with the chosen values.
+(tuning seed 0), the per-fold choice by final average validation accuracy,
+then every row below on every fold and seed with the chosen values. With
+seed 0 among the final seeds, a grid's own row on seed 0 is its selected
+tuning run; `--seeds=1,2` runs every final run afresh instead (45 more
+runs), free of the selection's optimism on seed 0.
 
 Grid sizing: on this project's 2-core CPU a 40-step-phase run costs 0.4
 (fine-tuning) to 2.5 (DEN) worker-minutes, and the 150-step phases of
 configs/gtzan.py about 4x that (BUILD_NOTES.md, "Tuned comparison"). With
 two configurations for the five methods that have hyper-parameters, the
-cpu budget's tuning and final runs (5 folds, 2 seeds, 160 runs) fit in
-about 100 minutes on 2 workers; the default budget needs a GPU host or a
-cluster (`--print_only`).
+cpu budget's tuning and final runs (5 folds, seeds 0 and 1: 70 tuning
+runs and 85 final ones) take about 105 minutes on 2 workers; the default
+budget (about 4 hours here) needs a GPU host or a cluster
+(`--print_only`).
 
 The learning rate (Adam, 1e-3) is the same for every method and not
 tuned: a grid over it for the four methods without other
