@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -251,3 +253,50 @@ def test_grids_of_methods_with_hyper_parameters_have_one_size():
       folds=(0,),
       seeds=(0,),
     )
+
+
+_PROTOCOL_FILE = """
+from tests import test_protocol
+
+
+def get_protocol(seeds=(0, 1), budget="cpu"):
+  del budget
+  return test_protocol._protocol(seeds=tuple(seeds))
+"""
+
+
+def _sweep_cli(*args):
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return subprocess.run(
+    [sys.executable, os.path.join(repo, "launch", "sweep.py"), *args],
+    capture_output=True,
+    text=True,
+    cwd=repo,
+    check=False,
+  )
+
+
+def test_print_only_prints_tuning_then_final_commands(tmp_path):
+  path = tmp_path / "protocol_file.py"
+  path.write_text(_PROTOCOL_FILE)
+  root = str(tmp_path / "root")
+  args = (f"--protocol={path}", f"--root={root}", "--print_only")
+  first = _sweep_cli(*args)
+  assert first.returncode == 0, first.stderr
+  lines = [x for x in first.stdout.splitlines() if "mcl.main" in x]
+  assert len(lines) == 4 * 3 and "tuning/ewc_c2/fold2_seed0" in lines[-1]
+
+  _write_tuning(root, _protocol())
+  second = _sweep_cli(*args)
+  assert second.returncode == 0, second.stderr
+  lines = [x for x in second.stdout.splitlines() if "mcl.main" in x]
+  assert len(lines) == 3 + 3 * 3  # The first seed's own rows are links.
+  assert all("/final/" in x for x in lines)
+  assert "--config.ewc.fisher_batches=1" in second.stdout
+  assert os.path.exists(os.path.join(root, "selection.md"))
+
+  unfinished = _sweep_cli(
+    f"--protocol={path}", f"--root={tmp_path / 'empty'}", "--aggregate_only"
+  )
+  assert unfinished.returncode != 0
+  assert "tuning runs have not finished" in unfinished.stderr
