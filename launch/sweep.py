@@ -98,18 +98,32 @@ def environment(threads: int, root: str) -> dict:
   return env
 
 
-def _worker_loop(index, queue, config, root, env, report_done) -> None:
-  """One `sweep_worker.py` process fed runs from `queue` until it is empty.
+# Runs per worker process before it is replaced: every DEN growth compiles
+# new shapes and each compiled executable stays in the process; in the
+# issue-11 protocol two workers that had run about 40 runs each failed to
+# compile for lack of memory.
+RUNS_PER_WORKER = 12
 
-  A worker that dies fails its current run and is replaced.
+
+def _worker_loop(index, queue, config, root, env, report_done) -> None:
+  """One `sweep_worker.py` process at a time, fed runs from `queue` until
+  it is empty, replaced after RUNS_PER_WORKER runs.
+
+  A worker that dies fails its current run (which resumes from its last
+  task checkpoint on the next sweep) and is replaced.
   """
-  worker = None
+  worker, served = None, 0
   while True:
     try:
       run = queue.get_nowait()
     except _queue.Empty:
       break
+    if worker is not None and served >= RUNS_PER_WORKER:
+      worker.stdin.close()
+      worker.wait()
+      worker = None
     if worker is None or worker.poll() is not None:
+      served = 0
       log = open(os.path.join(root, f"worker{index}.log"), "a")
       worker = subprocess.Popen(
         [sys.executable, os.path.join(_HERE, "sweep_worker.py")],
@@ -127,6 +141,10 @@ def _worker_loop(index, queue, config, root, env, report_done) -> None:
     worker.stdin.write(json.dumps(request) + "\n")
     worker.stdin.flush()
     answer = worker.stdout.readline()
+    served += 1
+    if not answer:  # The worker died: reap it, start a new one next run.
+      worker.wait()
+      worker = None
     report_done(run, bool(answer) and json.loads(answer)["ok"])
   if worker is not None and worker.poll() is None:
     worker.stdin.close()
