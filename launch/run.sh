@@ -13,7 +13,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash launch/setup.sh
 config="${CONFIG:-configs/gtzan.py}"
 if [[ -z "${CONFIG:-}" ]]; then
   workdir="${WORKDIR:-runs/gtzan_den_fold0}"
@@ -22,9 +21,36 @@ else
 fi
 args=(--config="$config" --workdir="$workdir"
   --config.data.data_dir="$root/runs/tfds")
+# The data folder is checked before any install work.
 case "$(basename "$config")" in
-  mtat_*) args+=(--config.data.manual_dir="${MTAT_DIR:-$root/data/magnatagatune}") ;;
+  mtat_*)
+    data="${MTAT_DIR:-$root/data/magnatagatune}"
+    args+=(--config.data.manual_dir="$data")
+    if [[ ! -f "$data/annotations_final.csv" ]]; then
+      cat >&2 <<EOT
+launch/run.sh: no MagnaTagATune at $data (annotations_final.csv missing).
+Download annotations_final.csv and mp3.zip.001-003 from the MagnaTagATune
+page (mirg.city.ac.uk/codeapps/the-magnatagatune-dataset), unzip the audio
+into mp3/ beside the csv (mp3/0 ... mp3/f), then:
+MTAT_DIR=/that/folder bash launch/run.sh
+EOT
+      exit 2
+    fi ;;
   permuted_digits*) ;;  # Bundled digits (or TFDS mnist in runs/tfds).
-  *) args+=(--config.data.source_dir="${AUDIO_DIR:-$root/../shared/data/gtzan_excerpts}") ;;
+  *)
+    data="${AUDIO_DIR:-$root/../shared/data/gtzan_excerpts}"
+    args+=(--config.data.source_dir="$data")
+    if [[ ! -d "$data" ]]; then
+      cat >&2 <<EOT
+launch/run.sh: no audio folder at $data.
+It needs <label>/<clip> audio, e.g. blues/blues.00000.wav (any format the
+decoder reads). GTZAN itself: TFDS's gtzan download host is offline; take a
+copy of genres_original/ (e.g. Kaggle's "GTZAN Dataset - Music Genre
+Classification"), or any labelled folder with --config.tasks naming its
+labels, then: AUDIO_DIR=/that/folder bash launch/run.sh
+EOT
+      exit 2
+    fi ;;
 esac
+bash launch/setup.sh
 exec .venv/bin/python -m mcl.main "${args[@]}" "$@"
