@@ -11,9 +11,9 @@ A protocol (`mcl.protocol`) runs in three stages: its tuning runs, the
 per-fold selection on validation figures (`<root>/selection.md`), then the
 final runs with the selected values; the report of `<root>/final`
 (`results.md`, `paired.md`, `results.csv`, plots) lies beside the
-selection in `<root>`. With `--print_only` it
-prints the tuning commands until they have all finished, then selects and
-prints the final ones: run it again after the first batch on a cluster.
+selection in `<root>`. With `--print_only` it prints the tuning commands
+until they have all finished, then selects and prints the final ones: run
+it again after the first batch on a cluster.
 
 Finished runs (complete results.json) are skipped, so an interrupted sweep
 or protocol continues where it stopped (each run also resumes from its
@@ -100,7 +100,7 @@ def environment(threads: int, root: str) -> dict:
 
 # Runs per worker process before it is replaced: every DEN growth compiles
 # new shapes and each compiled executable stays in the process; in the
-# issue-11 protocol two workers that had run about 40 runs each failed to
+# issue-11 protocol two workers that had run about 33 runs each failed to
 # compile for lack of memory.
 RUNS_PER_WORKER = 12
 
@@ -133,6 +133,7 @@ def _worker_loop(index, queue, config, root, env, report_done) -> None:
         env=env,
         text=True,
       )
+      log.close()  # The worker holds its own copy.
     request = {
       "config": config,
       "overrides": dict(run.overrides),
