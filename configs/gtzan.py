@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.fold = 0  # Test fold; validation is the next one.
   config.data.chunk_seconds = 3.0
   config.data.eval_chunks = 8  # Evenly spaced chunks averaged per clip.
+  # A class without clips in a split is an error before training; True
+  # only warns.
+  config.data.allow_empty_classes = False
 
   # Log-mel front end (mcl.audio.FeatureConfig): 16 kHz, n_fft 512,
   # hop 256 samples, 128 mels up to 8 kHz, dB.
@@ -38,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.features.f_max = 8_000.0
   config.features.top_db = 80.0
   config.features.min_seconds = 3.0
-  config.features.silence_db = -60.0
+  config.features.silence_db = -80.0  # Peak level: digital silence only.
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "conv_classifier"

@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.genres = magnatagatune.GENRES
   config.data.chunk_seconds = 3.0
   config.data.eval_chunks = 8
+  config.data.allow_empty_classes = False
 
   # The top-50 length rule (29.1 s decoded); only digital silence is
   # rejected (quiet classical clips are real data).

@@ -38,7 +38,7 @@ from absl import app, flags, logging
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_HERE))
 
-from mcl import protocol, report, sweep  # noqa: E402
+from mcl import errors, protocol, report, sweep  # noqa: E402
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep definition file.")
 _PROTOCOL = flags.DEFINE_string(
@@ -71,6 +71,8 @@ flags.mark_flags_as_mutual_exclusive(["sweep", "protocol"], required=True)
 
 
 def load_definition(path: str):
+  if not os.path.isfile(path):
+    raise errors.UserError(f"{path}: no such sweep or protocol file")
   spec = importlib.util.spec_from_file_location("sweep_definition", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -237,10 +239,7 @@ def run_protocol(path: str, seeds, root: str) -> int:
     return 0
   failures = 0
   if _PRINT_ONLY.value or _AGGREGATE_ONLY.value:
-    try:
-      _, plan = protocol.prepare_final(definition, root)
-    except ValueError as error:  # Tuning unfinished: nothing to report.
-      raise app.UsageError(f"{root}: {error}") from error
+    _, plan = protocol.prepare_final(definition, root)
     if _PRINT_ONLY.value:
       _print_commands(plan.runs, definition.config, root)
       return 0
@@ -259,6 +258,7 @@ def run_protocol(path: str, seeds, root: str) -> int:
   return failures
 
 
+@errors.usage_errors
 def main(argv):
   del argv
   seeds = {"seeds": [int(s) for s in _SEEDS.value]} if _SEEDS.value else {}

@@ -1,8 +1,8 @@
 """Audio decoding and time-frequency features: numpy in, numpy out.
 
-Decoding uses soundfile (libsndfile: wav, flac, ogg, mp3, au), resampling
-uses soxr through librosa, and the mel filter bank and MFCC are librosa's.
-This module knows nothing of JAX or TensorFlow.
+Decoding uses soundfile (libsndfile: WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF,
+AU, CAF, ...), resampling uses soxr through librosa, and the mel filter bank
+and MFCC are librosa's. This module knows nothing of JAX or TensorFlow.
 """
 
 import dataclasses
@@ -12,7 +12,30 @@ import librosa
 import numpy as np
 import soundfile
 
-AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac", ".au")
+# File extensions of the libsndfile formats that hold music, by format.
+_FORMAT_EXTENSIONS = {
+  "WAV": (".wav", ".wave"),
+  "WAVEX": (".wav",),
+  "RF64": (".rf64",),
+  "W64": (".w64",),
+  "FLAC": (".flac",),
+  "OGG": (".ogg", ".oga", ".opus"),
+  "MP3": (".mp3",),
+  "AIFF": (".aiff", ".aif", ".aifc"),
+  "AU": (".au", ".snd"),
+  "CAF": (".caf",),
+}
+# Every extension the installed libsndfile decodes (lower case, sorted).
+AUDIO_EXTENSIONS = tuple(
+  sorted(
+    {
+      extension
+      for name, extensions in _FORMAT_EXTENSIONS.items()
+      if name in soundfile.available_formats()
+      for extension in extensions
+    }
+  )
+)
 
 
 class AudioError(ValueError):
@@ -42,7 +65,8 @@ class FeatureConfig:
     f_max: highest mel band edge in Hz.
     top_db: dynamic range kept below the clip's peak, in dB.
     min_seconds: clips shorter than this (after decoding) are rejected.
-    silence_db: clips whose RMS is below this level in dBFS are rejected.
+    silence_db: clips whose peak sample level is below this, in dBFS, are
+      digital silence and rejected (see `check_audio`).
   """
 
   sample_rate: int = 16_000
@@ -53,14 +77,15 @@ class FeatureConfig:
   f_max: float = 8_000.0
   top_db: float = 80.0
   min_seconds: float = 3.0
-  silence_db: float = -60.0
+  silence_db: float = -80.0
 
 
 def load_audio(path: str, sample_rate: int) -> np.ndarray:
   """Decodes a file, mixes it to mono and resamples it.
 
   Args:
-    path: a wav/mp3/ogg/flac/au file.
+    path: a file in one of the formats of `AUDIO_EXTENSIONS` (the format
+      is read from the contents, not the extension).
     sample_rate: target sample rate in Hz.
 
   Returns:
@@ -68,20 +93,31 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
     length is the decoded one; header durations are not trusted.
 
   Raises:
-    AudioError: the file is missing, empty, or cannot be decoded.
+    AudioError: the file is missing, a folder, empty, or undecodable (not
+      audio, or too damaged to open: its size is in the message).
   """
   if not os.path.exists(path):
     raise AudioError(path, "file does not exist")
-  if os.path.getsize(path) == 0:
+  if not os.path.isfile(path):
+    raise AudioError(path, "not a regular file")
+  size = os.path.getsize(path)
+  if size == 0:
     raise AudioError(path, "file is empty (0 bytes)")
   try:
     waveform, source_rate = soundfile.read(
       path, dtype="float32", always_2d=True
     )
   except (soundfile.LibsndfileError, RuntimeError, EOFError) as e:
-    raise AudioError(path, f"cannot decode audio ({e})") from e
+    # libsndfile says "File does not exist" of any file it cannot open.
+    raise AudioError(
+      path,
+      f"undecodable: {size} bytes that libsndfile cannot read as audio "
+      "(truncated, corrupt, or not an audio file)",
+    ) from e
   if waveform.shape[0] == 0:
-    raise AudioError(path, "decodes to zero samples")
+    raise AudioError(
+      path, f"undecodable: {size} bytes that decode to zero samples"
+    )
   mono = waveform.mean(axis=1)
   if source_rate != sample_rate:
     mono = librosa.resample(
@@ -91,7 +127,13 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
 
 
 def check_audio(path: str, waveform: np.ndarray, config: FeatureConfig):
-  """Rejects audio too short or too quiet to classify.
+  """Rejects audio too short to classify, or digital silence.
+
+  Silence is judged by the peak sample, not the RMS: a recording is
+  silent when no sample reaches `config.silence_db` dBFS (default -80,
+  about 3 steps of 16-bit PCM), i.e. zeros, dither or codec noise. Quiet
+  music passes: a piano intro at -67 dBFS RMS still peaks near -50 dBFS,
+  which an RMS threshold of -60 dB wrongly rejected.
 
   Args:
     path: the file the waveform came from (for the error message).
@@ -99,21 +141,26 @@ def check_audio(path: str, waveform: np.ndarray, config: FeatureConfig):
     config: gives `min_seconds` and `silence_db`.
 
   Raises:
-    AudioError: shorter than `config.min_seconds`, non-finite samples, or
-      RMS below `config.silence_db` dBFS.
+    AudioError: shorter than `config.min_seconds` (a truncated file
+      usually shows here), non-finite samples, or a peak below
+      `config.silence_db` dBFS.
   """
   seconds = waveform.shape[0] / config.sample_rate
   if seconds < config.min_seconds:
     raise AudioError(
-      path, f"too short: {seconds:.2f} s < {config.min_seconds:.2f} s"
+      path,
+      f"too short: decodes to {seconds:.2f} s < {config.min_seconds:.2f} s "
+      "(a short clip, or a truncated file)",
     )
   if not np.all(np.isfinite(waveform)):
     raise AudioError(path, "contains non-finite samples")
-  rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
-  rms_db = 20.0 * np.log10(max(rms, 1e-12))
-  if rms_db < config.silence_db:
+  peak = float(np.max(np.abs(waveform)))
+  peak_db = 20.0 * np.log10(max(peak, 1e-12))
+  if peak_db < config.silence_db:
     raise AudioError(
-      path, f"silent: RMS {rms_db:.1f} dBFS < {config.silence_db:.1f} dBFS"
+      path,
+      f"digital silence: peak {peak_db:.1f} dBFS < {config.silence_db:.1f} "
+      "dBFS",
     )
 
 

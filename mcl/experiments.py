@@ -8,7 +8,8 @@ records and compiled steps are paid once).
 """
 
 import importlib.util
-import logging as pylogging
+import json
+import os
 from collections.abc import Mapping
 
 import jax
@@ -16,20 +17,11 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from mcl import parallel
+from mcl import errors, logs, parallel
 from mcl.continual import runner
 from mcl.tagging import experiment
 
 EXPERIMENTS = {"continual": runner.run, "tagging": experiment.run}
-
-
-class _QuietLibraries(pylogging.Filter):
-  """Drops INFO records of chatty libraries (Orbax logs every file op)."""
-
-  def filter(self, record: pylogging.LogRecord) -> bool:
-    return record.levelno >= pylogging.WARNING or "/orbax/" not in (
-      record.pathname
-    )
 
 
 def start_process() -> None:
@@ -37,7 +29,7 @@ def start_process() -> None:
 
   Call once per process, before any experiment.
   """
-  logging.get_absl_logger().addFilter(_QuietLibraries())
+  logs.configure()
   # tf.data only; keep TensorFlow off any accelerator JAX uses.
   tf.config.set_visible_devices([], "GPU")
   parallel.initialize()  # Several processes: join before touching devices.
@@ -72,11 +64,19 @@ def load_config(
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs `config.experiment` in `workdir`; returns its results.json.
 
+  The config is first written to `<workdir>/config.json`: what
+  `mcl.predict` reads to featurise new audio as the run did.
+
   Raises:
-    ValueError: an unknown experiment (and whatever the experiment raises).
+    mcl.errors.UserError: an unknown experiment (and whatever the
+      experiment raises).
   """
   if config.experiment not in EXPERIMENTS:
-    raise ValueError(
+    raise errors.UserError(
       f"unknown experiment {config.experiment!r}; known: {sorted(EXPERIMENTS)}"
     )
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(config.to_dict(), f, indent=1)
   return EXPERIMENTS[config.experiment](config, workdir)

@@ -18,7 +18,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from mcl import checkpointing, models
+from mcl import checkpointing, errors, logs, models
 from mcl.continual import surgery, timestamped
 
 
@@ -30,17 +30,20 @@ def load(workdir: str, task: int | None = None) -> tuple[dict, dict]:
     task: the task whose checkpoint to read; None for the last.
 
   Raises:
-    ValueError: no checkpoint, or none for `task`.
+    mcl.errors.UserError: no checkpoint, or none for `task`.
   """
-  checkpoints = checkpointing.TaskCheckpoints(
-    os.path.join(workdir, "checkpoints")
-  )
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise errors.UserError(f"{workdir}: not a continual run (no checkpoints/)")
+  checkpoints = checkpointing.TaskCheckpoints(directory)
   finished = checkpoints.tasks()
   if not finished:
-    raise ValueError(f"{workdir}: no task checkpoint")
+    raise errors.UserError(f"{workdir}: no task has finished yet")
   task = finished[-1] if task is None else task
   if task not in finished:
-    raise ValueError(f"{workdir}: no checkpoint of task {task} ({finished})")
+    raise errors.UserError(
+      f"{workdir}: no checkpoint of task {task}; finished tasks: {finished}"
+    )
   metadata = checkpoints.metadata(task)
   abstract = checkpointing.abstract_params(
     models.get_model_class(metadata["model"]), tuple(metadata["input_shape"])
@@ -163,8 +166,10 @@ def format_diff(before: dict, after: dict, layers) -> str:
   )
 
 
+@errors.usage_errors
 def main(argv):
   del argv
+  logs.configure()
   params, metadata = load(_WORKDIR.value, _TASK.value)
   print(format_report(params, metadata))
   if _DIFF.value is not None:

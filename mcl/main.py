@@ -12,7 +12,7 @@ are overridden on the command line, e.g.
 from absl import app, flags
 from ml_collections import config_flags
 
-from mcl import experiments
+from mcl import errors, experiments
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file.", lock_config=True
@@ -21,16 +21,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+@errors.usage_errors
 def main(argv):
   del argv
-  config = _CONFIG.value
-  if config.experiment not in experiments.EXPERIMENTS:
-    raise app.UsageError(
-      f"unknown experiment {config.experiment!r}; "
-      f"known: {sorted(experiments.EXPERIMENTS)}"
-    )
   experiments.start_process()
-  experiments.run(config, _WORKDIR.value)
+  experiments.run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

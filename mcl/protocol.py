@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mcl import sweep
+from mcl import errors, sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +66,9 @@ class Protocol:
     tuning_seed: seed of the tuning runs.
 
   Raises:
-    ValueError: a variant names an unknown grid, a grid is empty, the
-      grids with more than one configuration differ in size, or no seed.
+    mcl.errors.UserError: a variant names an unknown grid, a grid is
+      empty, the grids with more than one configuration differ in size,
+      or no seed.
   """
 
   config: str
@@ -81,16 +82,19 @@ class Protocol:
   def __post_init__(self):
     unknown = {v.grid for v in self.variants.values()} - set(self.grids)
     if unknown:
-      raise ValueError(f"variants name unknown grids: {sorted(unknown)}")
+      raise errors.UserError(
+        f"variants name unknown grids: {sorted(unknown)}"
+      )
     sizes = {g: len(c) for g, c in self.grids.items()}
     if 0 in sizes.values():
-      raise ValueError(f"empty grids: {[g for g, n in sizes.items() if not n]}")
+      empty = [g for g, n in sizes.items() if not n]
+      raise errors.UserError(f"empty grids: {empty}")
     if len({n for n in sizes.values() if n > 1}) > 1:
-      raise ValueError(
+      raise errors.UserError(
         f"grids of methods with hyper-parameters differ: {sizes}"
       )
     if not self.seeds:
-      raise ValueError("a protocol needs at least one seed")
+      raise errors.UserError("a protocol needs at least one seed")
 
 
 def _run_name(fold: int, seed: int) -> str:
@@ -185,7 +189,7 @@ def select(protocol: Protocol, root: str) -> Selection:
   Reads only `validation_figures` of each tuning run's results.json.
 
   Raises:
-    ValueError: a tuning run has not finished (names them all).
+    mcl.errors.UserError: a tuning run has not finished (names some).
   """
   missing = [
     sweep.workdir(root, r)
@@ -193,7 +197,7 @@ def select(protocol: Protocol, root: str) -> Selection:
     if not sweep.finished(root, r)
   ]
   if missing:
-    raise ValueError(
+    raise errors.UserError(
       f"{len(missing)} tuning runs have not finished, e.g. {missing[:3]}"
     )
   chosen, scores, params = {}, {}, {}
@@ -257,7 +261,7 @@ def make_links(links: Mapping[str, str]) -> None:
     links: {final run folder: tuning run folder}.
 
   Raises:
-    ValueError: a final folder exists as a real folder.
+    mcl.errors.UserError: a final folder exists as a real folder.
   """
   for path, target in links.items():
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -267,7 +271,9 @@ def make_links(links: Mapping[str, str]) -> None:
         continue
       os.remove(path)
     elif os.path.exists(path):
-      raise ValueError(f"{path}: a folder where the protocol needs a link")
+      raise errors.UserError(
+        f"{path}: a folder where the protocol needs a link"
+      )
     os.symlink(relative, path)
 
 
@@ -354,7 +360,7 @@ def prepare_final(protocol: Protocol, root: str) -> tuple[Selection, FinalPlan]:
   links the first-seed final runs; returns the selection and the plan.
 
   Raises:
-    ValueError: a tuning run has not finished.
+    mcl.errors.UserError: a tuning run has not finished.
   """
   selection = select(protocol, root)
   write_selection(protocol, selection, root)

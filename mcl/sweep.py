@@ -11,6 +11,8 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 
+from mcl import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class Run:
@@ -82,7 +84,7 @@ def finished(root: str, run: Run) -> bool:
   """True when the run's results.json has every task done.
 
   Raises:
-    ValueError: the folder holds a run of another config (an override
+    mcl.errors.UserError: the folder holds a run of another config (an override
       differs from the config stored in its results.json), e.g. a root
       reused with another budget or an edited grid.
   """
@@ -97,7 +99,7 @@ def finished(root: str, run: Run) -> bool:
     for part in key.split("."):
       found = found.get(part) if isinstance(found, dict) else None
     if found != value:
-      raise ValueError(
+      raise errors.UserError(
         f"{path}: ran with {key}={found!r}, this sweep asks for {value!r};"
         " use another --root or remove the folder"
       )

@@ -11,6 +11,8 @@ split (MagnaTagATune) uses its own train/valid/test.
 import dataclasses
 from collections.abc import Sequence
 
+from mcl import errors
+
 GTZAN_GENRE_PAIRS = (
   ("blues", "classical"),
   ("country", "disco"),
@@ -77,8 +79,8 @@ def make_tasks(
     The tasks, in order.
 
   Raises:
-    ValueError: an unknown class name, a task with fewer than two classes,
-      or a class in more than one task.
+    mcl.errors.UserError: an unknown class name, a task with fewer than
+      two classes, or a class in more than one task.
   """
   ids = {name: i for i, name in enumerate(label_names)}
   seen = set()
@@ -87,15 +89,21 @@ def make_tasks(
     group = tuple(group)
     unknown = [name for name in group if name not in ids]
     if unknown:
-      raise ValueError(
+      raise errors.UserError(
         f"task {index}: unknown classes {unknown}; the dataset has "
-        f"{list(label_names)}"
+        f"{list(label_names)} (change config.tasks)"
       )
     if len(group) < 2:
-      raise ValueError(f"task {index} needs at least two classes: {group}")
+      raise errors.UserError(
+        f"task {index} needs at least two classes, got {group} "
+        "(change config.tasks)"
+      )
     repeated = seen.intersection(group)
     if repeated:
-      raise ValueError(f"task {index}: {sorted(repeated)} already in a task")
+      raise errors.UserError(
+        f"task {index}: {sorted(repeated)} already in an earlier task "
+        "(change config.tasks)"
+      )
     seen.update(group)
     tasks.append(Task(index, group, tuple(ids[name] for name in group)))
   return tasks
@@ -112,12 +120,14 @@ def fold_split(test_fold: int, num_folds: int) -> DataSplit:
     The split over the TFDS splits `fold<k>`.
 
   Raises:
-    ValueError: out-of-range fold or fewer than three folds.
+    mcl.errors.UserError: out-of-range fold or fewer than three folds.
   """
   if num_folds < 3:
-    raise ValueError(f"need at least 3 folds, got {num_folds}")
+    raise errors.UserError(f"need at least 3 folds, got {num_folds}")
   if not 0 <= test_fold < num_folds:
-    raise ValueError(f"test fold {test_fold} not in [0, {num_folds})")
+    raise errors.UserError(
+      f"test fold {test_fold} not in [0, {num_folds}) (config.data.fold)"
+    )
   validation = (test_fold + 1) % num_folds
   train = tuple(k for k in range(num_folds) if k not in (test_fold, validation))
   return DataSplit(

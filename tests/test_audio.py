@@ -71,14 +71,17 @@ def test_mp3_decodes_to_its_true_length():
   "make, problem",
   [
     (lambda p: open(p, "wb").close(), "empty"),
-    (lambda p: open(p, "wb").write(os.urandom(4096)), "cannot decode"),
+    (
+      lambda p: open(p, "wb").write(os.urandom(4096)),
+      "undecodable: 4096 bytes",
+    ),
     (
       lambda p: soundfile.write(p, np.full(16_000, 0.1, np.float32), 16_000),
       "too short",
     ),
     (
       lambda p: soundfile.write(p, np.zeros(16_000 * 5, np.float32), 16_000),
-      "silent",
+      "digital silence",
     ),
   ],
 )
@@ -98,3 +101,57 @@ def test_truncated_wav_is_rejected_or_decoded_short(gtzan_dir, tmp_path):
     f.truncate(2_000)
   with pytest.raises(audio.AudioError, match="too short"):
     audio.file_log_mel(path, CONFIG)
+
+
+def test_missing_file_and_folder_are_named_as_such(tmp_path):
+  with pytest.raises(audio.AudioError, match="does not exist"):
+    audio.load_audio(str(tmp_path / "absent.mp3"), 16_000)
+  with pytest.raises(audio.AudioError, match="not a regular file"):
+    audio.load_audio(str(tmp_path), 16_000)
+
+
+def test_truncated_mp3_is_named_short_or_undecodable(tmp_path):
+  if not os.path.exists(MTAT_CLIP):
+    pytest.skip("MTAT sample absent")
+  path = str(tmp_path / "truncated.mp3")
+  with open(MTAT_CLIP, "rb") as f, open(path, "wb") as out:
+    out.write(f.read(1024))
+  with pytest.raises(audio.AudioError) as info:
+    audio.file_log_mel(path, CONFIG)
+  assert "does not exist" not in info.value.problem
+  assert info.value.problem.startswith(("too short", "undecodable"))
+
+
+def _at_rms_db(waveform, rms_db):
+  rms = np.sqrt(np.mean(np.square(waveform, dtype=np.float64)))
+  return (waveform * (10 ** (rms_db / 20) / rms)).astype(np.float32)
+
+
+def test_quiet_music_passes_and_digital_silence_fails(gtzan_dir):
+  # A real excerpt attenuated to -67 dBFS RMS, like a quiet piano intro.
+  waveform = audio.load_audio(
+    os.path.join(gtzan_dir, "classical", "classical.00000.wav"), 16_000
+  )
+  quiet = _at_rms_db(waveform, -67.0)
+  audio.check_audio("quiet.wav", quiet, CONFIG)  # Does not raise.
+  assert np.all(np.isfinite(audio.log_mel(quiet, CONFIG)))
+  with pytest.raises(audio.AudioError, match="digital silence"):
+    audio.check_audio("zeros.wav", np.zeros_like(waveform), CONFIG)
+  # 16-bit dither (+-1 step) is silence too.
+  rng = np.random.default_rng(0)
+  dither = rng.integers(-1, 2, waveform.shape).astype(np.float32) / 32768
+  with pytest.raises(audio.AudioError, match="digital silence"):
+    audio.check_audio("dither.wav", dither, CONFIG)
+
+
+def test_every_extension_libsndfile_reads_is_accepted(gtzan_dir, tmp_path):
+  assert {".wav", ".flac", ".ogg", ".oga", ".mp3"} <= set(
+    audio.AUDIO_EXTENSIONS
+  )
+  waveform = audio.load_audio(
+    os.path.join(gtzan_dir, "jazz", "jazz.00001.wav"), 16_000
+  )
+  path = str(tmp_path / "vorbis.oga")  # Ogg Vorbis under its other name.
+  soundfile.write(path, waveform, 16_000, format="OGG", subtype="VORBIS")
+  decoded = audio.load_audio(path, 16_000)
+  assert abs(len(decoded) - len(waveform)) < 16_000 // 100

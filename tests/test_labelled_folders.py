@@ -21,6 +21,13 @@ def folder_with_bad_files(gtzan_dir, tmp_path):
       os.symlink(os.path.join(gtzan_dir, genre, name), root / genre / name)
   (root / "disco" / "empty.wav").write_bytes(b"")
   (root / "reggae" / "corrupt.mp3").write_bytes(os.urandom(3000))
+  (root / "reggae" / "notes.txt").write_text("not audio")
+  (root / "README.txt").write_text("not in a label folder")
+  os.makedirs(root / "disco" / "extra")
+  os.symlink(
+    os.path.join(gtzan_dir, "disco", "disco.00009.wav"),
+    root / "disco" / "extra" / "nested.wav",
+  )
   return str(root)
 
 
@@ -32,9 +39,18 @@ def test_bad_files_are_skipped_and_reported(folder_with_bad_files, tmp_path):
     os.path.basename(s["path"]): s["problem"]
     for s in labelled_folders.skipped_clips(builder)
   }
-  assert set(skipped) == {"empty.wav", "corrupt.mp3"}
+  assert set(skipped) == {
+    "empty.wav",
+    "corrupt.mp3",
+    "notes.txt",
+    "README.txt",
+    "nested.wav",
+  }
   assert "empty" in skipped["empty.wav"]
-  assert "cannot decode" in skipped["corrupt.mp3"]
+  assert "undecodable" in skipped["corrupt.mp3"]
+  assert "unsupported extension '.txt'" in skipped["notes.txt"]
+  assert "not in a <label>/ folder" in skipped["README.txt"]
+  assert "sub-folder of disco/" in skipped["nested.wav"]
   assert builder.info.splits.total_num_examples == 6
 
   # The report survives a reload from disk, and the records are reused:
@@ -47,7 +63,7 @@ def test_bad_files_are_skipped_and_reported(folder_with_bad_files, tmp_path):
     )
   finally:
     audio.file_log_mel = original
-  assert len(labelled_folders.skipped_clips(again)) == 2
+  assert len(labelled_folders.skipped_clips(again)) == 5
   assert again.info.splits.total_num_examples == 6
 
 
@@ -55,7 +71,7 @@ def test_folds_partition_the_clips_stratified(tiny_audio_dir, tiny_data_dir):
   builder = labelled_folders.build(
     tiny_audio_dir, tiny_data_dir, FEATURES, num_folds=5
   )
-  clips = labelled_folders.list_clips(tiny_audio_dir)
+  clips = labelled_folders.scan(tiny_audio_dir).clips
   seen = collections.Counter()
   per_fold_labels = {}
   for k in range(5):

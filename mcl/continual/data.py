@@ -24,8 +24,10 @@ from typing import Protocol
 
 import ml_collections
 import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
 
-from mcl import audio, input_pipeline, tasks
+from mcl import audio, errors, input_pipeline, tasks
 from mcl.datasets import labelled_folders, magnatagatune, permuted_digits
 
 # Split names of `TaskData.eval_batches`.
@@ -151,6 +153,71 @@ def chunk_frames(config: ml_collections.ConfigDict) -> int:
   )
 
 
+def label_names(config: ml_collections.ConfigDict) -> list[str]:
+  """The audio source's label names, known before any record is built.
+
+  Labelled folders: the `<label>/` sub-folders holding audio (sorted);
+  MagnaTagATune: `config.data.genres`.
+
+  Raises:
+    mcl.errors.UserError: the folder is missing or holds no audio.
+  """
+  if config.data.source == "labelled_folders":
+    return labelled_folders.scan(config.data.source_dir).labels
+  return list(config.data.genres)
+
+
+def class_counts(builder, split: str) -> np.ndarray:
+  """int [num_labels]: records of each label in a TFDS split expression."""
+  num_labels = builder.info.features["label"].num_classes
+  ds = builder.as_dataset(
+    split=split, decoders={"log_mel": tfds.decode.SkipDecoding()}
+  )
+  labels = [int(x) for x in tfds.as_numpy(ds.map(lambda ex: ex["label"]))]
+  return np.bincount(np.asarray(labels, np.int64), minlength=num_labels)
+
+
+def check_classes(
+  task_list: Sequence[tasks.Task],
+  counts: dict[str, np.ndarray],
+  split_names: dict[str, str],
+  allow_empty: bool,
+) -> None:
+  """Every class of every task has a clip in every split.
+
+  A class without training clips is never learnt; one without validation
+  or test clips leaves its scores undefined (ROC-AUC None, accuracy over
+  the other class only).
+
+  Args:
+    task_list: the tasks.
+    counts: {"train" | "validation" | "test": int [num_labels]}.
+    split_names: the same keys -> the split expression (for the message).
+    allow_empty: log a warning instead of raising.
+
+  Raises:
+    mcl.errors.UserError: some class has no clip in some split (each is
+      named with its task and split), unless `allow_empty`.
+  """
+  empty = [
+    f"'{name}' (task {task.index}) has no {split} clip ({split_names[split]})"
+    for task in task_list
+    for name, label in zip(task.class_names, task.class_ids, strict=True)
+    for split in ("train", "validation", "test")
+    if counts[split][label] == 0
+  ]
+  if not empty:
+    return
+  message = "; ".join(empty)
+  if allow_empty:
+    logging.warning("Empty classes, run goes on as asked: %s", message)
+    return
+  raise errors.UserError(
+    f"{message}. Add clips or change config.tasks; "
+    "--config.data.allow_empty_classes=True runs anyway"
+  )
+
+
 class AudioTaskData:
   """`TaskData` of a prepared log-mel builder: random-chunk training,
   evenly spaced evaluation chunks (`mcl.input_pipeline`).
@@ -162,14 +229,32 @@ class AudioTaskData:
   """
 
   def __init__(self, config: ml_collections.ConfigDict):
-    """Builds (or loads) the records of `config.data`; see `build_dataset`.
+    """Checks the tasks, builds (or loads) the records of `config.data`
+    (see `build_dataset`) and checks every class's clips (`check_classes`).
 
     Raises:
-      ValueError: a bad data or task setting (`tasks.make_tasks`).
+      mcl.errors.UserError: a bad task or data setting, found before any
+        record is built (`tasks.make_tasks`), or a class without clips in
+        a split (after).
     """
+    self.tasks = tasks.make_tasks(config.tasks, label_names(config))
     self.builder, self.split = build_dataset(config)
-    self.tasks = tasks.make_tasks(
-      config.tasks, self.builder.info.features["label"].names
+    built = self.builder.info.features["label"].names
+    if built != label_names(config):
+      raise errors.UserError(
+        f"{self.builder.data_dir}: records built for labels {built}, the "
+        f"source now has {label_names(config)}; delete that folder to rebuild"
+      )
+    split_names = {
+      "train": self.split.train,
+      "validation": self.split.validation,
+      "test": self.split.test,
+    }
+    check_classes(
+      self.tasks,
+      {k: class_counts(self.builder, v) for k, v in split_names.items()},
+      split_names,
+      config.data.allow_empty_classes,
     )
     self.frames = chunk_frames(config)
     self.input_shape = (1, self.frames, config.features.n_mels)
@@ -236,7 +321,7 @@ def build(config: ml_collections.ConfigDict) -> TaskData:
       bad data or task setting of that source.
   """
   if config.data.source not in SOURCES:
-    raise ValueError(
+    raise errors.UserError(
       f"unknown data source {config.data.source!r}; known: {sorted(SOURCES)}"
     )
   return SOURCES[config.data.source](config)

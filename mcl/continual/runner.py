@@ -22,6 +22,7 @@ from clu import metric_writers
 
 from mcl import (
   checkpointing,
+  errors,
   evaluation,
   models,
   tasks,
@@ -66,7 +67,7 @@ class _Experiment:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     if config.method not in METHODS:
-      raise ValueError(
+      raise errors.UserError(
         f"unknown method {config.method!r}; known: {sorted(METHODS)}"
       )
     self.config = config

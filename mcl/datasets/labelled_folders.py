@@ -7,8 +7,11 @@ clips are sorted by file name and clip r goes to fold r % num_folds. A clip
 is never split across folds, and a clip that fails to decode keeps the fold
 numbering of the others unchanged. Each fold is a TFDS split `fold<k>`.
 
-Files that cannot be featurised are skipped; their paths and problems are
-stored in the dataset's `metadata.json` (the build report) and logged.
+Every file of the folder that does not become a record is in the build
+report (the dataset's `metadata.json`, and the log) with the reason: an
+extension libsndfile does not decode, a file outside any `<label>/` folder
+or in a sub-folder of one, or an `mcl.audio.AudioError` (undecodable, too
+short, digital silence).
 """
 
 import dataclasses
@@ -20,9 +23,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mcl import audio
+from mcl import audio, errors
 
-_VERSION = tfds.core.Version("1.0.0")
+# 1.1.0: the build report lists every file that is not a record.
+_VERSION = tfds.core.Version("1.1.0")
 
 
 @dataclasses.dataclass(eq=False)
@@ -57,13 +61,17 @@ def make_config(
     The builder config.
 
   Raises:
-    ValueError: `source_dir` is not a folder or `num_folds` < 2.
+    mcl.errors.UserError: `source_dir` is not a folder or `num_folds` < 2.
   """
   source_dir = os.path.abspath(source_dir)
   if not os.path.isdir(source_dir):
-    raise ValueError(f"{source_dir}: audio folder does not exist")
+    raise errors.UserError(
+      f"{source_dir}: audio folder does not exist; point "
+      "--config.data.source_dir at a <label>/<clip> folder of audio "
+      "(README, Data)"
+    )
   if num_folds < 2:
-    raise ValueError(f"num_folds must be at least 2, got {num_folds}")
+    raise errors.UserError(f"num_folds must be at least 2, got {num_folds}")
   key = json.dumps(
     [source_dir, dataclasses.asdict(features), num_folds], sort_keys=True
   )
@@ -80,44 +88,88 @@ def make_config(
   )
 
 
-def list_clips(source_dir: str) -> dict[str, list[str]]:
-  """Audio files per label, both sorted.
+@dataclasses.dataclass(frozen=True)
+class Folder:
+  """What a `<label>/<clip>` folder holds.
+
+  Attributes:
+    clips: {label: [path, ...]}, both sorted, for every sub-folder with at
+      least one file of an extension in `mcl.audio.AUDIO_EXTENSIONS`.
+    ignored: [{"path", "problem"}] of every other file, sorted by path.
+  """
+
+  clips: dict[str, list[str]]
+  ignored: list[dict[str, str]]
+
+  @property
+  def labels(self) -> list[str]:
+    """Label names in label-id order (sorted folder names)."""
+    return list(self.clips)
+
+
+def _ignored(path: str, problem: str) -> dict[str, str]:
+  return {"path": path, "problem": problem}
+
+
+def scan(source_dir: str) -> Folder:
+  """Lists the clips of a folder and every file that is not one, with why.
+
+  Hidden files (a leading ".") are skipped without a word.
 
   Args:
     source_dir: root of `<label>/<clip>` audio.
 
   Returns:
-    {label: [path, ...]} for every sub-folder holding at least one file with
-    an extension in `mcl.audio.AUDIO_EXTENSIONS`.
+    The folder's clips and ignored files.
 
   Raises:
-    ValueError: no sub-folder holds audio.
+    mcl.errors.UserError: the folder does not exist, or no sub-folder
+      holds audio.
   """
-  clips = {}
+  if not os.path.isdir(source_dir):
+    raise errors.UserError(f"{source_dir}: audio folder does not exist")
+  clips, ignored = {}, []
   for label in sorted(os.listdir(source_dir)):
     folder = os.path.join(source_dir, label)
-    if not os.path.isdir(folder):
+    if label.startswith("."):
       continue
-    paths = sorted(
-      os.path.join(folder, f)
-      for f in os.listdir(folder)
-      if f.lower().endswith(audio.AUDIO_EXTENSIONS)
-    )
+    if not os.path.isdir(folder):
+      ignored.append(_ignored(folder, "not in a <label>/ folder"))
+      continue
+    paths = []
+    for root, dirs, files in os.walk(folder):
+      dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+      for name in sorted(f for f in files if not f.startswith(".")):
+        path = os.path.join(root, name)
+        extension = os.path.splitext(name)[1].lower()
+        if root != folder:
+          problem = f"in a sub-folder of {label}/ (clips sit in {label}/)"
+          ignored.append(_ignored(path, problem))
+        elif extension not in audio.AUDIO_EXTENSIONS:
+          ignored.append(
+            _ignored(
+              path,
+              f"unsupported extension {extension or '(none)'!r}; audio is "
+              + " ".join(audio.AUDIO_EXTENSIONS),
+            )
+          )
+        else:
+          paths.append(path)
     if paths:
-      clips[label] = paths
+      clips[label] = sorted(paths)
   if not clips:
-    raise ValueError(
+    raise errors.UserError(
       f"{source_dir}: no <label>/<clip> audio found "
-      f"(extensions {', '.join(audio.AUDIO_EXTENSIONS)})"
+      f"(extensions {' '.join(audio.AUDIO_EXTENSIONS)})"
     )
-  return clips
+  return Folder(clips, sorted(ignored, key=lambda e: e["path"]))
 
 
 def assign_folds(clips: dict[str, list[str]], num_folds: int) -> dict[str, int]:
   """Stratified, deterministic fold of every clip.
 
   Args:
-    clips: {label: sorted paths}, as from `list_clips`.
+    clips: {label: sorted paths}, as `Folder.clips`.
     num_folds: number of folds.
 
   Returns:
@@ -137,8 +189,9 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = []
 
   def __init__(self, *, config: LabelledFoldersConfig, **kwargs):
-    self._clips = list_clips(config.source_dir)
-    self._skipped = []
+    folder = scan(config.source_dir)
+    self._clips = folder.clips
+    self._skipped = list(folder.ignored)
     super().__init__(config=config, **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -179,11 +232,12 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
         self._skipped.append({"path": e.path, "problem": e.problem})
         continue
       clip_id = os.path.splitext(os.path.relpath(path, root))[0]
+      label = os.path.basename(os.path.dirname(path))
       yield (
         clip_id,
         {
           "log_mel": features,
-          "label": os.path.basename(os.path.dirname(path)),
+          "label": label,
           "clip_id": clip_id,
           "fold": fold,
         },
@@ -208,7 +262,7 @@ def build(
     The prepared builder; `skipped_clips(builder)` is its build report.
 
   Raises:
-    ValueError: see `make_config` and `list_clips`.
+    mcl.errors.UserError: see `make_config` and `scan`.
   """
   features = features or audio.FeatureConfig()
   builder = LabelledFolders(
@@ -236,5 +290,6 @@ def build(
 
 
 def skipped_clips(builder: LabelledFolders) -> list[dict[str, str]]:
-  """The build report: files skipped, as [{"path": ..., "problem": ...}]."""
+  """The build report: files that are not records, as [{"path": ...,
+  "problem": ...}] (the folder's ignored files, then decoding failures)."""
   return list(builder.info.metadata.get("skipped", []))

@@ -1,5 +1,6 @@
 """Flax linen models, chosen by name from an explicit registry."""
 
+from mcl import errors
 from mcl.models.conv_classifier import ConvClassifier, head_name
 from mcl.models.crnn import CRNN
 from mcl.models.fcn import FCN
@@ -26,10 +27,10 @@ def get_model_class(name: str):
   """The model class registered as `name`.
 
   Raises:
-    ValueError: unknown name; the message lists the known ones.
+    mcl.errors.UserError: unknown name; the message lists the known ones.
   """
   if name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    raise errors.UserError(f"unknown model {name!r}; known: {sorted(MODELS)}")
   return MODELS[name]
 
 
