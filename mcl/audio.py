@@ -126,6 +126,12 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
   return mono.astype(np.float32)
 
 
+def to_pcm16(waveform: np.ndarray) -> np.ndarray:
+  """int16 PCM of a float waveform in [-1, 1] (clipped, rounded; the
+  stored form of waveform records, read back as pcm / 32767)."""
+  return np.round(np.clip(waveform, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
 def check_audio(path: str, waveform: np.ndarray, config: FeatureConfig):
   """Rejects audio too short to classify, or digital silence.
 

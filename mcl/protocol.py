@@ -82,9 +82,7 @@ class Protocol:
   def __post_init__(self):
     unknown = {v.grid for v in self.variants.values()} - set(self.grids)
     if unknown:
-      raise errors.UserError(
-        f"variants name unknown grids: {sorted(unknown)}"
-      )
+      raise errors.UserError(f"variants name unknown grids: {sorted(unknown)}")
     sizes = {g: len(c) for g, c in self.grids.items()}
     if 0 in sizes.values():
       empty = [g for g, n in sizes.items() if not n]

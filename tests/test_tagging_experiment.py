@@ -3,10 +3,12 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from configs import mtat_short_chunk_cnn
-from mcl.tagging import experiment
+from mcl import experiments, metrics, predict
+from tests.conftest import MTAT_FOLDERS, MTAT_GENRES
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def test_tagging_experiment_trains_tests_and_resumes(
 ):
   config = tiny_tagging_config
   workdir = str(tmp_path / "run")
-  results = experiment.run(config, workdir)
+  results = experiments.run(config, workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f) == results
 
@@ -48,6 +50,41 @@ def test_tagging_experiment_trains_tests_and_resumes(
   assert results["validation"]["loss"] == pytest.approx(best["validation_loss"])
 
   config.train.max_epochs = 3  # A longer budget resumes the same run.
-  resumed = experiment.run(config, workdir)
+  resumed = experiments.run(config, workdir)
   assert resumed["history"][:2] == history
   assert len(resumed["history"]) == 3 and resumed["steps"] == 9
+
+
+def test_predict_tags_the_test_clips_as_the_run_scored_them(
+  tiny_tagging_config, tmp_path
+):
+  config = tiny_tagging_config
+  workdir = str(tmp_path / "run")
+  results = experiments.run(config, workdir)
+  # The test split: folders d-f, here clips 8 and 9 of each genre.
+  paths = [
+    os.path.join(config.data.manual_dir, "mp3", folder, f"{genre}.{i:05d}.mp3")
+    for genre in MTAT_GENRES
+    for i, folder in enumerate(MTAT_FOLDERS)
+    if folder in "def"
+  ]
+  out = predict.predict(workdir, paths)
+  assert len(out.predictions) == 8 and not out.skipped
+  scores = [p.scores[predict.TAGS] for p in out.predictions]
+  assert scores[0].names == tuple(results["tags"])
+  probabilities = np.stack([s.probabilities for s in scores])
+  tags = np.array(
+    [
+      [t in ("guitar", p.split("/")[-1].split(".")[0]) for t in results["tags"]]
+      for p in paths
+    ],
+    np.float32,
+  )
+  assert metrics.tag_roc_auc(probabilities, tags) == pytest.approx(
+    results["test"]["roc_auc"], abs=1e-6
+  )
+  assert metrics.tag_pr_auc(probabilities, tags) == pytest.approx(
+    results["test"]["pr_auc"], abs=1e-6
+  )
+  top = scores[0].top(3)
+  assert [p for _, p in top] == sorted([p for _, p in top], reverse=True)

@@ -52,6 +52,35 @@ def task_incremental(
   return TaskScores(accuracy, roc, pr)
 
 
+def class_incremental_probabilities(
+  networks: Sequence[method.Network], inputs
+) -> np.ndarray:
+  """Clip probabilities over all classes of `networks`, task id withheld.
+
+  Every network's head scores each chunk; the chunk logits are
+  concatenated in task order, softmaxed over all those classes and
+  averaged over the clip's chunks.
+
+  Args:
+    networks: the networks of tasks 0..i, in task order.
+    inputs: float32 [clips, K, frames, mels], numpy or from
+      `evaluation.to_device`.
+
+  Returns:
+    float64 [clips, classes of tasks 0..i] (padding clips included).
+  """
+  logits = np.concatenate(
+    [
+      evaluation.chunk_logits(n.model, {"params": n.params}, inputs, n.head)
+      for n in networks
+    ],
+    axis=-1,
+  )
+  z = logits - logits.max(axis=-1, keepdims=True)
+  p = np.exp(z)
+  return (p / p.sum(axis=-1, keepdims=True)).mean(axis=1)
+
+
 def class_incremental_accuracy(
   networks: Sequence[method.Network], batches: list[dict]
 ) -> float:
@@ -67,19 +96,9 @@ def class_incremental_accuracy(
   """
   probabilities, labels = [], []
   for batch in batches:
-    logits = np.concatenate(
-      [
-        evaluation.chunk_logits(
-          n.model, {"params": n.params}, batch["inputs"], n.head
-        )
-        for n in networks
-      ],
-      axis=-1,
-    )
     keep = batch["mask"] > 0
-    z = logits - logits.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    probabilities.append((p / p.sum(axis=-1, keepdims=True)).mean(axis=1)[keep])
+    p = class_incremental_probabilities(networks, batch["inputs"])
+    probabilities.append(p[keep])
     labels.append(batch["label"][keep])
   return metrics.accuracy(np.concatenate(probabilities), np.concatenate(labels))
 

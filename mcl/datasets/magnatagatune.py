@@ -140,8 +140,7 @@ def _featurise(
     return None, e.problem
   out = {"log_mel": audio.log_mel(signal, features)}
   if waveform:
-    pcm = np.round(np.clip(signal, -1.0, 1.0) * 32767.0)
-    out["waveform"] = pcm.astype(np.int16)
+    out["waveform"] = audio.to_pcm16(signal)
   return out, None
 
 

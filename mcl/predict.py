@@ -1,0 +1,359 @@
+"""Classifies new recordings with a finished run.
+
+  python -m mcl.predict --workdir=RUN AUDIO... [--checkpoint=I] [--task=J]
+
+Each file is decoded and featurised with the run's own settings (its
+`config.json`: sample rate, log-mel, chunk length, chunks per clip) and
+scored at clip level exactly as the run's evaluation scores a test clip:
+evenly spaced chunks, chunk probabilities averaged (`mcl.evaluation`).
+
+- A continual run is read at the checkpoint after task I (default: its
+  last finished task). Each task head j <= I gives the clip's
+  probabilities over that task's classes (task-incremental, task id
+  given; `--task=J` keeps one head), and "all" over every class seen up
+  to task I, the heads' chunk logits concatenated before the softmax
+  (class-incremental, `mcl.continual.scoring`).
+- A tagging run uses its best variables (`best/`) and gives every tag's
+  probability; the table shows the top-k.
+
+Folders are searched for files with an audio extension; anything else in
+them, and every file that cannot be decoded, is listed as skipped with the
+reason, and the batch goes on. The table is printed, and written with
+every probability as `<output>.json` and `<output>.csv` (default
+`<workdir>/predictions`). From Python, `predict(workdir, paths)` returns
+the same `PredictionSet`.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+
+from mcl import audio, checkpointing, errors, evaluation, logs, models
+from mcl import inspect as run_inspect
+from mcl.continual import data, runner, scoring
+from mcl.input_pipeline import evenly_spaced_chunks
+from mcl.models import inputs as model_inputs
+
+# Scope of the class-incremental scores (heads concatenated).
+ALL = "all"
+TAGS = "tags"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+  """One clip's probabilities in one scope (a task head, "all" or "tags").
+
+  Attributes:
+    names: class or tag names, in output order.
+    probabilities: float64 [len(names)]; a softmax's (sums to 1) for a
+      head or "all", independent sigmoids' for "tags".
+  """
+
+  names: tuple[str, ...]
+  probabilities: np.ndarray
+
+  def top(self, k: int) -> list[tuple[str, float]]:
+    """The k most probable (name, probability), most probable first."""
+    order = np.argsort(-self.probabilities, kind="stable")[:k]
+    return [(self.names[i], float(self.probabilities[i])) for i in order]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+  """What the run says of one file: {scope: Scores}, scopes in order
+  ("task0", "task1", ..., "all"; or "tags")."""
+
+  path: str
+  scores: dict[str, Scores]
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionSet:
+  """The outcome of `predict`.
+
+  Attributes:
+    workdir: the run.
+    checkpoint: the continual checkpoint used (task index), or None for a
+      tagging run.
+    predictions: one per decoded file, in input order.
+    skipped: [{"path", "problem"}] of files not scored.
+  """
+
+  workdir: str
+  checkpoint: int | None
+  predictions: list[Prediction]
+  skipped: list[dict[str, str]]
+
+
+def run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was started with (`<workdir>/config.json`; runs
+  older than that file keep it in results.json).
+
+  Raises:
+    mcl.errors.UserError: `workdir` is not a run folder.
+  """
+  for name, key in (("config.json", None), ("results.json", "config")):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      with open(path) as f:
+        content = json.load(f)
+      return ml_collections.ConfigDict(content[key] if key else content)
+  raise errors.UserError(f"{workdir}: not a run folder (no config.json)")
+
+
+def audio_files(paths: Sequence[str]) -> tuple[list[str], list[dict]]:
+  """Files to score, and the files of the folders that are not audio.
+
+  Args:
+    paths: files (taken whatever their extension) and folders (searched
+      recursively for `mcl.audio.AUDIO_EXTENSIONS`, sorted).
+
+  Returns:
+    (files, skipped [{"path", "problem"}]).
+  """
+  files, skipped = [], []
+  for path in paths:
+    if not os.path.isdir(path):
+      files.append(path)  # A missing file is reported when decoded.
+      continue
+    for root, dirs, names in os.walk(path):
+      dirs.sort()
+      for name in sorted(names):
+        full = os.path.join(root, name)
+        extension = os.path.splitext(name)[1].lower()
+        if name.startswith("."):
+          continue
+        if extension in audio.AUDIO_EXTENSIONS:
+          files.append(full)
+        else:
+          skipped.append(
+            {"path": full, "problem": f"unsupported extension {extension!r}"}
+          )
+  return files, skipped
+
+
+class _Continual:
+  """The heads of a continual run's checkpoint after task `checkpoint`."""
+
+  def __init__(self, workdir, config, checkpoint: int | None, task: int | None):
+    params, metadata = run_inspect.load(workdir, checkpoint)
+    self.checkpoint = metadata["task"]
+    heads = range(self.checkpoint + 1)
+    if task is not None and task not in heads:
+      raise errors.UserError(
+        f"--task={task}: the checkpoint after task {self.checkpoint} has "
+        f"heads 0..{self.checkpoint}"
+      )
+    method = runner.METHODS[config.method].from_config(
+      config, tuple(metadata["input_shape"])
+    )
+    checkpoints = checkpointing.TaskCheckpoints(
+      os.path.join(workdir, "checkpoints")
+    )
+    state = checkpoints.state(self.checkpoint)
+    checkpoints.close()
+    self.networks = [method.network(params, state, j) for j in heads]
+    self.class_names = [tuple(group) for group in config.tasks]
+    self.heads = list(heads) if task is None else [task]
+    self.features = audio.FeatureConfig(**config.features)
+    self.chunk_length = data.chunk_frames(config)
+    self.num_chunks = config.data.eval_chunks
+
+  def inputs(self, path: str) -> np.ndarray:
+    log_mel = audio.file_log_mel(path, self.features)
+    return evenly_spaced_chunks(log_mel, self.chunk_length, self.num_chunks)
+
+  def score(self, inputs: np.ndarray) -> dict[str, Scores]:
+    """inputs: float32 [1, K, frames, mels]."""
+    out = {}
+    for j in self.heads:
+      network = self.networks[j]
+      log_p, _ = evaluation.clip_log_probabilities(
+        network.model, {"params": network.params}, inputs, network.head
+      )
+      out[f"task{j}"] = Scores(self.class_names[j], np.exp(log_p[0]))
+    seen = tuple(
+      c for group in self.class_names[: len(self.networks)] for c in group
+    )
+    p = scoring.class_incremental_probabilities(self.networks, inputs)
+    out[ALL] = Scores(seen, p[0])
+    return out
+
+
+class _Tagging:
+  """The best variables of a tagging run, over its tags."""
+
+  def __init__(self, workdir, config):
+    results = os.path.join(workdir, "results.json")
+    if not os.path.exists(results):
+      raise errors.UserError(f"{workdir}: the tagging run has not finished")
+    with open(results) as f:
+      self.tags = tuple(json.load(f)["tags"])
+    self.spec = model_inputs.InputSpec(**config.input)
+    self.model = models.get_model_class(config.model.name)(
+      **config.model.widths, num_classes=len(self.tags)
+    )
+    target = jax.eval_shape(
+      lambda: self.model.init(
+        jax.random.key(0), jnp.zeros((1, *self.spec.shape)), train=False
+      )
+    )
+    target = {
+      "params": target["params"],
+      "batch_stats": target.get("batch_stats", {}),
+    }
+    store = checkpointing.RunCheckpoints(workdir)
+    self.variables, _ = store.restore_best(target)
+    store.close()
+    self.features = audio.FeatureConfig(**config.features)
+    self.num_chunks = config.train.eval_chunks
+    self.checkpoint = None
+
+  def inputs(self, path: str) -> np.ndarray:
+    signal = audio.load_audio(path, self.features.sample_rate)
+    audio.check_audio(path, signal, self.features)
+    if self.spec.feature == "waveform":
+      # As stored and read back by the records (int16 PCM).
+      x = audio.to_pcm16(signal).astype(np.float32) / 32767.0
+    else:
+      x = audio.log_mel(signal, self.features)
+    return evenly_spaced_chunks(x, self.spec.length, self.num_chunks)
+
+  def score(self, inputs: np.ndarray) -> dict[str, Scores]:
+    log_p, _ = evaluation.clip_log_probabilities(
+      self.model, self.variables, inputs, multi_label=True
+    )
+    return {TAGS: Scores(self.tags, np.exp(log_p[0]))}
+
+
+def predict(
+  workdir: str,
+  paths: Sequence[str],
+  checkpoint: int | None = None,
+  task: int | None = None,
+) -> PredictionSet:
+  """Scores audio files with a finished run (see the module docstring).
+
+  Args:
+    workdir: the run folder (`mcl.main --workdir`).
+    paths: audio files and folders.
+    checkpoint: continual runs: the task whose checkpoint to use (None:
+      the last finished).
+    task: continual runs: the one head to report (None: every head up to
+      `checkpoint`); "all" is always reported.
+
+  Returns:
+    The predictions and the skipped files.
+
+  Raises:
+    mcl.errors.UserError: not a run folder, no such checkpoint or head, or
+      no path given.
+  """
+  if not paths:
+    raise errors.UserError("give at least one audio file or folder")
+  config = run_config(workdir)
+  if config.experiment == "tagging":
+    scorer = _Tagging(workdir, config)
+  else:
+    scorer = _Continual(workdir, config, checkpoint, task)
+  files, skipped = audio_files(paths)
+  predictions = []
+  for path in files:
+    try:
+      chunks = np.asarray(scorer.inputs(path), np.float32)
+    except audio.AudioError as e:
+      skipped.append({"path": e.path, "problem": e.problem})
+      continue
+    predictions.append(Prediction(path, scorer.score(chunks[None])))
+  return PredictionSet(workdir, scorer.checkpoint, predictions, skipped)
+
+
+def table(result: PredictionSet, top_k: int = 3) -> str:
+  """The printed table: a row per file, a column per scope with the most
+  probable class (or the `top_k` tags) and its probability."""
+  if not result.predictions:
+    return "no file scored"
+  scopes = list(result.predictions[0].scores)
+  rows = [["file", *scopes]]
+  for prediction in result.predictions:
+    cells = [prediction.path]
+    for scope in scopes:
+      best = prediction.scores[scope].top(top_k if scope == TAGS else 1)
+      cells.append(", ".join(f"{name} {p:.3f}" for name, p in best))
+    rows.append(cells)
+  widths = [max(len(row[i]) for row in rows) for i in range(len(scopes) + 1)]
+  return "\n".join(
+    "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+    for row in rows
+  )
+
+
+def write(result: PredictionSet, output: str) -> None:
+  """`<output>.json` (everything) and `<output>.csv` (a row per file,
+  scope and class: path, scope, name, probability, rank)."""
+  content = {
+    "workdir": result.workdir,
+    "checkpoint": result.checkpoint,
+    "predictions": [
+      {
+        "path": p.path,
+        "scores": {
+          scope: dict(zip(s.names, s.probabilities.tolist(), strict=True))
+          for scope, s in p.scores.items()
+        },
+        "predicted": {scope: s.top(1)[0][0] for scope, s in p.scores.items()},
+      }
+      for p in result.predictions
+    ],
+    "skipped": result.skipped,
+  }
+  with open(output + ".json", "w") as f:
+    json.dump(content, f, indent=1)
+  with open(output + ".csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["path", "scope", "name", "probability", "rank"])
+    for p in result.predictions:
+      for scope, s in p.scores.items():
+        for rank, (name, probability) in enumerate(s.top(len(s.names))):
+          writer.writerow([p.path, scope, name, f"{probability:.6f}", rank])
+
+
+@errors.usage_errors
+def main(argv):
+  logs.configure()
+  result = predict(_WORKDIR.value, argv[1:], _CHECKPOINT.value, _TASK.value)
+  output = _OUTPUT.value or os.path.join(_WORKDIR.value, "predictions")
+  write(result, output)
+  if result.checkpoint is not None:
+    print(f"checkpoint after task {result.checkpoint}")
+  print(table(result, _TOP_K.value))
+  for item in result.skipped:
+    print(f"skipped {item['path']}: {item['problem']}")
+  print(f"wrote {output}.json and {output}.csv")
+
+
+if __name__ == "__main__":
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.", required=True)
+  _CHECKPOINT = flags.DEFINE_integer(
+    "checkpoint",
+    None,
+    "Continual runs: checkpoint after this task; default the last finished.",
+  )
+  _TASK = flags.DEFINE_integer(
+    "task", None, "Continual runs: report only this task's head."
+  )
+  _TOP_K = flags.DEFINE_integer("top_k", 3, "Tags shown per file.")
+  _OUTPUT = flags.DEFINE_string(
+    "output",
+    None,
+    "Path prefix of the .json and .csv; default <workdir>/predictions.",
+  )
+  app.run(main)
