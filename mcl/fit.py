@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from clu import metric_writers, periodic_actions
+from clu import metric_writers
 
 from mcl import checkpointing, parallel, train
 from mcl import recipe as recipes
@@ -229,6 +229,7 @@ def fit(
   step_offset: int = 0,
   name: str = "fit",
   mesh: jax.sharding.Mesh | None = None,
+  on_step: Callable[[int], None] | None = None,
 ) -> FitResult:
   """Trains through the recipe's stages (see the module docstring).
 
@@ -255,6 +256,8 @@ def fit(
     step_offset: added to the step on the writer's x axis.
     name: prefix of the scalars and log lines.
     mesh: the `("data",)` mesh (`mcl.parallel.data_mesh()` when None).
+    on_step: called with the step count after every step (e.g.
+      `mcl.progress.RunProgress.start_phase`), or None.
 
   Returns:
     The best variables, their validation figures and the history.
@@ -276,9 +279,7 @@ def fit(
     best = parallel.replicate(best, mesh)  # Device copies of the best.
     # The phase's terms reach the devices once; only the rate is per stage.
     terms = parallel.replicate((trainable, penalty, proximal), mesh)
-    report = periodic_actions.ReportProgress(
-      num_train_steps=recipe.step_budget, every_secs=30.0
-    )
+    report = on_step or (lambda step: None)
     while (
       progress.passes < recipe.max_evals
       and not progress.stopped

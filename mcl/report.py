@@ -238,6 +238,65 @@ def mean_matrix(by_run: dict[str, dict]) -> np.ndarray:
   return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def _pyplot():
+  import matplotlib  # noqa: PLC0415 - only the plots need it
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # noqa: PLC0415
+
+  return plt
+
+
+def plot_matrix(matrix: np.ndarray, title: str, path: str) -> None:
+  """Heatmap of an accuracy matrix (R[i, j]: task j after task i; NaN
+  where undefined) with its values, written as a PNG to `path`."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(4, 3.5))
+  image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+  for (i, j), v in np.ndenumerate(matrix):
+    if not np.isnan(v):
+      ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+  ax.set(title=title, xlabel="task evaluated", ylabel="after task")
+  fig.colorbar(image, ax=ax)
+  fig.savefig(path, dpi=100, bbox_inches="tight")
+  plt.close(fig)
+
+
+def plot_run(results: dict, out_dir: str) -> list[str]:
+  """One run's figures beside its results.json; returns their paths.
+
+  - `accuracy_matrix.png`: the test accuracy matrix (`plot_matrix`);
+  - `capacity.png`: parameters (all and nonzero) of each task's network
+    in the final model, and the units of every hidden layer after each
+    task (DEN's growth; flat for fixed-size methods).
+  """
+  paths = [os.path.join(out_dir, "accuracy_matrix.png")]
+  plot_matrix(mean_matrix({"run": results}), f"{results['method']}", paths[0])
+  plt = _pyplot()
+  fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+  tasks = np.arange(len(results["params_per_task"]))
+  for offset, key, label in (
+    (-0.2, "params_per_task", "all"),
+    (0.2, "nonzero_params_per_task", "nonzero"),
+  ):
+    values = [np.nan if v is None else v for v in results[key]]
+    left.bar(tasks + offset, values, width=0.4, label=label)
+  left.set(xlabel="task", ylabel="parameters of its network", xticks=tasks)
+  left.legend(fontsize=7)
+  units = [u for u in results["units_per_layer"] if u is not None]
+  for layer in units[0] if units else {}:
+    right.plot(
+      range(len(units)), [u[layer] for u in units], marker="o", label=layer
+    )
+  right.set(xlabel="after task", ylabel="units", xticks=range(len(units)))
+  right.legend(fontsize=7)
+  fig.suptitle(results["method"])
+  paths.append(os.path.join(out_dir, "capacity.png"))
+  fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+  plt.close(fig)
+  return paths
+
+
 def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
   """Writes the sweep's figures as PNG files; returns their paths.
 
@@ -246,24 +305,11 @@ def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
   - `accuracy_vs_params.png`: final average accuracy against nonzero
     parameters relative to STL.
   """
-  import matplotlib  # noqa: PLC0415 - only the plots need it
-
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # noqa: PLC0415
-
+  plt = _pyplot()
   paths = []
   for label, by_run in runs.items():
-    m = mean_matrix(by_run)
-    fig, ax = plt.subplots(figsize=(4, 3.5))
-    image = ax.imshow(m, vmin=0.0, vmax=1.0, cmap="viridis")
-    for (i, j), v in np.ndenumerate(m):
-      if not np.isnan(v):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
-    ax.set(title=label, xlabel="task evaluated", ylabel="after task")
-    fig.colorbar(image, ax=ax)
     paths.append(os.path.join(out_dir, f"matrix_{label}.png"))
-    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plot_matrix(mean_matrix(by_run), label, paths[-1])
 
   sequential = [x for x in runs if x != "joint"]
   cols = len(sequential)

@@ -164,3 +164,44 @@ def test_stateful_methods_resume_to_the_same_results(
   again = _resume_after_kill_in_task_1(config, workdir, tmp_path)
   assert _matrices(again) == _matrices(results)
   assert again["total_nonzero_params"] == results["total_nonzero_params"]
+
+
+def _event_scalars(workdir):
+  """{tag: {step: value}} of the run's TensorBoard event files."""
+  import tensorflow as tf
+
+  out = {}
+  for name in os.listdir(workdir):
+    if not name.startswith("events.out.tfevents"):
+      continue
+    for event in tf.compat.v1.train.summary_iterator(
+      os.path.join(workdir, name)
+    ):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == "scalars":
+          out.setdefault(value.tag, {})[event.step] = float(
+            tf.make_ndarray(value.tensor)
+          )
+  return out
+
+
+def test_run_writes_tensorboard_figures_and_plots(finished_run):
+  _, workdir, results = finished_run
+  scalars = _event_scalars(workdir)
+  matrix = results["accuracy_matrix"]
+  # Column j of the matrix, one point per task after j.
+  assert scalars["continual/test_accuracy/task0"] == pytest.approx(
+    {0: matrix[0][0], 1: matrix[1][0]}
+  )
+  assert scalars["continual/test_accuracy/task1"] == pytest.approx(
+    {1: matrix[1][1]}
+  )
+  assert scalars["continual/average_accuracy"][1] == pytest.approx(
+    results["average_accuracy"]
+  )
+  assert scalars["continual/bwt"][1] == pytest.approx(results["bwt"])
+  assert scalars["continual/params/task1"][1] == results["params_per_task"][1]
+  assert any(tag.startswith("task1/selective/") for tag in scalars)
+  for name in ("accuracy_matrix.png", "capacity.png"):
+    with open(os.path.join(workdir, name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -8,6 +8,15 @@ Orbax checkpoint (parameters, method state, JSON metadata with everything
 results.json needs) and rewrites `<workdir>/results.json`. A re-run with the
 same workdir resumes after the last checkpointed task; every random stream
 is derived from (seed, task), so a resumed run equals an uninterrupted one.
+
+What a user sees: a progress line per phase (`mcl.progress`: task i/T,
+steps/s, the whole run's ETA); in TensorBoard, besides every phase's
+losses (x: global step), after each task i (x: i) the test accuracy of
+every task so far (`continual/test_accuracy/task<j>`, column j of the
+accuracy matrix), the average accuracy, BWT, class-incremental accuracy,
+the parameters of each task's network, and the matrix as text; at the end,
+`accuracy_matrix.png` and `capacity.png` beside results.json
+(`mcl.report.plot_run`).
 """
 
 import json
@@ -25,6 +34,8 @@ from mcl import (
   errors,
   evaluation,
   models,
+  progress,
+  report,
   tasks,
   train,
 )
@@ -95,6 +106,7 @@ class _Experiment:
     self.task = None  # The task being learnt, and its training stream.
     self.task_stream = None
     self.global_step = 0
+    self.progress = progress.RunProgress(len(self.tasks))
 
   # The method.Context interface.
 
@@ -132,20 +144,23 @@ class _Experiment:
       batches = self.task_stream
     tag = f"task{task.index}/{name}"
     model = models.get_model_class(self.method.model_name).from_params(params)
+    fit_config = fit_config or self.fit_config
+    on_step = self.progress.start_phase(tag, fit_config.max_steps)
     try:
       result = method.fit_phase(
         model, params, trainable,
         heads or (task.index,),
         batches,
         validation or {task.index: self.validation_sets[task.index]},
-        fit_config or self.fit_config,
+        fit_config,
         writer=self.writer, step_offset=self.global_step, name=tag,
-        **kwargs,
+        on_step=on_step, **kwargs,
       )  # fmt: skip
     except train.NonFiniteLossError as e:
       self.save_diverged(task, tag, e)
       raise
     self.global_step += result.steps
+    self.progress.end_phase(result.steps)
     return result
 
   # Running.
@@ -208,6 +223,39 @@ class _Experiment:
     if jax.process_index() == 0:  # Every process holds the same figures.
       _write_json(os.path.join(self.workdir, "results.json"), out)
     return out
+
+  def summarise(self, out: dict, task: int) -> None:
+    """TensorBoard figures of results.json after `task` (x axis: task)."""
+    row = out["accuracy_matrix"][task]
+    scalars = {
+      f"continual/test_accuracy/task{j}": v
+      for j, v in enumerate(row)
+      if v is not None
+    }
+    scalars.update(
+      {
+        "continual/average_accuracy": out["average_accuracy"],
+        "continual/bwt": out["bwt"],
+        "continual/class_incremental_accuracy": (
+          out["final_class_incremental_accuracy"]
+        ),
+        "continual/total_params": out["total_params"],
+        "continual/total_nonzero_params": out["total_nonzero_params"],
+      }
+    )
+    for j, n in enumerate(out["params_per_task"][: task + 1]):
+      scalars[f"continual/params/task{j}"] = n
+    self.writer.write_scalars(
+      task, {k: v for k, v in scalars.items() if v is not None}
+    )
+    lines = ["| after task | " + " | ".join(map(str, range(len(row)))) + " |"]
+    lines.append("|---" * (len(row) + 1) + "|")
+    for i, r in enumerate(out["accuracy_matrix"][: task + 1]):
+      cells = ["" if v is None else f"{v:.3f}" for v in r]
+      lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    self.writer.write_texts(
+      task, {"continual/accuracy_matrix": "\n".join(lines)}
+    )
 
   def zero_shot(self, params, state, task: tasks.Task) -> dict:
     """The untrained network of `task` (new head or column; for task 0 the
@@ -315,6 +363,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   last = experiment.tasks[-1]
   for task in experiment.tasks[start:]:
     rng = np.random.default_rng([config.seed, task.index])
+    experiment.progress.start_task(task.index)
     if task.index > 0:
       params, state = learner.begin_task(params, state, task, rng)
     zero_shot = (
@@ -323,10 +372,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if learner.joint and task is not last:
       continue
     params, state = experiment.learn(params, state, task, rng, zero_shot)
-    experiment.write_results(params, state)
+    experiment.progress.end_task()
+    experiment.summarise(experiment.write_results(params, state), task.index)
   out = experiment.write_results(params, state)
   experiment.writer.flush()
   experiment.checkpoints.close()
+  if jax.process_index() == 0:
+    report.plot_run(out, workdir)
   logging.info(
     "Average accuracy %.3f, BWT %s, params per task %s",
     out["average_accuracy"],

@@ -28,6 +28,7 @@ from mcl import (
   input_pipeline,
   models,
   parallel,
+  progress,
   train,
 )
 from mcl import recipe as recipes
@@ -166,18 +167,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       result.loss, {"roc_auc": result.roc_auc, "pr_auc": result.pr_auc}
     )
 
+  recipe = make_recipe(config, train_clips)
+  run_progress = progress.RunProgress(num_tasks=1)
+  run_progress.start_task(0)
   result = fit.fit(
     model,
     variables,
     train_batches,
     validate,
-    make_recipe(config, train_clips),
+    recipe,
     loss=train.TagBinaryCrossEntropy(),
     rng=fit_rng,
     workdir=workdir,
     writer=writer,
     name="train",
+    on_step=run_progress.start_phase("train", recipe.step_budget),
   )
+  run_progress.end_phase(result.steps)
   test = evaluation.evaluate_tags(model, result.variables, eval_batches("test"))
   out = {
     "model": config.model.name,
