@@ -289,7 +289,10 @@ def plot_run(results: dict, out_dir: str) -> list[str]:
       range(len(units)), [u[layer] for u in units], marker="o", label=layer
     )
   right.set(xlabel="after task", ylabel="units", xticks=range(len(units)))
-  right.legend(fontsize=7)
+  if units:
+    right.legend(fontsize=7)
+  else:  # Columns (STL, progressive) have no per-layer unit count.
+    right.set_title("no unit timestamps", fontsize=8)
   fig.suptitle(results["method"])
   paths.append(os.path.join(out_dir, "capacity.png"))
   fig.savefig(paths[-1], dpi=100, bbox_inches="tight")

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcl import checkpointing
+from mcl import checkpointing, errors
 from mcl import inspect as mcl_inspect
 from mcl.continual import surgery
 from mcl.models import ConvClassifier
@@ -103,6 +103,13 @@ def test_report_counts_units_by_timestamp(tmp_path):
   # Per incoming weight: 3 of 4 rows + bias moved by 1.
   assert diff["dense_0"]["max_drift"] == pytest.approx(np.sqrt(3.0 / 5))
   assert diff["conv_1"]["shared_units_changed"] == 0
+
+  # A task beyond the run, or a folder that is no run: what to change.
+  with pytest.raises(errors.UserError, match=r"finished tasks: \[0, 1\]"):
+    mcl_inspect.load(str(tmp_path), 9)
+  with pytest.raises(errors.UserError, match="not a continual run"):
+    mcl_inspect.load(str(tmp_path / "typo"))
+  assert not (tmp_path / "typo").exists()
 
 
 def test_column_methods_report_every_group_with_its_zeros():

@@ -19,7 +19,7 @@ def test_tasks_resolve_names_to_label_ids_in_head_order():
   [
     ([["blues", "techno"]], "unknown classes"),
     ([["blues"]], "at least two"),
-    ([["blues", "disco"], ["disco", "country"]], "already in a task"),
+    ([["blues", "disco"], ["disco", "country"]], "already in an earlier task"),
   ],
 )
 def test_bad_task_groups_are_clear_errors(groups, message):
