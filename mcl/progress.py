@@ -3,12 +3,14 @@
 A continual run learns T tasks, each in one or more phases (DEN: sparse,
 head, selective, expand, split; a baseline: one) that stop early, so no
 step budget predicts its length. The ETA of the run is therefore taken
-from whole tasks: with the tasks finished in this process lasting m
-seconds on average, ETA = r * m + max(m - e, 0) for r tasks after the
-current one and e seconds spent in it. Before any task has finished, the
-current task's time so far stands for each task left, plus what the
-current phase's step budget leaves at its rate: a rough figure, marked
-with "~" like every ETA here. A tagging run is one task of one phase.
+from whole tasks. A task is expected to last m = max(mean, e) seconds:
+the mean time of the tasks finished in this process, task 0 left out once
+another has finished (DEN learns task 0 in one phase and later tasks in
+four), and at least the e seconds the current task has already taken.
+With r tasks after the current one, ETA = r * m + (m - e). Before any
+task has finished, m is e plus what the current phase's step budget
+leaves at its rate. A rough figure, marked with "~". A tagging run is one
+task of one phase.
 
 Every phase logs one line when it ends, and one every `every_secs` while
 it runs:
@@ -49,7 +51,7 @@ class RunProgress:
     self.num_tasks = num_tasks
     self.every_secs = every_secs
     self._clock = clock
-    self._task_seconds = []  # Tasks finished in this process.
+    self._task_seconds = {}  # {task: seconds} finished in this process.
     self._task = None  # (index, start time)
     self._phase = None  # name, budget, start time, first step seen
     self._rate = None
@@ -62,7 +64,8 @@ class RunProgress:
 
   def end_task(self) -> None:
     """The current task has finished (its time enters the ETA)."""
-    self._task_seconds.append(self._clock() - self._task[1])
+    index, start = self._task
+    self._task_seconds[index] = self._clock() - start
     self._task = None
 
   def eta(self) -> float:
@@ -70,13 +73,17 @@ class RunProgress:
     index, start = self._task
     elapsed = self._clock() - start
     after = self.num_tasks - index - 1
-    if self._task_seconds:
-      mean = sum(self._task_seconds) / len(self._task_seconds)
-      return after * mean + max(mean - elapsed, 0.0)
-    phase_left = 0.0
-    if self._phase and self._rate:
-      phase_left = max(self._phase[1] - self._step, 0) / self._rate
-    return after * (elapsed + phase_left) + phase_left
+    seconds = dict(self._task_seconds)
+    if len(seconds) > 1:
+      seconds.pop(0, None)
+    if seconds:
+      task = max(sum(seconds.values()) / len(seconds), elapsed)
+    else:
+      phase_left = 0.0
+      if self._phase and self._rate:
+        phase_left = max(self._phase[1] - self._step, 0) / self._rate
+      task = elapsed + phase_left
+    return after * task + (task - elapsed)
 
   def start_phase(self, name: str, step_budget: int) -> Callable[[int], None]:
     """Begins a phase; returns the per-step callback for `mcl.fit.fit`.

@@ -29,8 +29,13 @@ def test_eta_before_and_after_the_first_task():
   run.start_task(1)
   clock.now = 40.0
   assert run.eta() == pytest.approx(1 * 30.0 + (30.0 - 10.0))
-  clock.now = 75.0  # Longer than the mean: only the last task is left.
-  assert run.eta() == pytest.approx(30.0)
+  clock.now = 75.0  # Task 1 outlasts task 0: it is the better guess.
+  assert run.eta() == pytest.approx(1 * 45.0)
+  clock.now = 90.0
+  run.end_task()  # Task 1 took 60 s; task 0 (30 s) no longer counts.
+  run.start_task(2)
+  clock.now = 100.0
+  assert run.eta() == pytest.approx(60.0 - 10.0)
 
 
 def test_lines_name_the_task_phase_rate_and_eta(caplog):
