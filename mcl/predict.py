@@ -198,8 +198,13 @@ class _Tagging:
     with open(results) as f:
       self.tags = tuple(json.load(f)["tags"])
     self.spec = model_inputs.InputSpec(**config.input)
+    # JSON turned tuples into lists; module fields must stay hashable.
+    widths = {
+      k: tuple(v) if isinstance(v, list) else v
+      for k, v in config.model.widths.items()
+    }
     self.model = models.get_model_class(config.model.name)(
-      **config.model.widths, num_classes=len(self.tags)
+      **widths, num_classes=len(self.tags)
     )
     target = jax.eval_shape(
       lambda: self.model.init(
