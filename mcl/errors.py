@@ -22,6 +22,11 @@ class UserError(ValueError):
   """
 
 
+class MissingDataError(UserError, FileNotFoundError):
+  """A data file or folder that is not where the config says; the message
+  says what to download and where to put it."""
+
+
 def usage_errors(main: Callable) -> Callable:
   """`main` with every `UserError` printed as one line, exit status 2.
 

@@ -237,19 +237,16 @@ class AudioTaskData:
         record is built (`tasks.make_tasks`), or a class without clips in
         a split (after).
     """
-    self.tasks = tasks.make_tasks(config.tasks, label_names(config))
+    labels = label_names(config)
+    self.tasks = tasks.make_tasks(config.tasks, labels)
     self.builder, self.split = build_dataset(config)
     built = self.builder.info.features["label"].names
-    if built != label_names(config):
+    if built != labels:
       raise errors.UserError(
         f"{self.builder.data_dir}: records built for labels {built}, the "
-        f"source now has {label_names(config)}; delete that folder to rebuild"
+        f"source now has {labels}; delete that folder to rebuild"
       )
-    split_names = {
-      "train": self.split.train,
-      "validation": self.split.validation,
-      "test": self.split.test,
-    }
+    split_names = dataclasses.asdict(self.split)
     check_classes(
       self.tasks,
       {k: class_counts(self.builder, v) for k, v in split_names.items()},

@@ -39,7 +39,7 @@ import tensorflow_datasets as tfds
 import tqdm
 from absl import logging
 
-from mcl import audio
+from mcl import audio, errors
 from mcl.datasets import mtat_annotations
 
 _VERSION = tfds.core.Version("1.0.0")
@@ -218,7 +218,10 @@ class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
     else:
       unknown = [g for g in config.genres if g not in names]
       if unknown:
-        raise ValueError(f"genres {unknown} are not tags of the label file")
+        raise errors.UserError(
+          f"genres {unknown} are not tags of the label file "
+          "(change config.data.genres)"
+        )
       genre_tags = annotations.tags[:, [names.index(g) for g in config.genres]]
       keep = genre_tags.sum(axis=1) == 1
       labels = genre_tags.argmax(axis=1)

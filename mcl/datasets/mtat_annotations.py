@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from mcl import errors
+
 ANNOTATIONS = "annotations_final.csv"
 MP3_DIR = "mp3"
 # Folder of a clip (first character of its mp3_path) -> split.
@@ -61,7 +63,7 @@ def read_annotations(path: str) -> Annotations:
       not 0/1; the message names the file and line.
   """
   if not os.path.isfile(path):
-    raise FileNotFoundError(
+    raise errors.MissingDataError(
       f"{path}: MagnaTagATune label file missing.{MANUAL_DOWNLOAD_INSTRUCTIONS}"
     )
   with open(path, newline="", encoding="utf-8") as f:
@@ -119,7 +121,8 @@ def split_of(mp3_path: str) -> str:
 
 
 def check_manual_dir(manual_dir: str) -> None:
-  """Raises FileNotFoundError saying exactly what is missing and where."""
+  """Raises `mcl.errors.MissingDataError` (a FileNotFoundError) saying
+  exactly what is missing and where."""
   missing = []
   if not os.path.isfile(os.path.join(manual_dir, ANNOTATIONS)):
     missing.append(f"{os.path.join(manual_dir, ANNOTATIONS)} (the label file)")
@@ -128,7 +131,7 @@ def check_manual_dir(manual_dir: str) -> None:
       f"{os.path.join(manual_dir, MP3_DIR)}/0 ... /f (the mp3 folders)"
     )
   if missing:
-    raise FileNotFoundError(
+    raise errors.MissingDataError(
       "MagnaTagATune manual directory incomplete; missing: "
       + "; ".join(missing)
       + "."
