@@ -1,0 +1,31 @@
+"""Library INFO lines are off at the default verbosity, on at 1."""
+
+import logging as pylogging
+import os
+
+from absl import logging
+
+from mcl import logs
+
+
+def _record(path, level):
+  return pylogging.LogRecord("absl", level, path, 1, "message", (), None)
+
+
+def test_only_own_info_passes_until_verbosity_is_raised():
+  handler = logging.get_absl_handler()
+  own = os.path.join(os.path.dirname(logs.__file__), "fit.py")
+  library = "/venv/lib/python3.11/site-packages/orbax/checkpoint/manager.py"
+  before = logging.get_verbosity()
+  try:
+    logging.set_verbosity(logging.INFO)
+    logs.configure()
+    assert handler.filter(_record(own, pylogging.INFO))
+    assert not handler.filter(_record(library, pylogging.INFO))
+    assert handler.filter(_record(library, pylogging.WARNING))
+    logging.set_verbosity(logging.DEBUG)  # --verbosity=1
+    logs.configure()
+    assert handler.filter(_record(library, pylogging.INFO))
+  finally:
+    logging.set_verbosity(before)
+    handler.removeFilter(logs._FILTER)
