@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.features.top_db = 80.0
   config.features.min_seconds = 3.0
   config.features.silence_db = -80.0  # Peak level: digital silence only.
+  config.features.front_end = "log_mel"  # or "vggish" (mcl.audio)
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "conv_classifier"

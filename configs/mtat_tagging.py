@@ -44,6 +44,8 @@ def make(model: str) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = model
   config.model.widths = ml_collections.ConfigDict()  # Paper widths.
+  # Folder of published weights, for models that take them (vggish).
+  config.model.pretrained = ""
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 16

@@ -229,7 +229,7 @@ class _Tagging:
       # As stored and read back by the records (int16 PCM).
       x = audio.to_pcm16(signal).astype(np.float32) / 32767.0
     else:
-      x = audio.log_mel(signal, self.features)
+      x = audio.features(signal, self.features)
     return evenly_spaced_chunks(x, self.spec.length, self.num_chunks)
 
   def score(self, inputs: np.ndarray) -> dict[str, Scores]:

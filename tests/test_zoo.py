@@ -1,6 +1,6 @@
-"""The music-tagging zoo of Won et al. 2020: shapes at the paper inputs,
-parameter counts against the reference PyTorch code, and a few training
-steps of tiny versions on a real MagnaTagATune clip."""
+"""The music-tagging zoo of Won et al. 2020 and VGGish transfer: shapes at
+the paper inputs, parameter counts against the reference code, and a few
+training steps of tiny versions on a real MagnaTagATune clip."""
 
 import functools
 import os
@@ -24,7 +24,11 @@ ZOO = (
   "crnn",
   "sample_cnn",
   "sample_cnn_se",
+  "harmonic_cnn",
+  "cnnsa",
 )
+# Outside Won et al. 2020: transfer from the AudioSet VGGish embedding.
+TRANSFER = ("vggish",)
 
 # Trainable parameters of the reference PyTorch models
 # (minzwon/sota-music-tagging-models, training/model.py and modules.py,
@@ -42,6 +46,14 @@ REFERENCE_PARAMS = {
   "crnn": 394_100,
   "sample_cnn": 1_869_874,
   "sample_cnn_se": 6_951_858,
+  # Same method, torch 2.15 (torchaudio's transforms stubbed: no
+  # parameters), HarmonicCNN(learn_bw="only_Q") and CNNSA().
+  "harmonic_cnn": 3_631_551,
+  "cnnsa": 10_521_652,
+  # The release's VGGish variables (72,141,184, counted from the TF graph
+  # in tests/test_vggish.py) + PCA 128 x 128 + 128 + BatchNorm 2 * 128 +
+  # dense 128 x 512 + 512 + dense 512 x 50 + 50 + AutoPool's 50 alphas.
+  "vggish": 72_141_184 + 16_512 + 256 + 66_048 + 25_650 + 50,
 }
 # torch's GRU has two bias vectors per gate (b_i*, b_h*), 6h per layer;
 # flax's GRUCell keeps one per gate plus the reset-gated b_hn, 4h per
@@ -62,6 +74,19 @@ TINY = {
   # Eight blocks instead of eleven: 3^7 samples pool to one step.
   "sample_cnn": (dict(widths=(8,) * 8), 2187),
   "sample_cnn_se": (dict(widths=(8,) * 8, dense_width=16), 2187),
+  # The pitch axis (128) always pools to 1; 5 s pool 313 frames to 1.
+  "harmonic_cnn": (dict(n_channels=4), 80_000),
+  "cnnsa": (dict(n_channels=4, num_heads=2, intermediate=16), 128),
+  "vggish": (
+    dict(
+      conv_widths=(4, 4, 8, 8, 8, 8),
+      fc_widths=(16, 16),
+      embedding_size=8,
+      hidden=16,
+      fine_tune=True,
+    ),
+    2 * 96,
+  ),
 }
 
 
@@ -83,6 +108,11 @@ LAYER_NAMES = {
   "crnn": {"spec_bn", "dense"} | _numbered("block", 4) | _numbered("gru", 2),
   "sample_cnn": {"dense"} | _numbered("block", 11),
   "sample_cnn_se": {"head"} | _numbered("block", 11),
+  "harmonic_cnn": {"hstft", "hstft_bn", "head"} | _numbered("block", 7),
+  "cnnsa": {"spec_bn", "pooler", "output"}
+  | _numbered("block", 7)
+  | _numbered("encoder", 2),
+  "vggish": {"vggish", "bn", "dense_0", "dense_1", "autopool"},
 }
 BATCH = 4
 TRAIN_STEPS = 6
@@ -99,8 +129,11 @@ def count_params(variables) -> int:
 
 
 def test_paper_inputs_cover_the_zoo():
-  assert set(inputs.PAPER_INPUTS) == set(ZOO)
-  assert set(ZOO) <= set(models.MODELS)
+  assert set(inputs.PAPER_INPUTS) == set(ZOO + TRANSFER)
+  assert set(ZOO + TRANSFER) <= set(models.MODELS)
+  assert inputs.PAPER_INPUTS["harmonic_cnn"].shape == (80_000,)
+  assert inputs.PAPER_INPUTS["cnnsa"].shape == (938, 128)
+  assert inputs.PAPER_INPUTS["vggish"].shape == (2880, 64)
   assert inputs.PAPER_INPUTS["fcn"].shape == (1819, 96)
   assert inputs.PAPER_INPUTS["musicnn"].shape == (188, 96)
   assert inputs.PAPER_INPUTS["short_chunk_cnn"].shape == (231, 128)
@@ -111,7 +144,7 @@ def test_paper_inputs_cover_the_zoo():
     inputs.InputSpec("mfcc", 100, 20)
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", ZOO + TRANSFER)
 def test_builds_at_paper_input(name):
   spec = inputs.PAPER_INPUTS[name]
   model = models.get_model_class(name)()
@@ -146,7 +179,7 @@ def test_wrong_input_size_is_a_clear_error():
     abstract_variables(model, x)
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", ZOO + TRANSFER)
 def test_param_count_matches_reference(name):
   spec = inputs.PAPER_INPUTS[name]
   model = models.get_model_class(name)()
@@ -183,10 +216,12 @@ def mtat_waveform():
 @pytest.fixture(scope="module")
 def mtat_log_mels(mtat_waveform):
   """n_mels -> float32 [frames, n_mels] log-mel of the whole clip."""
-  return {
+  out = {
     n: audio.log_mel(mtat_waveform, audio.FeatureConfig(n_mels=n))
     for n in (96, 128)
   }
+  out[64] = audio.vggish_log_mel(mtat_waveform)  # VGGish's own frames.
+  return out
 
 
 def crops(signal: np.ndarray, length: int) -> jnp.ndarray:
@@ -195,7 +230,7 @@ def crops(signal: np.ndarray, length: int) -> jnp.ndarray:
   return jnp.asarray(np.stack([signal[s : s + length] for s in starts]))
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", ZOO + TRANSFER)
 def test_tiny_model_trains_on_real_audio(name, mtat_waveform, mtat_log_mels):
   fields, length = TINY[name]
   spec = inputs.PAPER_INPUTS[name]

@@ -138,7 +138,7 @@ def _featurise(
     audio.check_audio(path, signal, features)
   except audio.AudioError as e:
     return None, e.problem
-  out = {"log_mel": audio.log_mel(signal, features)}
+  out = {"log_mel": audio.features(signal, features)}
   if waveform:
     out["waveform"] = audio.to_pcm16(signal)
   return out, None

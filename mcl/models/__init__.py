@@ -1,13 +1,17 @@
 """Flax linen models, chosen by name from an explicit registry."""
 
 from mcl import errors
+from mcl.models.cnnsa import CNNSA
 from mcl.models.conv_classifier import ConvClassifier, head_name
 from mcl.models.crnn import CRNN
 from mcl.models.fcn import FCN
+from mcl.models.harmonic_cnn import HarmonicCNN
 from mcl.models.musicnn import Musicnn
 from mcl.models.progressive_net import ProgressiveNet
 from mcl.models.sample_cnn import SampleCNN, SampleCNNSE
 from mcl.models.short_chunk import ShortChunkCNN, ShortChunkResNet
+from mcl.models.vggish import VGGishAutoPool
+from mcl.models.vggish_checkpoint import into as vggish_into
 
 MODELS = {
   "conv_classifier": ConvClassifier,
@@ -20,7 +24,14 @@ MODELS = {
   "crnn": CRNN,
   "sample_cnn": SampleCNN,
   "sample_cnn_se": SampleCNNSE,
+  "harmonic_cnn": HarmonicCNN,
+  "cnnsa": CNNSA,
+  # Transfer from the AudioSet VGGish embedding (not in Won et al. 2020).
+  "vggish": VGGishAutoPool,
 }
+
+# Model name -> (variables, folder) -> variables with published weights.
+PRETRAINED = {"vggish": vggish_into}
 
 
 def get_model_class(name: str):

@@ -4,7 +4,10 @@ Won et al. 2020, "Evaluation of CNN-based automatic music tagging models"
 (SMC 2020), feed every model 16 kHz audio; spectrogram models see a log-mel
 (n_fft 512, hop 256, so frames = 1 + samples // 256) in dB, waveform models
 the raw samples. Lengths are the paper's: FCN and CRNN 29.1 s, Musicnn 3 s,
-the short-chunk and sample-level models 59,049 samples (3^10, 3.69 s).
+the short-chunk and sample-level models 59,049 samples (3^10, 3.69 s), the
+Harmonic CNN 5 s (80,000 samples), the self-attention CNN 15 s (938
+frames). VGGish transfer, outside that paper, reads VGGish's own frames
+(`mcl.audio.vggish_log_mel`): 30 patches of 0.96 s.
 The reference training script crops FCN and CRNN inputs to 29 s (464,000
 samples, 1,813 frames) instead; both lengths pool to the same classifier
 input.
@@ -57,4 +60,9 @@ PAPER_INPUTS: dict[str, InputSpec] = {
   "crnn": InputSpec("log_mel", frames(465_600), 96),
   "sample_cnn": InputSpec("waveform", 59_049, None),
   "sample_cnn_se": InputSpec("waveform", 59_049, None),
+  "harmonic_cnn": InputSpec("waveform", 80_000, None),
+  "cnnsa": InputSpec("log_mel", frames(240_000), 128),
+  # VGGish frames (25 ms windows every 10 ms, 64 bands): 30 patches of 96,
+  # 28.8 s of a 29.1 s clip.
+  "vggish": InputSpec("log_mel", 30 * 96, 64),
 }

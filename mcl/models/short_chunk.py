@@ -27,26 +27,30 @@ class ResBlock2d(nn.Module):
   is the identity, or conv 3x3 (stride s) -> BN when the stride or width
   changes (He et al. 2016 with a 3x3 rather than 1x1 projection), then
   ReLU. Padding 1, so each strided axis of size n becomes ceil(n / s).
+  Also the CNN of the self-attention model (`mcl.models.cnnsa`), whose
+  later blocks stride frequency only.
 
   Attributes:
     features: output channels.
-    stride: stride of the first conv and of the projection shortcut.
+    stride: (time, frequency) stride of the first conv and of the
+      projection shortcut.
   """
 
   features: int
-  stride: int = 2
+  stride: tuple[int, int] = (2, 2)
 
   @nn.compact
   def __call__(self, x_BxTxFxC: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-    """[batch, frames, mels, in] -> [batch, ceil(frames / s), ..., out]."""
+    """[batch, frames, mels, in] -> [batch, ceil(frames / s_t),
+    ceil(mels / s_f), out]."""
     pad = ((1, 1), (1, 1))
-    strides = (self.stride, self.stride)
+    strides = tuple(self.stride)
     h = nn.Conv(self.features, (3, 3), strides, pad, name="conv_0")(x_BxTxFxC)
     h = nn.relu(layers.batch_norm(train=train, name="bn_0")(h))
     h = nn.Conv(self.features, (3, 3), padding=pad, name="conv_1")(h)
     h = layers.batch_norm(train=train, name="bn_1")(h)
     shortcut = x_BxTxFxC
-    if self.stride != 1 or x_BxTxFxC.shape[-1] != self.features:
+    if strides != (1, 1) or x_BxTxFxC.shape[-1] != self.features:
       shortcut = nn.Conv(
         self.features, (3, 3), strides, pad, name="shortcut_conv"
       )(x_BxTxFxC)

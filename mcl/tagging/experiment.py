@@ -23,6 +23,7 @@ from clu import metric_writers
 
 from mcl import (
   audio,
+  errors,
   evaluation,
   fit,
   input_pipeline,
@@ -81,6 +82,52 @@ def make_recipe(
   )
 
 
+def load_pretrained(config: ml_collections.ConfigDict, model, variables):
+  """`variables` with published weights, if `config.model.pretrained`
+  names a folder (`models.PRETRAINED` of the model reads it).
+
+  Raises:
+    mcl.errors.UserError: weights for a model that takes none, or none for
+      a model that needs them (`model.needs_pretrained`: a frozen part).
+    mcl.errors.MissingDataError: files missing from the folder.
+  """
+  if not config.model.pretrained:
+    if getattr(model, "needs_pretrained", False):
+      raise errors.UserError(
+        f"{config.model.name}: the frozen part needs pretrained weights; "
+        "set --config.model.pretrained=DIR (README, VGGish)"
+      )
+    return variables
+  if config.model.name not in models.PRETRAINED:
+    raise errors.UserError(
+      f"{config.model.name} takes no pretrained weights; models that do: "
+      f"{sorted(models.PRETRAINED)}"
+    )
+  return models.PRETRAINED[config.model.name](
+    variables, config.model.pretrained
+  )
+
+
+def frozen(model) -> tuple[tuple[str, ...], ...]:
+  """Parameter paths the model asks not to train (`frozen_groups`)."""
+  return tuple(getattr(model, "frozen_groups", ()))
+
+
+def trainable_mask(model, params):
+  """0./1. tree like `params`: 0 under every path of `frozen(model)`, or
+  None when nothing is frozen."""
+  groups = frozen(model)
+  if not groups:
+    return None
+
+  def mask(path, leaf):
+    keys = tuple(getattr(k, "key", k) for k in path)
+    hit = any(keys[: len(g)] == g for g in groups)
+    return jnp.zeros_like(leaf) if hit else jnp.ones_like(leaf)
+
+  return jax.tree_util.tree_map_with_path(mask, params)
+
+
 def _figures(result: evaluation.TagEvaluation) -> dict:
   return {
     "loss": result.loss,
@@ -119,6 +166,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     jnp.zeros((1, *spec.shape)),
     train=False,
   )
+  variables = load_pretrained(config, model, variables)
   num_params = sum(np.size(p) for p in jax.tree.leaves(variables["params"]))
   train_clips = builder.info.splits["train"].num_examples
   logging.info(
@@ -177,6 +225,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     validate,
     recipe,
     loss=train.TagBinaryCrossEntropy(),
+    trainable=trainable_mask(model, variables["params"]),
     rng=fit_rng,
     workdir=workdir,
     writer=writer,
