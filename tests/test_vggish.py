@@ -65,14 +65,17 @@ def _tf_embeddings(values, patches):
 
 
 def _write_release(directory, values, rng):
-  """A TF-Slim style checkpoint (tf.compat.v1 Saver) and the PCA npz."""
+  """A TF-Slim checkpoint in the release's V1 single-file format
+  (tf.compat.v1 Saver) and the PCA npz."""
   graph = tf.Graph()
   with graph.as_default():
     variables = [
       tf.compat.v1.get_variable(name, initializer=value)
       for name, value in values.items()
     ]
-    saver = tf.compat.v1.train.Saver(variables)
+    saver = tf.compat.v1.train.Saver(
+      variables, write_version=tf.compat.v1.train.SaverDef.V1
+    )
     with tf.compat.v1.Session() as session:
       session.run(tf.compat.v1.global_variables_initializer())
       saver.save(session, os.path.join(directory, vggish_checkpoint.CHECKPOINT))
