@@ -14,30 +14,51 @@ import soundfile
 
 from mcl import errors
 
-# File extensions of the libsndfile formats that hold music, by format.
+# File extensions of libsndfile's formats. Left out: RAW (headerless: its
+# sample format cannot be read from the file) and MAT4/MAT5 (.mat files
+# are rarely audio).
 _FORMAT_EXTENSIONS = {
   "WAV": (".wav", ".wave"),
   "WAVEX": (".wav",),
   "RF64": (".rf64",),
   "W64": (".w64",),
   "FLAC": (".flac",),
-  "OGG": (".ogg", ".oga", ".opus"),
-  "MP3": (".mp3",),
+  "OGG": (".ogg", ".oga"),
+  "MP3": (".mp3", ".mp2", ".mpga"),  # MPEG-1/2 layers I-III.
   "AIFF": (".aiff", ".aif", ".aifc"),
   "AU": (".au", ".snd"),
   "CAF": (".caf",),
+  "NIST": (".nist", ".sph"),
+  "IRCAM": (".sf",),
+  "VOC": (".voc",),
+  "SD2": (".sd2",),
+  "PAF": (".paf",),
+  "SVX": (".iff", ".svx"),
+  "AVR": (".avr",),
+  "HTK": (".htk",),
+  "SDS": (".sds",),
+  "XI": (".xi",),
+  "WVE": (".wve",),
+  "PVF": (".pvf",),
+  "MPC2K": (".mpc2k",),
 }
+
+
+def _extensions() -> tuple[str, ...]:
+  formats = soundfile.available_formats()
+  found = {
+    extension
+    for name, extensions in _FORMAT_EXTENSIONS.items()
+    if name in formats
+    for extension in extensions
+  }
+  if "OGG" in formats and "OPUS" in soundfile.available_subtypes("OGG"):
+    found.add(".opus")
+  return tuple(sorted(found))
+
+
 # Every extension the installed libsndfile decodes (lower case, sorted).
-AUDIO_EXTENSIONS = tuple(
-  sorted(
-    {
-      extension
-      for name, extensions in _FORMAT_EXTENSIONS.items()
-      if name in soundfile.available_formats()
-      for extension in extensions
-    }
-  )
-)
+AUDIO_EXTENSIONS = _extensions()
 
 
 class AudioError(ValueError):

@@ -42,7 +42,6 @@ def usage_errors(main: Callable) -> Callable:
     try:
       return main(argv)
     except UserError as error:
-      del argv
       sys.stderr.write(f"error: {error}\n")
       sys.exit(2)
 

@@ -64,19 +64,52 @@ def load_config(
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs `config.experiment` in `workdir`; returns its results.json.
 
-  The config is first written to `<workdir>/config.json`: what
-  `mcl.predict` reads to featurise new audio as the run did.
+  A fresh run first writes its config to `<workdir>/config.json` (what
+  `mcl.predict` reads to featurise new audio as the run did); a resumed
+  run must agree with it on `PINNED` (the budget may change).
 
   Raises:
-    mcl.errors.UserError: an unknown experiment (and whatever the
-      experiment raises).
+    mcl.errors.UserError: an unknown experiment, or a resume whose pinned
+      settings differ from the run's (and whatever the experiment raises).
   """
   if config.experiment not in EXPERIMENTS:
     raise errors.UserError(
       f"unknown experiment {config.experiment!r}; known: {sorted(EXPERIMENTS)}"
     )
   os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(config.to_dict(), f, indent=1)
+  path = os.path.join(workdir, "config.json")
+  current = json.loads(json.dumps(config.to_dict()))  # Tuples as lists.
+  if os.path.exists(path):
+    with open(path) as f:
+      started = json.load(f)
+    for key in PINNED:
+      if _lookup(started, key) != _lookup(current, key):
+        raise errors.UserError(
+          f"{workdir} was started with {key}={_lookup(started, key)!r}, "
+          f"not {_lookup(current, key)!r}; use another --workdir"
+        )
+  elif jax.process_index() == 0:
+    with open(path, "w") as f:
+      json.dump(current, f, indent=1)
   return EXPERIMENTS[config.experiment](config, workdir)
+
+
+# What a resumed run may not change: how audio becomes inputs and what
+# the model and tasks are (`mcl.predict` relies on config.json for them).
+PINNED = (
+  "experiment",
+  "method",
+  "tasks",
+  "features",
+  "input",
+  "model",
+  "data.chunk_seconds",
+  "data.eval_chunks",
+  "train.eval_chunks",
+)
+
+
+def _lookup(tree: dict, key: str):
+  for part in key.split("."):
+    tree = tree.get(part) if isinstance(tree, dict) else None
+  return tree

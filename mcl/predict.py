@@ -36,10 +36,17 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from mcl import audio, checkpointing, errors, evaluation, logs, models
+from mcl import (
+  audio,
+  checkpointing,
+  errors,
+  evaluation,
+  input_pipeline,
+  logs,
+  models,
+)
 from mcl import inspect as run_inspect
 from mcl.continual import data, runner, scoring
-from mcl.input_pipeline import evenly_spaced_chunks
 from mcl.models import inputs as model_inputs
 
 # Scope of the class-incremental scores (heads concatenated).
@@ -125,7 +132,7 @@ def audio_files(paths: Sequence[str]) -> tuple[list[str], list[dict]]:
       files.append(path)  # A missing file is reported when decoded.
       continue
     for root, dirs, names in os.walk(path):
-      dirs.sort()
+      dirs[:] = sorted(d for d in dirs if not d.startswith("."))
       for name in sorted(names):
         full = os.path.join(root, name)
         extension = os.path.splitext(name)[1].lower()
@@ -169,7 +176,9 @@ class _Continual:
 
   def inputs(self, path: str) -> np.ndarray:
     log_mel = audio.file_log_mel(path, self.features)
-    return evenly_spaced_chunks(log_mel, self.chunk_length, self.num_chunks)
+    return input_pipeline.evenly_spaced_chunks(
+      log_mel, self.chunk_length, self.num_chunks
+    )
 
   def score(self, inputs: np.ndarray) -> dict[str, Scores]:
     """inputs: float32 [1, K, frames, mels]."""
@@ -230,7 +239,9 @@ class _Tagging:
       x = audio.to_pcm16(signal).astype(np.float32) / 32767.0
     else:
       x = audio.features(signal, self.features)
-    return evenly_spaced_chunks(x, self.spec.length, self.num_chunks)
+    return input_pipeline.evenly_spaced_chunks(
+      x, self.spec.length, self.num_chunks
+    )
 
   def score(self, inputs: np.ndarray) -> dict[str, Scores]:
     log_p, _ = evaluation.clip_log_probabilities(
@@ -259,14 +270,24 @@ def predict(
     The predictions and the skipped files.
 
   Raises:
-    mcl.errors.UserError: not a run folder, no such checkpoint or head, or
-      no path given.
+    mcl.errors.UserError: not a run folder, not a run on audio, no such
+      checkpoint or head (or either asked of a tagging run), or no path.
   """
   if not paths:
     raise errors.UserError("give at least one audio file or folder")
   config = run_config(workdir)
   if config.experiment == "tagging":
+    if checkpoint is not None or task is not None:
+      raise errors.UserError(
+        f"{workdir} is a tagging run: --checkpoint and --task are for "
+        "continual runs"
+      )
     scorer = _Tagging(workdir, config)
+  elif config.data.source not in ("labelled_folders", "magnatagatune"):
+    raise errors.UserError(
+      f"{workdir} learnt from {config.data.source!r}, not audio; predict "
+      "classifies recordings"
+    )
   else:
     scorer = _Continual(workdir, config, checkpoint, task)
   files, skipped = audio_files(paths)
@@ -320,6 +341,7 @@ def write(result: PredictionSet, output: str) -> None:
     ],
     "skipped": result.skipped,
   }
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output + ".json", "w") as f:
     json.dump(content, f, indent=1)
   with open(output + ".csv", "w", newline="") as f:
@@ -336,12 +358,12 @@ def main(argv):
   logs.configure()
   result = predict(_WORKDIR.value, argv[1:], _CHECKPOINT.value, _TASK.value)
   output = _OUTPUT.value or os.path.join(_WORKDIR.value, "predictions")
-  write(result, output)
   if result.checkpoint is not None:
     print(f"checkpoint after task {result.checkpoint}")
   print(table(result, _TOP_K.value))
   for item in result.skipped:
     print(f"skipped {item['path']}: {item['problem']}")
+  write(result, output)
   print(f"wrote {output}.json and {output}.csv")
 
 

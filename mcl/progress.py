@@ -15,7 +15,7 @@ task of one phase.
 Every phase logs one line when it ends, and one every `every_secs` while
 it runs:
 
-  task 2/5 task1/selective: step 40/150, 12.3 steps/s; run ETA ~3m10s
+  task 2/5 selective: step 40/150, 12.3 steps/s; run ETA ~3m10s
 """
 
 import time
@@ -89,7 +89,7 @@ class RunProgress:
     """Begins a phase; returns the per-step callback for `mcl.fit.fit`.
 
     Args:
-      name: the phase's name in the line (e.g. "task1/selective").
+      name: the phase's name in the line (e.g. "selective").
       step_budget: its upper bound on steps.
 
     Returns:

@@ -174,3 +174,15 @@ def test_command_line_prints_the_table_and_writes_json_and_csv(
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines()[-1].startswith("error: --task=9")
   assert "Traceback" not in bad.stderr
+
+
+def test_a_resume_may_not_change_what_predict_relies_on(run):
+  config, workdir, _ = run
+  with open(os.path.join(workdir, "config.json")) as f:
+    started = f.read()
+  changed = config.copy_and_resolve_references()
+  changed.features.n_mels = 64
+  with pytest.raises(errors.UserError, match="features"):
+    experiments.run(changed, workdir)
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert f.read() == started  # Untouched.

@@ -17,13 +17,13 @@ def test_eta_before_and_after_the_first_task():
   clock = Clock()
   run = progress.RunProgress(num_tasks=3, every_secs=1e9, clock=clock)
   run.start_task(0)
-  on_step = run.start_phase("task0/sparse", step_budget=100)
+  on_step = run.start_phase("sparse", step_budget=100)
   on_step(1)  # Compiles: 1 step at t = 0.
   clock.now = 10.0
   on_step(51)  # 50 steps in 10 s after compiling.
   # 49 steps left at 5 steps/s: 9.8 s; each later task ~ 10 + 9.8 s.
   assert run.eta() == pytest.approx(9.8 + 2 * 19.8)
-  assert run.end_phase(100).startswith("task 1/3 task0/sparse: 100 steps")
+  assert run.end_phase(100).startswith("task 1/3 sparse: 100 steps")
   clock.now = 30.0
   run.end_task()  # Task 0 took 30 s: the ETA now counts in tasks.
   run.start_task(1)
@@ -42,7 +42,7 @@ def test_lines_name_the_task_phase_rate_and_eta(caplog):
   clock = Clock()
   run = progress.RunProgress(num_tasks=5, every_secs=30.0, clock=clock)
   run.start_task(1)
-  on_step = run.start_phase("task1/selective", step_budget=150)
+  on_step = run.start_phase("selective", step_budget=150)
   with caplog.at_level("INFO"):
     for step in range(1, 41):
       clock.now = step * 1.0
@@ -50,5 +50,5 @@ def test_lines_name_the_task_phase_rate_and_eta(caplog):
   lines = [r.getMessage() for r in caplog.records]
   # One line after 30 s, not one per step.
   assert lines == [
-    "task 2/5 task1/selective: step 30/150, 1.0 steps/s; run ETA ~9m30s"
+    "task 2/5 selective: step 30/150, 1.0 steps/s; run ETA ~9m30s"
   ]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from configs import mtat_short_chunk_cnn
-from mcl import experiments, metrics, predict
+from mcl import evaluation, experiments, input_pipeline, metrics, predict
+from mcl.tagging import experiment
 from tests.conftest import MTAT_FOLDERS, MTAT_GENRES
 
 
@@ -85,6 +86,29 @@ def test_predict_tags_the_test_clips_as_the_run_scored_them(
   )
   assert metrics.tag_pr_auc(probabilities, tags) == pytest.approx(
     results["test"]["pr_auc"], abs=1e-6
+  )
+  # Clip by clip, the records-and-tf.data evaluation of the same variables.
+  builder = experiment.build_dataset(config)
+  order = [
+    os.path.join(config.data.manual_dir, "mp3", ex["mp3_path"].decode())
+    for ex in builder.as_dataset(split="test").as_numpy_iterator()
+  ]
+  scorer = predict._Tagging(workdir, config)
+  evaluated = evaluation.evaluate_tags(
+    scorer.model,
+    scorer.variables,
+    input_pipeline.tagging_eval_batches(
+      builder,
+      "test",
+      feature=config.input.feature,
+      chunk_length=config.input.length,
+      num_chunks=config.train.eval_chunks,
+      batch_size=config.train.eval_batch_size,
+    ),
+  )
+  by_path = dict(zip(paths, probabilities, strict=True))
+  np.testing.assert_allclose(
+    np.stack([by_path[p] for p in order]), evaluated.probabilities, atol=1e-5
   )
   top = scores[0].top(3)
   assert [p for _, p in top] == sorted([p for _, p in top], reverse=True)

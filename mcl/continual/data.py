@@ -121,13 +121,14 @@ def build_dataset(config: ml_collections.ConfigDict):
   """
   features = audio.FeatureConfig(**config.features)
   if config.data.source == "labelled_folders":
+    split = tasks.fold_split(config.data.fold, config.data.num_folds)
     builder = labelled_folders.build(
       config.data.source_dir,
       config.data.data_dir,
       features,
       num_folds=config.data.num_folds,
     )
-    return builder, tasks.fold_split(config.data.fold, config.data.num_folds)
+    return builder, split
   if config.data.source == "magnatagatune":
     builder = magnatagatune.build(
       config.data.manual_dir,

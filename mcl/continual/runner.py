@@ -145,7 +145,7 @@ class _Experiment:
     tag = f"task{task.index}/{name}"
     model = models.get_model_class(self.method.model_name).from_params(params)
     fit_config = fit_config or self.fit_config
-    on_step = self.progress.start_phase(tag, fit_config.max_steps)
+    on_step = self.progress.start_phase(name, fit_config.max_steps)
     try:
       result = method.fit_phase(
         model, params, trainable,
@@ -352,7 +352,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The content of `<workdir>/results.json`.
 
   Raises:
-    ValueError: unknown method or model, or a bad task or data setting.
+    mcl.errors.UserError: unknown method or model, or a bad task or data
+      setting.
     train.NonFiniteLossError: training diverged; the state at that point
       is saved under `<workdir>/nonfinite`.
   """

@@ -61,15 +61,9 @@ def make_config(
     The builder config.
 
   Raises:
-    mcl.errors.UserError: `source_dir` is not a folder or `num_folds` < 2.
+    mcl.errors.UserError: `num_folds` < 2.
   """
   source_dir = os.path.abspath(source_dir)
-  if not os.path.isdir(source_dir):
-    raise errors.UserError(
-      f"{source_dir}: audio folder does not exist; point "
-      "--config.data.source_dir at a <label>/<clip> folder of audio "
-      "(README, Data)"
-    )
   if num_folds < 2:
     raise errors.UserError(f"num_folds must be at least 2, got {num_folds}")
   key = json.dumps(
@@ -127,7 +121,11 @@ def scan(source_dir: str) -> Folder:
       holds audio.
   """
   if not os.path.isdir(source_dir):
-    raise errors.UserError(f"{source_dir}: audio folder does not exist")
+    raise errors.UserError(
+      f"{source_dir}: audio folder does not exist; point "
+      "--config.data.source_dir at a <label>/<clip> folder of audio "
+      "(README, Data)"
+    )
   clips, ignored = {}, []
   for label in sorted(os.listdir(source_dir)):
     folder = os.path.join(source_dir, label)
