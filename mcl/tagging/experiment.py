@@ -149,13 +149,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     macro ROC-AUC and PR-AUC, parameter count, steps, best pass.
 
   Raises:
-    FileNotFoundError: the manual download is incomplete.
+    mcl.errors.MissingDataError: the manual download or the pretrained
+      weights are incomplete (checked before any record is built).
     ValueError: unknown model, or a bad data or recipe setting.
     mcl.train.NonFiniteLossError: training diverged (state saved under
       `<workdir>/nonfinite`).
   """
   os.makedirs(workdir, exist_ok=True)
-  builder = build_dataset(config)
   spec = inputs.InputSpec(**config.input)
   model = models.get_model_class(config.model.name)(
     **config.model.widths, num_classes=config.data.num_tags
@@ -166,7 +166,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     jnp.zeros((1, *spec.shape)),
     train=False,
   )
+  # Before the records: a missing download stops the run at once.
   variables = load_pretrained(config, model, variables)
+  builder = build_dataset(config)
   num_params = sum(np.size(p) for p in jax.tree.leaves(variables["params"]))
   train_clips = builder.info.splits["train"].num_examples
   logging.info(
