@@ -16,7 +16,9 @@ def test_only_own_info_passes_until_verbosity_is_raised():
   handler = logging.get_absl_handler()
   own = os.path.join(os.path.dirname(logs.__file__), "fit.py")
   library = "/venv/lib/python3.11/site-packages/orbax/checkpoint/manager.py"
-  before = logging.get_verbosity()
+  # set_verbosity sets the absl logger's level; restore the level itself
+  # (NOTSET under pytest), not a verbosity, or later tests lose INFO.
+  before = logging.get_absl_logger().level
   try:
     logging.set_verbosity(logging.INFO)
     logs.configure()
@@ -27,5 +29,5 @@ def test_only_own_info_passes_until_verbosity_is_raised():
     logs.configure()
     assert handler.filter(_record(library, pylogging.INFO))
   finally:
-    logging.set_verbosity(before)
+    logging.get_absl_logger().setLevel(before)
     handler.removeFilter(logs._FILTER)
