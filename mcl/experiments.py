@@ -1,8 +1,9 @@
 """The experiments mcl runs, and what a process does before running them.
 
 `config.experiment` picks one: "continual" (a method over a task sequence,
-`mcl.continual.runner`) or "tagging" (one model on the MagnaTagATune
-top-50 benchmark, `mcl.tagging.experiment`). `mcl.main` runs one per
+`mcl.continual.runner`), "tagging" (one model on the MagnaTagATune
+top-50 benchmark, `mcl.tagging.experiment`) or "track_features" (a
+network on FMA's 518 track features, `mcl.track_dnn`). `mcl.main` runs one per
 process; `launch/sweep_worker.py` runs many in one process (imports,
 records and compiled steps are paid once).
 """
@@ -17,11 +18,15 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from mcl import errors, logs, parallel
+from mcl import errors, logs, parallel, track_dnn
 from mcl.continual import runner
 from mcl.tagging import experiment
 
-EXPERIMENTS = {"continual": runner.run, "tagging": experiment.run}
+EXPERIMENTS = {
+  "continual": runner.run,
+  "tagging": experiment.run,
+  "track_features": track_dnn.run,
+}
 
 
 def start_process() -> None:

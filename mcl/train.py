@@ -195,6 +195,17 @@ class TaskCrossEntropy:
 
 
 @dataclasses.dataclass(frozen=True)
+class CrossEntropy:
+  """Softmax cross-entropy of a one-output classifier, mean over the batch
+  (batch["label"]: int32 [B]; logits [B, classes])."""
+
+  def __call__(self, logits, batch: Batch) -> jax.Array:
+    return jnp.mean(
+      optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class TagBinaryCrossEntropy:
   """Sigmoid binary cross-entropy, mean over examples and tags.
 
