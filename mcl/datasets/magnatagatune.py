@@ -26,21 +26,18 @@ corrupt, shorter than the length rule) are skipped, logged and listed in
 the dataset's `metadata.json` under "skipped".
 """
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
-import tqdm
 from absl import logging
 
 from mcl import audio, errors
-from mcl.datasets import mtat_annotations
+from mcl.datasets import extraction, mtat_annotations
 
 _VERSION = tfds.core.Version("1.0.0")
 # The seed paper's MTAT genre scenario; all are among the top-50 tags.
@@ -56,8 +53,6 @@ GENRES = (
   "opera",
   "new age",
 )
-# Clips decoded per batch of work given to the feature processes.
-_WINDOW = 512
 # The length rule of the top-50 split: 29.1 s of decoded audio.
 FEATURES = audio.FeatureConfig(min_seconds=29.1, silence_db=-100.0)
 
@@ -127,21 +122,6 @@ def make_config(
   )
   digest = hashlib.sha1(key.encode()).hexdigest()[:10]
   return dataclasses.replace(config, name=f"{selection}_{digest}")
-
-
-def _featurise(
-  path: str, features: audio.FeatureConfig, waveform: bool
-) -> tuple[dict[str, np.ndarray] | None, str | None]:
-  """Worker: (features, None) or (None, problem). Runs in a subprocess."""
-  try:
-    signal = audio.load_audio(path, features.sample_rate)
-    audio.check_audio(path, signal, features)
-  except audio.AudioError as e:
-    return None, e.problem
-  out = {"log_mel": audio.features(signal, features)}
-  if waveform:
-    out["waveform"] = audio.to_pcm16(signal)
-  return out, None
 
 
 class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
@@ -241,41 +221,27 @@ class MagnaTagATune(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     paths = [os.path.join(mp3_dir, c["mp3_path"]) for c in clips]
     label_key = "tags" if config.selection == "top50" else "label"
-    # Spawn: forking a process that holds TensorFlow's threads can hang.
-    with (
-      concurrent.futures.ProcessPoolExecutor(
-        self._num_workers, mp_context=multiprocessing.get_context("spawn")
-      ) as pool,
-      tqdm.tqdm(total=len(paths), desc=f"MTAT {split}") as progress,
+    for i, features, problem in extraction.featurise_all(
+      paths,
+      config.features,
+      config.waveform,
+      self._num_workers,
+      f"MTAT {split}",
     ):
-      # Windows of clips: `map` submits its whole input at once, so finished
-      # features would pile up in memory if the writer fell behind.
-      for start in range(0, len(paths), _WINDOW):
-        window = paths[start : start + _WINDOW]
-        results = pool.map(
-          _featurise,
-          window,
-          [config.features] * len(window),
-          [config.waveform] * len(window),
-          chunksize=4,
-        )
-        for clip, path, (features, problem) in zip(
-          clips[start : start + _WINDOW], window, results, strict=True
-        ):
-          progress.update()
-          if features is None:
-            logging.warning("Skipping clip %s: %s", path, problem)
-            self._skipped.append({"path": path, "problem": problem})
-            continue
-          yield (
-            clip["clip_id"],
-            {
-              **features,
-              "clip_id": clip["clip_id"],
-              "mp3_path": clip["mp3_path"],
-              label_key: clip["labels"],
-            },
-          )
+      clip, path = clips[i], paths[i]
+      if features is None:
+        logging.warning("Skipping clip %s: %s", path, problem)
+        self._skipped.append({"path": path, "problem": problem})
+        continue
+      yield (
+        clip["clip_id"],
+        {
+          **features,
+          "clip_id": clip["clip_id"],
+          "mp3_path": clip["mp3_path"],
+          label_key: clip["labels"],
+        },
+      )
 
 
 def build(
