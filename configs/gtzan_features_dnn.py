@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
+  config.data.source = "labelled_folders"  # or "fma" (fma_features_dnn)
   config.data.source_dir = "../shared/data/gtzan_excerpts"
   config.data.data_dir = "runs/tfds"
   config.data.num_folds = 5

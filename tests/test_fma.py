@@ -284,3 +284,28 @@ def test_features_csv_in_another_column_order_is_an_error(manual_dir, tmp_path):
     fma.build(str(root), str(tmp_path / "tfds"), config)
   assert "column 1" in str(error.value)
   assert "('chroma_cens', 'kurtosis', '01')" in str(error.value)
+
+
+def test_network_on_fmas_features_reads_the_features_config(
+  metadata_only_dir, tmp_path
+):
+  from configs import fma_features_dnn
+  from mcl import track_dnn
+
+  config = fma_features_dnn.get_config()
+  config.data.manual_dir = metadata_only_dir
+  config.data.data_dir = str(tmp_path / "tfds")
+  config.model.hidden = (8,)
+  config.train.batch_size = 2
+  config.train.fit.max_steps = 20
+  results = track_dnn.run(config, str(tmp_path / "run"))
+  # medium_features: 4 train, 1 validation, 2 test tracks (one skipped).
+  assert results["clips"] == 7
+  assert results["labels"] == ["Blues", "Classical", "Hip-Hop", "Pop", "Rock"]
+  assert results["chance"] == 1 / 5
+  (figures,) = results["folds"].values()
+  assert set(results["folds"]) == {"fma_medium"}
+  assert figures["steps"] > 0
+  assert results["skipped"] == [
+    {"track_id": NO_FEATURES_ROW, "problem": "no row in features.csv"}
+  ]

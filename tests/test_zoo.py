@@ -14,7 +14,7 @@ import pytest
 
 from mcl import audio, models
 from mcl.models import inputs, layers
-from tests import conftest
+from tests import conftest, few_steps
 
 ZOO = (
   "fcn",
@@ -242,44 +242,14 @@ def test_tiny_model_trains_on_real_audio(name, mtat_waveform, mtat_log_mels):
   target = jnp.asarray(
     np.random.default_rng(0).random((BATCH, 50)) < 0.2, jnp.float32
   )
-  optimiser = optax.adam(3e-3)
 
-  def loss_fn(params, batch_stats, rng):
-    logits, updates = model.apply(
-      {"params": params, "batch_stats": batch_stats},
-      x,
-      train=True,
-      rngs={"dropout": rng},
-      mutable=["batch_stats"],
-    )
+  def loss(logits):
     chex.assert_shape(logits, (BATCH, 50))
-    loss = optax.sigmoid_binary_cross_entropy(logits, target).mean()
-    return loss, updates["batch_stats"]
+    return optax.sigmoid_binary_cross_entropy(logits, target).mean()
 
-  def step(carry, rng):
-    params, batch_stats, opt_state = carry
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      params, batch_stats, rng
-    )
-    updates, opt_state = optimiser.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return (params, batch_stats, opt_state), loss
-
-  # One compiled program (init + scanned steps) per model keeps the file
-  # fast on CPU, where compilation dominates.
-  @jax.jit
-  def train(init_rng, dropout_rng):
-    variables = model.init(init_rng, x, train=False)
-    params = variables["params"]
-    carry = (params, variables["batch_stats"], optimiser.init(params))
-    rngs = jax.random.split(dropout_rng, TRAIN_STEPS)
-    (params, batch_stats, _), losses = jax.lax.scan(step, carry, rngs)
-    # The first step's dropout mask again, so that only the parameters
-    # differ from the first loss.
-    final_loss, _ = loss_fn(params, batch_stats, rngs[0])
-    return losses, final_loss, batch_stats
-
-  losses, final_loss, batch_stats = train(jax.random.key(0), jax.random.key(1))
+  _, _, batch_stats, losses, final_loss = few_steps.train(
+    model, x, loss, TRAIN_STEPS
+  )
   losses = np.asarray(losses)
   assert np.all(np.isfinite(losses)) and np.isfinite(final_loss), losses
   assert final_loss < losses[0], (losses, final_loss)

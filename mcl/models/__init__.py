@@ -5,6 +5,7 @@ from mcl.models.cnnsa import CNNSA
 from mcl.models.conv_classifier import ConvClassifier, head_name
 from mcl.models.crnn import CRNN
 from mcl.models.fcn import FCN
+from mcl.models.feedback_crnn import TemporalFeedbackCRNN, WaveformCRNN
 from mcl.models.harmonic_cnn import HarmonicCNN
 from mcl.models.musicnn import Musicnn
 from mcl.models.progressive_net import ProgressiveNet
@@ -28,6 +29,9 @@ MODELS = {
   "cnnsa": CNNSA,
   # Transfer from the AudioSet VGGish embedding (not in Won et al. 2020).
   "vggish": VGGishAutoPool,
+  # Kim & Nam's raw-waveform genre models (FMA; 2.5 s segments).
+  "waveform_crnn": WaveformCRNN,
+  "tf_crnn": TemporalFeedbackCRNN,
 }
 
 # Model name -> (variables, folder) -> variables with published weights.
