@@ -25,6 +25,7 @@ def make(model: str) -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
+  config.data.source = "magnatagatune"  # or "fma" (configs/fma_genres.py)
   config.data.manual_dir = "data/magnatagatune"
   config.data.data_dir = "runs/tfds"
   config.data.num_tags = 50

@@ -179,15 +179,19 @@ def eval_batches(
 
 
 def _tagged_clips(
-  builder: tfds.core.DatasetBuilder, split: str, feature: str, **read
+  builder: tfds.core.DatasetBuilder,
+  split: str,
+  feature: str,
+  target: str,
+  **read,
 ) -> tf.data.Dataset:
-  """{"inputs", "tags"} of every clip; int16 PCM becomes float in [-1, 1]."""
+  """{"inputs", target} of every clip; int16 PCM becomes float in [-1, 1]."""
 
   def inputs(ex):
     x = ex[feature]
     if x.dtype == tf.int16:
       x = tf.cast(x, tf.float32) / 32767.0
-    return {"inputs": x, "tags": ex["tags"]}
+    return {"inputs": x, target: ex[target]}
 
   ds = builder.as_dataset(split=split, **read)
   return ds.map(inputs, num_parallel_calls=tf.data.AUTOTUNE)
@@ -202,8 +206,9 @@ def tagging_train_batches(
   batch_size: int,
   seed: int,
   shuffle_buffer: int = 1024,
+  target: str = "tags",
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Endless stream of random-chunk multi-label batches (Won et al. 2020).
+  """Endless stream of random-chunk batches (Won et al. 2020).
 
   Clips are read with shuffled files and a `shuffle_buffer`-clip buffer
   (MagnaTagATune does not fit in memory) and cut at a random offset.
@@ -216,15 +221,18 @@ def tagging_train_batches(
     batch_size: chunks per batch.
     seed: seeds file order, shuffling and chunk offsets.
     shuffle_buffer: clips held for shuffling.
+    target: "tags" (float32 multi-hot, MagnaTagATune) or "label" (int64,
+      a single-label genre dataset such as FMA).
 
   Returns:
-    Iterator of {"inputs": float32 [batch, chunk_length, ...], "tags":
-    float32 [batch, tags]}.
+    Iterator of {"inputs": float32 [batch, chunk_length, ...], target:
+    float32 [batch, tags] or int64 [batch]}.
   """
   ds = _tagged_clips(
     builder,
     split,
     feature,
+    target,
     shuffle_files=True,
     read_config=tfds.ReadConfig(shuffle_seed=seed),
   )
@@ -242,8 +250,9 @@ def tagging_eval_batches(
   chunk_length: int,
   num_chunks: int,
   batch_size: int,
+  target: str = "tags",
 ) -> Iterable[dict[str, np.ndarray]]:
-  """Re-iterable, streamed whole-clip multi-label evaluation batches.
+  """Re-iterable, streamed whole-clip evaluation batches.
 
   Args:
     builder: a prepared builder with a float32 "tags" multi-hot feature.
@@ -252,16 +261,18 @@ def tagging_eval_batches(
     chunk_length: chunk length (frames or samples).
     num_chunks: evenly spaced chunks per clip (16 in Won et al. 2020).
     batch_size: clips per batch.
+    target: "tags" or "label", as in `tagging_train_batches`.
 
   Returns:
     An iterable (each pass re-reads the records, in a fixed order) of
-    {"inputs": float32 [batch, num_chunks, chunk_length, ...], "tags":
-    float32 [batch, tags], "mask": float32 [batch]}.
+    {"inputs": float32 [batch, num_chunks, chunk_length, ...], target,
+    "mask": float32 [batch]}.
   """
-  ds = _tagged_clips(builder, split, feature, shuffle_files=False).map(
+  ds = _tagged_clips(builder, split, feature, target, shuffle_files=False)
+  ds = ds.map(
     lambda ex: {
       "inputs": evenly_spaced_chunks(ex["inputs"], chunk_length, num_chunks),
-      "tags": ex["tags"],
+      target: ex[target],
     }
   )
   ds = _masked_batches(ds, batch_size).prefetch(tf.data.AUTOTUNE)

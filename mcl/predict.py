@@ -205,7 +205,12 @@ class _Tagging:
     if not os.path.exists(results):
       raise errors.UserError(f"{workdir}: the tagging run has not finished")
     with open(results) as f:
-      self.tags = tuple(json.load(f)["tags"])
+      content = json.load(f)
+    if "tags" not in content:
+      raise errors.UserError(
+        f"{workdir} is a genre run (FMA); predict reads tagging runs"
+      )
+    self.tags = tuple(content["tags"])
     self.spec = model_inputs.InputSpec(**config.input)
     # JSON turned tuples into lists; module fields must stay hashable.
     widths = {

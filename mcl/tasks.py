@@ -22,6 +22,17 @@ GTZAN_GENRE_PAIRS = (
 )
 # Yoon et al. 2018's MagnaTagATune scenario: five pairs of the genre tags
 # (`mcl.datasets.magnatagatune.GENRES`), single-label clips.
+# FMA medium's 16 top genres in 8 pairs (`configs/fma_den.py`).
+FMA_GENRE_PAIRS = (
+  ("Rock", "Electronic"),
+  ("Hip-Hop", "Folk"),
+  ("Experimental", "Instrumental"),
+  ("Pop", "International"),
+  ("Classical", "Old-Time / Historic"),
+  ("Jazz", "Country"),
+  ("Soul-RnB", "Spoken"),
+  ("Blues", "Easy Listening"),
+)
 MTAT_GENRE_PAIRS = (
   ("classical", "techno"),
   ("rock", "pop"),

@@ -309,3 +309,61 @@ def test_network_on_fmas_features_reads_the_features_config(
   assert results["skipped"] == [
     {"track_id": NO_FEATURES_ROW, "problem": "no row in features.csv"}
   ]
+
+
+def test_genre_training_on_fma_scores_tracks_from_segments(
+  manual_dir, tmp_path
+):
+  from configs import fma_tf_crnn
+  from mcl import experiments
+
+  config = fma_tf_crnn.get_config()
+  config.data.manual_dir = manual_dir
+  config.data.data_dir = str(tmp_path / "tfds")
+  config.data.num_tags = 5  # The test tables' medium genres.
+  config.features.n_mels = FEATURES.n_mels
+  config.model.widths.widths = (8, 8, 8, 8)
+  config.model.widths.gru_width = 8
+  config.train.batch_size = 2
+  config.train.eval_batch_size = 2
+  config.train.eval_chunks = 3
+  config.train.steps_per_epoch = 2
+  config.train.max_epochs = 2
+  results = experiments.run(config, str(tmp_path / "run"))
+
+  assert results["labels"] == ["Blues", "Classical", "Hip-Hop", "Pop", "Rock"]
+  assert results["steps"] == 4 and len(results["history"]) == 2
+  # Accuracy over the test split's decoded tracks: a multiple of 1/n.
+  n = results["clips"]["test"]
+  assert n >= 1
+  assert results["test"]["accuracy"] * n == pytest.approx(
+    round(results["test"]["accuracy"] * n)
+  )
+  assert set(results["test"]) == {"loss", "accuracy"}
+  with pytest.raises(errors.UserError, match="10 outputs|classes"):
+    config.data.num_tags = 10
+    experiments.run(config, str(tmp_path / "other"))
+
+
+def test_continual_runner_reads_fma_genres(manual_dir, tmp_path):
+  from configs import fma_den
+  from mcl.continual import data
+
+  config = fma_den.get_config()
+  config.data.manual_dir = manual_dir
+  config.data.data_dir = str(tmp_path / "tfds")
+  config.features.n_mels = FEATURES.n_mels
+  config.tasks = (("Hip-Hop", "Jazz"),)
+  with pytest.raises(errors.UserError, match=r"unknown classes \['Jazz'\]"):
+    data.build(config)
+  assert not (tmp_path / "tfds").exists()  # Checked before any record.
+  # Hip-Hop is only in train, Rock in train and validation: each class is
+  # named with every split it lacks.
+  config.tasks = (("Hip-Hop", "Rock"),)
+  with pytest.raises(errors.UserError) as info:
+    data.build(config)
+  assert str(info.value).startswith(
+    "'Hip-Hop' (task 0) has no validation clip (validation); "
+    "'Hip-Hop' (task 0) has no test clip (test); "
+    "'Rock' (task 0) has no test clip (test)."
+  )

@@ -6,6 +6,8 @@
   `config.tasks` (groups of genre names);
 - "magnatagatune": the `genres` selection of the manual download, standard
   folder split; tasks from `config.tasks`;
+- "fma": FMA's top genres of `config.data.subset` (`mcl.datasets.fma`),
+  the dataset's own split; tasks from `config.tasks`;
 - "permuted_digits": scikit-learn's 8x8 digits, one fixed pixel
   permutation per task (`mcl.datasets.permuted_digits`);
 - "mnist": the same benchmark on TFDS `mnist` (28x28).
@@ -28,7 +30,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from mcl import audio, errors, input_pipeline, tasks
-from mcl.datasets import labelled_folders, magnatagatune, permuted_digits
+from mcl.datasets import fma, labelled_folders, magnatagatune, permuted_digits
 
 # Split names of `TaskData.eval_batches`.
 SPLITS = ("train", "validation", "test")
@@ -136,9 +138,16 @@ def build_dataset(config: ml_collections.ConfigDict):
       magnatagatune.make_config("genres", features, genres=config.data.genres),
     )
     return builder, tasks.STANDARD_SPLIT
+  if config.data.source == "fma":
+    builder = fma.build(
+      config.data.manual_dir,
+      config.data.data_dir,
+      fma.make_config(config.data.subset, features),
+    )
+    return builder, tasks.DataSplit(*fma.SPLITS)
   raise ValueError(
     f"unknown audio source {config.data.source!r}; known: "
-    "['labelled_folders', 'magnatagatune']"
+    "['labelled_folders', 'magnatagatune', 'fma']"
   )
 
 
@@ -158,13 +167,15 @@ def label_names(config: ml_collections.ConfigDict) -> list[str]:
   """The audio source's label names, known before any record is built.
 
   Labelled folders: the `<label>/` sub-folders holding audio (sorted);
-  MagnaTagATune: `config.data.genres`.
+  MagnaTagATune: `config.data.genres`; FMA: the subset's top genres.
 
   Raises:
     mcl.errors.UserError: the folder is missing or holds no audio.
   """
   if config.data.source == "labelled_folders":
     return labelled_folders.scan(config.data.source_dir).labels
+  if config.data.source == "fma":
+    return fma.label_names(config.data.manual_dir, config.data.subset)
   return list(config.data.genres)
 
 
@@ -306,6 +317,7 @@ class AudioTaskData:
 SOURCES: dict[str, Callable[[ml_collections.ConfigDict], TaskData]] = {
   "labelled_folders": AudioTaskData,
   "magnatagatune": AudioTaskData,
+  "fma": AudioTaskData,
   "permuted_digits": permuted_digits.permuted_digits,
   "mnist": permuted_digits.permuted_mnist,
 }

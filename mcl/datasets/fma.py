@@ -156,10 +156,7 @@ class Fma(tfds.core.GeneratorBasedBuilder):
     )
     genres_path = fma_metadata.metadata_path(manual_dir, fma_metadata.GENRES)
     top_genres = fma_metadata.read_top_genres(genres_path)
-    keep = tracks.in_subset(config.subset) & np.asarray(
-      [g is not None for g in tracks.genre_tops]
-    )
-    names = sorted({tracks.genre_tops[i] for i in np.flatnonzero(keep)})
+    keep, names = tracks.labelled(config.subset)
     unknown = [n for n in names if n not in top_genres]
     if unknown:
       raise errors.UserError(
@@ -252,6 +249,20 @@ class Fma(tfds.core.GeneratorBasedBuilder):
           "track_id": track["track_id"],
         },
       )
+
+
+def label_names(manual_dir: str, subset: str) -> list[str]:
+  """The label names of `subset` from `tracks.csv` alone (no records).
+
+  Raises:
+    mcl.errors.MissingDataError: `fma_metadata/tracks.csv` is missing.
+  """
+  path = fma_metadata.metadata_path(manual_dir, fma_metadata.TRACKS)
+  if not os.path.exists(path):
+    raise errors.MissingDataError(
+      f"{path} missing; {fma_metadata.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+    )
+  return fma_metadata.read_tracks(path).labelled(subset)[1]
 
 
 def build(

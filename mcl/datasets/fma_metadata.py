@@ -71,6 +71,15 @@ class Tracks:
     rank = SUBSETS.index(subset)
     return np.asarray([SUBSETS.index(s) <= rank for s in self.subsets], bool)
 
+  def labelled(self, subset: str) -> tuple[np.ndarray, list[str]]:
+    """(bool [tracks]: of `subset` with a top genre; those genres' names,
+    sorted: the label names of the subset)."""
+    keep = self.in_subset(subset) & np.asarray(
+      [g is not None for g in self.genre_tops]
+    )
+    names = sorted({self.genre_tops[i] for i in np.flatnonzero(keep)})
+    return keep, names
+
 
 def metadata_path(manual_dir: str, name: str) -> str:
   """`<manual_dir>/fma_metadata/<name>`."""

@@ -1,11 +1,14 @@
-"""One zoo model on the MagnaTagATune top-50 benchmark (Won et al. 2020).
+"""One zoo model on the MagnaTagATune top-50 benchmark (Won et al. 2020),
+or on FMA's top genres (Kim & Nam 2019).
 
-Builds (or reuses) the `top50` records of the manual download, trains the
-model with the staged recipe (`mcl.fit.fit`: batch of random
+Builds (or reuses) the records of the manual download (`benchmark`),
+trains the model with the staged recipe (`mcl.fit.fit`: batches of random
 chunks, one validation pass per epoch, best variables by validation loss),
-then scores those best variables on the test split (16 evenly spaced chunks
-per clip, clip probabilities averaged) and writes `<workdir>/results.json`.
-A re-run with the same workdir resumes from the last validation pass.
+then scores those best variables on the test split (evenly spaced chunks
+per clip, clip probabilities averaged: sigmoids for tags, softmaxes for a
+genre, i.e. track-level prediction from segment predictions) and writes
+`<workdir>/results.json`. A re-run with the same workdir resumes from the
+last validation pass.
 """
 
 import dataclasses
@@ -33,22 +36,84 @@ from mcl import (
   train,
 )
 from mcl import recipe as recipes
-from mcl.datasets import magnatagatune
+from mcl.datasets import fma, magnatagatune
 from mcl.models import inputs
 
 
-def build_dataset(config: ml_collections.ConfigDict):
-  """The prepared `top50` builder of `config.data` for `config.input`."""
-  return magnatagatune.build(
-    config.data.manual_dir,
-    config.data.data_dir,
-    magnatagatune.make_config(
-      "top50",
-      audio.FeatureConfig(**config.features),
-      waveform=config.input.feature == "waveform",
-      num_tags=config.data.num_tags,
-    ),
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+  """What the zoo trains on and how it is scored.
+
+  Attributes:
+    builder: the prepared records.
+    splits: (train, validation, test) split names.
+    target: the batch key of the targets: "tags" (multi-hot) or "label".
+    names: tag or class names, in output order.
+    loss: the training loss (`mcl.train`).
+  """
+
+  builder: object
+  splits: tuple[str, str, str]
+  target: str
+  names: list[str]
+  loss: object
+
+  @property
+  def multi_label(self) -> bool:
+    return self.target == "tags"
+
+  def evaluate(self, model, variables, batches) -> fit.Evaluation:
+    """Clip-level loss and scores: ROC-AUC and PR-AUC (tags) or
+    accuracy (a class per clip)."""
+    if self.multi_label:
+      r = evaluation.evaluate_tags(model, variables, batches)
+      return fit.Evaluation(r.loss, {"roc_auc": r.roc_auc, "pr_auc": r.pr_auc})
+    r = evaluation.evaluate_labels(model, variables, batches)
+    return fit.Evaluation(r.loss, {"accuracy": r.accuracy})
+
+
+def benchmark(config: ml_collections.ConfigDict) -> Benchmark:
+  """The records of `config.data.source` for `config.input`, built once.
+
+  "magnatagatune": the `top50` tagging benchmark (Won et al. 2020);
+  "fma": FMA's top genres of `config.data.subset`, single-label (Kim &
+  Nam 2019), in the dataset's own split.
+
+  Raises:
+    mcl.errors.MissingDataError: the manual download is incomplete.
+    mcl.errors.UserError: an unknown source.
+  """
+  features = audio.FeatureConfig(**config.features)
+  waveform = config.input.feature == "waveform"
+  if config.data.source == "magnatagatune":
+    builder = magnatagatune.build(
+      config.data.manual_dir,
+      config.data.data_dir,
+      magnatagatune.make_config(
+        "top50", features, waveform=waveform, num_tags=config.data.num_tags
+      ),
+    )
+    tags = list(builder.info.metadata["tags"])
+    return Benchmark(
+      builder, ("train", "valid", "test"), "tags", tags,
+      train.TagBinaryCrossEntropy(),
+    )  # fmt: skip
+  if config.data.source == "fma":
+    builder = fma.build(
+      config.data.manual_dir,
+      config.data.data_dir,
+      fma.make_config(config.data.subset, features, waveform=waveform),
+    )
+    names = list(builder.info.features["label"].names)
+    return Benchmark(builder, fma.SPLITS, "label", names, train.CrossEntropy())
+  raise errors.UserError(
+    f"unknown source {config.data.source!r}; known: magnatagatune, fma"
   )
+
+
+def build_dataset(config: ml_collections.ConfigDict):
+  """The prepared builder of `config.data` (see `benchmark`)."""
+  return benchmark(config).builder
 
 
 def make_recipe(
@@ -128,14 +193,6 @@ def trainable_mask(model, params):
   return jax.tree_util.tree_map_with_path(mask, params)
 
 
-def _figures(result: evaluation.TagEvaluation) -> dict:
-  return {
-    "loss": result.loss,
-    "roc_auc": result.roc_auc,
-    "pr_auc": result.pr_auc,
-  }
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and tests `config.model` on MagnaTagATune top-50.
 
@@ -168,9 +225,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
   # Before the records: a missing download stops the run at once.
   variables = load_pretrained(config, model, variables)
-  builder = build_dataset(config)
+  bench = benchmark(config)
+  if len(bench.names) != config.data.num_tags:
+    raise errors.UserError(
+      f"the records have {len(bench.names)} classes, the model "
+      f"config.data.num_tags={config.data.num_tags} outputs"
+    )
+  builder = bench.builder
+  train_name, valid_name, test_name = bench.splits
   num_params = sum(np.size(p) for p in jax.tree.leaves(variables["params"]))
-  train_clips = builder.info.splits["train"].num_examples
+  train_clips = builder.info.splits[train_name].num_examples
   logging.info(
     "%s (%d params) on %s, %d train clips",
     config.model.name,
@@ -183,7 +247,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # its rows of every global batch (`mcl.parallel`).
   rows = parallel.process_rows(config.train.batch_size)
   train_split = (
-    tfds.split_for_jax_process("train") if jax.process_count() > 1 else "train"
+    tfds.split_for_jax_process(train_name)
+    if jax.process_count() > 1
+    else train_name
   )
 
   def train_batches(pass_index: int):
@@ -195,6 +261,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       batch_size=rows.stop - rows.start,
       seed=config.seed * 1_000_003 + pass_index,
       shuffle_buffer=config.train.shuffle_buffer,
+      target=bench.target,
     )
 
   def eval_batches(split: str):
@@ -205,6 +272,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       chunk_length=spec.length,
       num_chunks=config.train.eval_chunks,
       batch_size=config.train.eval_batch_size,
+      target=bench.target,
     )
 
   writer = metric_writers.create_default_writer(
@@ -212,10 +280,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
 
   def validate(variables):
-    result = evaluation.evaluate_tags(model, variables, eval_batches("valid"))
-    return fit.Evaluation(
-      result.loss, {"roc_auc": result.roc_auc, "pr_auc": result.pr_auc}
-    )
+    return bench.evaluate(model, variables, eval_batches(valid_name))
 
   recipe = make_recipe(config, train_clips)
   run_progress = progress.RunProgress(num_tasks=1)
@@ -226,7 +291,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_batches,
     validate,
     recipe,
-    loss=train.TagBinaryCrossEntropy(),
+    loss=bench.loss,
     trainable=trainable_mask(model, variables["params"]),
     rng=fit_rng,
     workdir=workdir,
@@ -235,18 +300,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     on_step=run_progress.start_phase("train", recipe.step_budget),
   )
   run_progress.end_phase(result.steps)
-  test = evaluation.evaluate_tags(model, result.variables, eval_batches("test"))
+  test = bench.evaluate(model, result.variables, eval_batches(test_name))
   out = {
     "model": config.model.name,
     "input": dict(config.input),
     "params": int(num_params),
-    "tags": list(builder.info.metadata["tags"]),
+    ("tags" if bench.multi_label else "labels"): bench.names,
     "clips": {k: v.num_examples for k, v in builder.info.splits.items()},
     "skipped_clips": len(builder.info.metadata.get("skipped", [])),
     "steps": result.steps,
     "best_pass": result.best_pass,
     "validation": {"loss": result.validation_loss, **result.scores},
-    "test": _figures(test),
+    "test": {"loss": test.loss, **test.scores},
     "history": [dataclasses.asdict(record) for record in result.history],
   }
   if jax.process_index() == 0:
@@ -254,10 +319,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       json.dump(out, f, indent=1)
   writer.flush()
   logging.info(
-    "%s test ROC-AUC %s, PR-AUC %s (best pass %d of %d steps)",
+    "%s test %s (best pass %d of %d steps)",
     config.model.name,
-    test.roc_auc,
-    test.pr_auc,
+    test.scores,
     result.best_pass,
     result.steps,
   )
