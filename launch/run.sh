@@ -8,6 +8,8 @@
 #              (default ../shared/data/gtzan_excerpts)
 #   MTAT_DIR   configs/mtat_*: the MagnaTagATune manual download
 #              (default data/magnatagatune: annotations_final.csv, mp3/0..f)
+#   FMA_DIR    configs/fma_*: the Free Music Archive download
+#              (default data/fma: fma_metadata/, fma_medium/)
 # configs/permuted_digits.py needs no data folder.
 # Extra arguments are passed to mcl.main, e.g. --config.data.fold=2.
 set -euo pipefail
@@ -33,6 +35,18 @@ Download annotations_final.csv and mp3.zip.001-003 from the MagnaTagATune
 page (mirg.city.ac.uk/codeapps/the-magnatagatune-dataset), unzip the audio
 into mp3/ beside the csv (mp3/0 ... mp3/f), then:
 MTAT_DIR=/that/folder bash launch/run.sh
+EOT
+      exit 2
+    fi ;;
+  fma_*)
+    data="${FMA_DIR:-$root/data/fma}"
+    args+=(--config.data.manual_dir="$data")
+    if [[ ! -f "$data/fma_metadata/tracks.csv" ]]; then
+      cat >&2 <<EOT
+launch/run.sh: no FMA at $data (fma_metadata/tracks.csv missing).
+Download fma_metadata.zip and fma_medium.zip (github.com/mdeff/fma, files at
+os.unil.cloud.switch.ch/fma/) and unzip both there, then:
+FMA_DIR=/that/folder bash launch/run.sh
 EOT
       exit 2
     fi ;;

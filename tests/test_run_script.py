@@ -35,3 +35,13 @@ def test_a_missing_magnatagatune_folder_says_what_to_download(tmp_path, config):
   assert result.returncode == 2
   assert "annotations_final.csv missing" in result.stderr
   assert "MTAT_DIR=" in result.stderr
+
+
+@pytest.mark.parametrize(
+  "config", ["configs/fma_tf_crnn.py", "configs/fma_den.py"]
+)
+def test_a_missing_fma_folder_says_what_to_download(tmp_path, config):
+  result = _run_script(tmp_path, CONFIG=config, FMA_DIR=str(tmp_path))
+  assert result.returncode == 2
+  assert "fma_metadata/tracks.csv missing" in result.stderr
+  assert "FMA_DIR=" in result.stderr
