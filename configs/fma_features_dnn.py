@@ -19,4 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.data_dir = "runs/tfds"
   config.data.subset = "medium"
   config.train.batch_size = 64
+  # About 20,000 training tracks: an epoch is ~310 steps of 64.
+  config.train.fit.max_steps = 30_000
+  config.train.fit.eval_every = 310
+  config.train.fit.patience = 10
   return config

@@ -214,7 +214,7 @@ def tagging_train_batches(
   (MagnaTagATune does not fit in memory) and cut at a random offset.
 
   Args:
-    builder: a prepared builder with a float32 "tags" multi-hot feature.
+    builder: a prepared builder with the `target` feature.
     split: TFDS split expression, e.g. 'train'.
     feature: "log_mel" (chunk_length in frames) or "waveform" (samples).
     chunk_length: chunk length along the feature's time axis.
@@ -255,7 +255,7 @@ def tagging_eval_batches(
   """Re-iterable, streamed whole-clip evaluation batches.
 
   Args:
-    builder: a prepared builder with a float32 "tags" multi-hot feature.
+    builder: a prepared builder with the `target` feature.
     split: TFDS split expression, e.g. 'valid'.
     feature: "log_mel" or "waveform".
     chunk_length: chunk length (frames or samples).

@@ -20,8 +20,6 @@ GTZAN_GENRE_PAIRS = (
   ("metal", "pop"),
   ("reggae", "rock"),
 )
-# Yoon et al. 2018's MagnaTagATune scenario: five pairs of the genre tags
-# (`mcl.datasets.magnatagatune.GENRES`), single-label clips.
 # FMA medium's 16 top genres in 8 pairs (`configs/fma_den.py`).
 FMA_GENRE_PAIRS = (
   ("Rock", "Electronic"),
@@ -33,6 +31,8 @@ FMA_GENRE_PAIRS = (
   ("Soul-RnB", "Spoken"),
   ("Blues", "Easy Listening"),
 )
+# Yoon et al. 2018's MagnaTagATune scenario: five pairs of the genre tags
+# (`mcl.datasets.magnatagatune.GENRES`), single-label clips.
 MTAT_GENRE_PAIRS = (
   ("classical", "techno"),
   ("rock", "pop"),

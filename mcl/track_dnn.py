@@ -36,7 +36,7 @@ from absl import logging
 from clu import metric_writers
 from sklearn import neural_network, svm
 
-from mcl import evaluation, fit, recipe, tasks, train
+from mcl import errors, evaluation, fit, recipe, tasks, train
 from mcl.datasets import fma, track_table
 from mcl.models import feature_dnn
 
@@ -84,7 +84,16 @@ def _folds(expression: str) -> list[int]:
 
 
 def _batches(x, y, batch_size: int, seed: int):
-  """Endless shuffled minibatches {"inputs", "label"}, seeded."""
+  """Endless shuffled minibatches {"inputs", "label"}, seeded.
+
+  Raises:
+    mcl.errors.UserError: fewer training clips than one batch.
+  """
+  if len(y) < batch_size:
+    raise errors.UserError(
+      f"{len(y)} training clips, fewer than a batch of {batch_size}; lower "
+      "config.train.batch_size"
+    )
   rng = np.random.default_rng(seed)
   while True:
     order = rng.permutation(len(y))

@@ -12,7 +12,9 @@ rows are exactly these three levels. `track_features` computes them for
 any recording, with the dataset's own settings (native sample rate, mono;
 STFT 2048 / hop 512; CQT of 7 octaves from C1, 12 bins per octave, hop
 512; 20 MFCCs of a power mel spectrogram in dB; 6 contrast bands), so a
-labelled folder such as GTZAN gets the same table as FMA.
+labelled folder such as GTZAN gets the same columns and recipe as FMA
+(values differ slightly where librosa changed since FMA's 0.5, e.g. the
+scale of `rms`).
 """
 
 import librosa
@@ -77,11 +79,13 @@ def frame_features(waveform: np.ndarray, sample_rate: int) -> dict:
       n_bins=7 * 12, tuning=None,
     )
   )  # fmt: skip
+  # The CQT has 12 bins per octave; librosa >= 0.6 assumes 36 unless told
+  # (FMA used 0.5, whose default was n_chroma): A4 would land on D#.
   out["chroma_cqt"] = librosa.feature.chroma_cqt(
-    C=cqt, n_chroma=12, n_octaves=7
+    C=cqt, n_chroma=12, n_octaves=7, bins_per_octave=12
   )
   out["chroma_cens"] = librosa.feature.chroma_cens(
-    C=cqt, n_chroma=12, n_octaves=7
+    C=cqt, n_chroma=12, n_octaves=7, bins_per_octave=12
   )
   out["tonnetz"] = librosa.feature.tonnetz(chroma=out["chroma_cens"])
   stft = np.abs(librosa.stft(waveform, n_fft=2048, hop_length=512))

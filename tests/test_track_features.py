@@ -73,3 +73,22 @@ def test_network_beats_chance_on_held_out_folds(tiny_audio_dir, tmp_path):
     track_table._featurise = original
   assert again.features.shape == (20, 518)
   assert again.label_names == ["blues", "classical", "metal", "pop"]
+
+
+def test_chroma_of_a_pure_a4_is_a():
+  rate = 22_050
+  t = np.arange(3 * rate) / rate
+  tone = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+  frames = track_features.frame_features(tone, rate)
+  a = 9  # C, C#, D, D#, E, F, F#, G, G#, A
+  for name in ("chroma_cqt", "chroma_cens", "chroma_stft"):
+    assert np.argmax(frames[name].mean(axis=1)) == a, name
+
+
+def test_silence_is_skipped_not_tabled(tmp_path):
+  import soundfile
+
+  path = str(tmp_path / "silence.wav")
+  soundfile.write(path, np.zeros(22_050 * 3, np.float32), 22_050)
+  values, problem = track_table._featurise(path)
+  assert values is None and "digital silence" in problem

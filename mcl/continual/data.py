@@ -111,7 +111,8 @@ def build_dataset(config: ml_collections.ConfigDict):
   Args:
     config: an experiment config; labelled folders read `data.source_dir`,
       `num_folds` and `fold` (test fold; validation the next), MagnaTagATune
-      `data.manual_dir` and `genres`; both `data.data_dir` and `features`.
+      `data.manual_dir` and `genres`, FMA `data.manual_dir` and `subset`;
+      all `data.data_dir` and `features`.
 
   Returns:
     (builder, `tasks.DataSplit`); the builder has "log_mel" and a "label"
@@ -119,7 +120,8 @@ def build_dataset(config: ml_collections.ConfigDict):
 
   Raises:
     ValueError: not an audio source (and see the builders' `build`).
-    FileNotFoundError: an incomplete MagnaTagATune manual directory.
+    mcl.errors.MissingDataError: an incomplete MagnaTagATune or FMA manual
+      directory.
   """
   features = audio.FeatureConfig(**config.features)
   if config.data.source == "labelled_folders":

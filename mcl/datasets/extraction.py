@@ -1,5 +1,5 @@
 """Parallel featurisation of audio files, shared by the manual-download
-builders (MagnaTagATune, FMA).
+builders (MagnaTagATune, FMA) and the track-feature tables.
 
 Files are decoded and featurised (`mcl.audio`) in spawn-started worker
 processes (forking a process that holds TensorFlow's threads can hang),
@@ -10,7 +10,8 @@ fell behind. A tqdm bar counts the files.
 
 import concurrent.futures
 import multiprocessing
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import tqdm
@@ -41,6 +42,45 @@ def featurise(
   return out, None
 
 
+def parallel_map(
+  fn: Callable,
+  items: Sequence,
+  num_workers: int | None,
+  description: str,
+  *constants,
+) -> Iterator[tuple[int, object]]:
+  """`fn(item, *constants)` of every item, in order, in worker processes.
+
+  Args:
+    fn: a picklable module-level function.
+    items: its first arguments.
+    num_workers: processes (None: all cores).
+    description: the progress bar's label.
+    *constants: further arguments, the same for every item.
+
+  Yields:
+    (index into `items`, result).
+  """
+  with (
+    concurrent.futures.ProcessPoolExecutor(
+      num_workers or os.cpu_count(),
+      mp_context=multiprocessing.get_context("spawn"),
+    ) as pool,
+    tqdm.tqdm(total=len(items), desc=description) as progress,
+  ):
+    for start in range(0, len(items), WINDOW):
+      window = items[start : start + WINDOW]
+      results = pool.map(
+        fn,
+        window,
+        *([c] * len(window) for c in constants),
+        chunksize=4,
+      )
+      for offset, result in enumerate(results):
+        progress.update()
+        yield start + offset, result
+
+
 def featurise_all(
   paths: Sequence[str],
   features: audio.FeatureConfig,
@@ -50,24 +90,17 @@ def featurise_all(
 ) -> Iterator[tuple[int, dict[str, np.ndarray] | None, str | None]]:
   """`featurise` of every path, in order, in worker processes.
 
+  Args:
+    paths: audio files.
+    features: the front end (`audio.FeatureConfig`).
+    waveform: also return the int16 waveform.
+    num_workers: processes.
+    description: the progress bar's label.
+
   Yields:
     (index into `paths`, features or None, problem or None).
   """
-  with (
-    concurrent.futures.ProcessPoolExecutor(
-      num_workers, mp_context=multiprocessing.get_context("spawn")
-    ) as pool,
-    tqdm.tqdm(total=len(paths), desc=description) as progress,
+  for i, (out, problem) in parallel_map(
+    featurise, paths, num_workers, description, features, waveform
   ):
-    for start in range(0, len(paths), WINDOW):
-      window = paths[start : start + WINDOW]
-      results = pool.map(
-        featurise,
-        window,
-        [features] * len(window),
-        [waveform] * len(window),
-        chunksize=4,
-      )
-      for offset, (out, problem) in enumerate(results):
-        progress.update()
-        yield start + offset, out, problem
+    yield i, out, problem

@@ -254,6 +254,13 @@ class Fma(tfds.core.GeneratorBasedBuilder):
 def label_names(manual_dir: str, subset: str) -> list[str]:
   """The label names of `subset` from `tracks.csv` alone (no records).
 
+  Args:
+    manual_dir: the FMA download (`fma_metadata/` inside).
+    subset: "small", "medium" or "large".
+
+  Returns:
+    The subset's top genres, sorted: the records' label names.
+
   Raises:
     mcl.errors.MissingDataError: `fma_metadata/tracks.csv` is missing.
   """

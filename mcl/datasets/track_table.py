@@ -10,22 +10,20 @@ columns, so a second call reads it back. Clips that fail are skipped and
 listed, as in the log-mel build report.
 """
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
 
 import numpy as np
 import soundfile
-import tqdm
 from absl import logging
 
 from mcl import audio, track_features
-from mcl.datasets import labelled_folders
+from mcl.datasets import extraction, labelled_folders
 
-_VERSION = 1
+# 2: chroma CQT/CENS with 12 bins per octave (version 1 misread the CQT).
+_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,11 +58,15 @@ def _featurise(path: str) -> tuple[np.ndarray | None, str | None]:
     return None, f"undecodable ({e.__class__.__name__})"
   try:
     waveform = audio.load_audio(path, rate)
+    # The log-mel builds' rules: at least 3 s, not digital silence.
+    audio.check_audio(path, waveform, audio.FeatureConfig(sample_rate=rate))
   except audio.AudioError as e:
     return None, e.problem
-  if waveform.shape[0] < 2048:
-    return None, f"too short: {waveform.shape[0]} samples < one 2048 frame"
-  return track_features.track_features(waveform, rate), None
+  values = track_features.track_features(waveform, rate)
+  if not np.all(np.isfinite(values)):
+    # Kurtosis and skew of a constant row: silence or a constant signal.
+    return None, "non-finite features (silent or constant audio)"
+  return values, None
 
 
 def build(
@@ -108,19 +110,15 @@ def build(
     p: i for i, clips in enumerate(folder.clips.values()) for p in clips
   }
   rows, skipped = [], list(folder.ignored)
-  context = multiprocessing.get_context("spawn")
-  with concurrent.futures.ProcessPoolExecutor(
-    num_workers or os.cpu_count(), mp_context=context
-  ) as pool:
-    results = pool.map(_featurise, paths, chunksize=4)
-    for p, (values, problem) in tqdm.tqdm(
-      zip(paths, results, strict=True), total=len(paths), desc="features"
-    ):
-      if problem:
-        logging.warning("Skipping clip: %s: %s", p, problem)
-        skipped.append({"path": p, "problem": problem})
-      else:
-        rows.append((values, label_of[p], folds[p]))
+  for i, (values, problem) in extraction.parallel_map(
+    _featurise, paths, num_workers, "features"
+  ):
+    p = paths[i]
+    if problem:
+      logging.warning("Skipping clip: %s: %s", p, problem)
+      skipped.append({"path": p, "problem": problem})
+    else:
+      rows.append((values, label_of[p], folds[p]))
   table = TrackTable(
     np.stack([r[0] for r in rows]).astype(np.float32),
     np.asarray([r[1] for r in rows], np.int32),

@@ -194,7 +194,7 @@ def trainable_mask(model, params):
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains and tests `config.model` on MagnaTagATune top-50.
+  """Trains and tests `config.model` on MagnaTagATune top-50 or FMA genres.
 
   Args:
     config: see `configs/mtat_tagging.py`.
@@ -208,6 +208,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Raises:
     mcl.errors.MissingDataError: the manual download or the pretrained
       weights are incomplete (checked before any record is built).
+    mcl.errors.UserError: FMA's subset has another number of genres than
+      `config.data.num_tags` (also before any record).
     ValueError: unknown model, or a bad data or recipe setting.
     mcl.train.NonFiniteLossError: training diverged (state saved under
       `<workdir>/nonfinite`).
@@ -223,14 +225,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     jnp.zeros((1, *spec.shape)),
     train=False,
   )
-  # Before the records: a missing download stops the run at once.
+  # Before the records: a missing download or a wrong class count stops
+  # the run at once.
   variables = load_pretrained(config, model, variables)
+  if config.data.source == "fma":
+    names = fma.label_names(config.data.manual_dir, config.data.subset)
+    if len(names) != config.data.num_tags:
+      raise errors.UserError(
+        f"FMA {config.data.subset} has {len(names)} top genres, the model "
+        f"config.data.num_tags={config.data.num_tags} outputs"
+      )
   bench = benchmark(config)
-  if len(bench.names) != config.data.num_tags:
-    raise errors.UserError(
-      f"the records have {len(bench.names)} classes, the model "
-      f"config.data.num_tags={config.data.num_tags} outputs"
-    )
   builder = bench.builder
   train_name, valid_name, test_name = bench.splits
   num_params = sum(np.size(p) for p in jax.tree.leaves(variables["params"]))
