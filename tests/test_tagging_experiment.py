@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -12,11 +13,13 @@ from mcl.tagging import experiment
 from tests.conftest import MTAT_FOLDERS, MTAT_GENRES
 
 
-@pytest.fixture
-def tiny_tagging_config(mtat_from_gtzan, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(mtat_from_gtzan, tmp_path_factory):
+  """One finished tiny run for the module: (config, workdir, results)."""
+  root = tmp_path_factory.mktemp("tagging")
   config = mtat_short_chunk_cnn.get_config()
   config.data.manual_dir = mtat_from_gtzan
-  config.data.data_dir = str(tmp_path / "tfds")
+  config.data.data_dir = str(root / "tfds")
   config.data.num_tags = 5  # The stand-in label file has 5 tag columns.
   config.features.min_seconds = 3.0  # GTZAN excerpts are 15-20 s.
   config.model.widths.n_channels = 4
@@ -26,15 +29,14 @@ def tiny_tagging_config(mtat_from_gtzan, tmp_path):
   config.train.stages = (("adam", 1e-3, 1), ("sgd", 1e-3, 5))
   config.train.steps_per_epoch = 3
   config.train.max_epochs = 2
-  return config
+  workdir = str(root / "run")
+  return config, workdir, experiments.run(config, workdir)
 
 
-def test_tagging_experiment_trains_tests_and_resumes(
-  tiny_tagging_config, tmp_path
-):
-  config = tiny_tagging_config
+def test_tagging_experiment_trains_tests_and_resumes(tiny_run, tmp_path):
+  config, finished, results = tiny_run
   workdir = str(tmp_path / "run")
-  results = experiments.run(config, workdir)
+  shutil.copytree(finished, workdir)  # Resumed below; the original stays.
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f) == results
 
@@ -50,18 +52,15 @@ def test_tagging_experiment_trains_tests_and_resumes(
   best = min(history, key=lambda p: p["validation_loss"])
   assert results["validation"]["loss"] == pytest.approx(best["validation_loss"])
 
+  config = config.copy_and_resolve_references()
   config.train.max_epochs = 3  # A longer budget resumes the same run.
   resumed = experiments.run(config, workdir)
   assert resumed["history"][:2] == history
   assert len(resumed["history"]) == 3 and resumed["steps"] == 9
 
 
-def test_predict_tags_the_test_clips_as_the_run_scored_them(
-  tiny_tagging_config, tmp_path
-):
-  config = tiny_tagging_config
-  workdir = str(tmp_path / "run")
-  results = experiments.run(config, workdir)
+def test_predict_tags_the_test_clips_as_the_run_scored_them(tiny_run):
+  config, workdir, results = tiny_run
   # The test split: folders d-f, here clips 8 and 9 of each genre.
   paths = [
     os.path.join(config.data.manual_dir, "mp3", folder, f"{genre}.{i:05d}.mp3")
