@@ -14,12 +14,63 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+import tensorflow_datasets as tfds
 import tqdm
+from absl import logging
 
 from mcl import audio
 
 # Files given to the worker processes at a time.
 WINDOW = 512
+
+
+def prepare(
+  builder_class: type,
+  config,
+  manual_dir: str,
+  data_dir: str,
+  num_workers: int | None,
+  check_manual_dir: Callable[[], None],
+):
+  """Builds (or reuses) the records of a manual-download builder.
+
+  Args:
+    builder_class: a `tfds.core.GeneratorBasedBuilder` taking `num_workers`
+      and writing its skipped files to `info.metadata["skipped"]`.
+    config: its builder config (a registered one is passed by name: TFDS
+      refuses an equal object).
+    manual_dir: the download.
+    data_dir: TFDS data directory where the records are written.
+    num_workers: feature processes (None: all cores).
+    check_manual_dir: raises when the download lacks a piece; called only
+      when the records are not built yet.
+
+  Returns:
+    The prepared builder; its build report is logged.
+  """
+  registered = config.name in builder_class.builder_configs
+  builder = builder_class(
+    config=config.name if registered else config,
+    data_dir=data_dir,
+    num_workers=num_workers,
+  )
+  if not builder.is_prepared():
+    check_manual_dir()
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+  )
+  skipped = builder.info.metadata.get("skipped", [])
+  logging.info(
+    "%s %s: %s examples, %d skipped%s",
+    builder_class.name,
+    config.name,
+    {k: v.num_examples for k, v in builder.info.splits.items()},
+    len(skipped),
+    "".join(
+      f"\n  {s.get('path', s.get('track_id'))}: {s['problem']}" for s in skipped
+    ),
+  )
+  return builder
 
 
 def featurise(

@@ -308,26 +308,13 @@ def build(
       columns not in FMA's order, a top genre of tracks.csv that
       genres.csv lacks); the message names the file.
   """
-  # A registered config is passed by name (TFDS refuses an equal object).
-  registered = config.name in Fma.builder_configs
-  builder = Fma(
-    config=config.name if registered else config,
-    data_dir=data_dir,
-    num_workers=num_workers,
-  )
-  if not builder.is_prepared():
-    fma_metadata.check_manual_dir(manual_dir, config.subset, config.precomputed)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-  )
-  skipped = builder.info.metadata.get("skipped", [])
-  logging.info(
-    "FMA %s: %s tracks, %d skipped%s",
-    config.name,
-    {k: v.num_examples for k, v in builder.info.splits.items()},
-    len(skipped),
-    "".join(
-      f"\n  {s.get('path', s['track_id'])}: {s['problem']}" for s in skipped
+  return extraction.prepare(
+    Fma,
+    config,
+    manual_dir,
+    data_dir,
+    num_workers,
+    lambda: fma_metadata.check_manual_dir(
+      manual_dir, config.subset, config.precomputed
     ),
   )
-  return builder

@@ -264,28 +264,15 @@ def build(
     and, for top50, `info.metadata["tags"]` the tag of each label column.
 
   Raises:
-    FileNotFoundError: the manual directory lacks a piece; the message
-      says what to put where.
+    mcl.errors.MissingDataError: (a FileNotFoundError) the manual
+      directory lacks a piece; the message says what to put where.
     ValueError: a malformed label file or an unknown genre.
   """
-  # A registered config is passed by name (TFDS refuses an equal object).
-  registered = config.name in MagnaTagATune.builder_configs
-  builder = MagnaTagATune(
-    config=config.name if registered else config,
-    data_dir=data_dir,
-    num_workers=num_workers,
+  return extraction.prepare(
+    MagnaTagATune,
+    config,
+    manual_dir,
+    data_dir,
+    num_workers,
+    lambda: mtat_annotations.check_manual_dir(manual_dir),
   )
-  if not builder.is_prepared():
-    mtat_annotations.check_manual_dir(manual_dir)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-  )
-  skipped = builder.info.metadata.get("skipped", [])
-  logging.info(
-    "MagnaTagATune %s: %s clips, %d skipped%s",
-    config.name,
-    {k: v.num_examples for k, v in builder.info.splits.items()},
-    len(skipped),
-    "".join(f"\n  {s['path']}: {s['problem']}" for s in skipped),
-  )
-  return builder

@@ -12,7 +12,6 @@ from mcl.models.progressive_net import ProgressiveNet
 from mcl.models.sample_cnn import SampleCNN, SampleCNNSE
 from mcl.models.short_chunk import ShortChunkCNN, ShortChunkResNet
 from mcl.models.vggish import VGGishAutoPool
-from mcl.models.vggish_checkpoint import into as vggish_into
 
 MODELS = {
   "conv_classifier": ConvClassifier,
@@ -33,9 +32,6 @@ MODELS = {
   "waveform_crnn": WaveformCRNN,
   "tf_crnn": TemporalFeedbackCRNN,
 }
-
-# Model name -> (variables, folder) -> variables with published weights.
-PRETRAINED = {"vggish": vggish_into}
 
 
 def get_model_class(name: str):

@@ -37,7 +37,11 @@ from mcl import (
 )
 from mcl import recipe as recipes
 from mcl.datasets import fma, magnatagatune
-from mcl.models import inputs
+from mcl.models import inputs, vggish_checkpoint
+
+# Model name -> (variables, folder) -> variables with published weights
+# (here, not in the model registry: the converter reads TF checkpoints).
+PRETRAINED = {"vggish": vggish_checkpoint.into}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +153,7 @@ def make_recipe(
 
 def load_pretrained(config: ml_collections.ConfigDict, model, variables):
   """`variables` with published weights, if `config.model.pretrained`
-  names a folder (`models.PRETRAINED` of the model reads it).
+  names a folder (`PRETRAINED` of the model reads it).
 
   Raises:
     mcl.errors.UserError: weights for a model that takes none, or none for
@@ -163,25 +167,18 @@ def load_pretrained(config: ml_collections.ConfigDict, model, variables):
         "set --config.model.pretrained=DIR (README, VGGish)"
       )
     return variables
-  if config.model.name not in models.PRETRAINED:
+  if config.model.name not in PRETRAINED:
     raise errors.UserError(
       f"{config.model.name} takes no pretrained weights; models that do: "
-      f"{sorted(models.PRETRAINED)}"
+      f"{sorted(PRETRAINED)}"
     )
-  return models.PRETRAINED[config.model.name](
-    variables, config.model.pretrained
-  )
-
-
-def frozen(model) -> tuple[tuple[str, ...], ...]:
-  """Parameter paths the model asks not to train (`frozen_groups`)."""
-  return tuple(getattr(model, "frozen_groups", ()))
+  return PRETRAINED[config.model.name](variables, config.model.pretrained)
 
 
 def trainable_mask(model, params):
-  """0./1. tree like `params`: 0 under every path of `frozen(model)`, or
-  None when nothing is frozen."""
-  groups = frozen(model)
+  """0./1. tree like `params`: 0 under every path the model asks not to
+  train (its `frozen_groups`, if any), or None when nothing is frozen."""
+  groups = tuple(getattr(model, "frozen_groups", ()))
   if not groups:
     return None
 
