@@ -22,10 +22,23 @@ workdir, each an `ocp.CheckpointManager` with a pytree item
 
 The restore target is a tree of arrays or `jax.ShapeDtypeStruct` with the
 saved structure (e.g. the model's variables and a fresh `optimizer.init`).
+
+Every checkpoint is sealed once Orbax has finished it: `checksums.json` in
+its folder holds the SHA-256 of each of its files. Opening one checks the
+seal first, so a flipped byte, a truncated or deleted file, or a
+checkpoint whose writer was killed before the seal is a `CheckpointError`
+naming the folder and the problem, never a library traceback or silently
+wrong weights. `TaskCheckpoints.resumable` moves damaged task checkpoints
+aside (to `<directory>.damaged/`) and says from which task a run resumes;
+`RunCheckpoints` moves a damaged `latest/` aside and the fit starts over.
 """
 
 import dataclasses
+import hashlib
+import json
 import os
+import shutil
+import time
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -33,8 +46,102 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+
+from mcl import atomic_files, errors
 
 Params = dict
+CHECKSUMS = "checksums.json"
+
+
+class CheckpointError(errors.UserError):
+  """A checkpoint that cannot be read; the message names its folder and
+  what is wrong (unsealed, a file missing or changed, bad metadata, a shape
+  that does not match the recorded architecture)."""
+
+
+def _file_digests(folder: str) -> dict[str, str]:
+  digests = {}
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.join(root, name)
+      relative = os.path.relpath(path, folder)
+      if relative == CHECKSUMS:
+        continue
+      sha = hashlib.sha256()
+      with open(path, "rb") as f:
+        for block in iter(lambda f=f: f.read(1 << 20), b""):
+          sha.update(block)
+      digests[relative] = sha.hexdigest()
+  return dict(sorted(digests.items()))
+
+
+def seal(folder: str) -> None:
+  """Writes `<folder>/checksums.json`: the SHA-256 of every file in the
+  finished checkpoint `folder` (atomically; call once Orbax is done)."""
+  atomic_files.write_json(
+    os.path.join(folder, CHECKSUMS), _file_digests(folder)
+  )
+
+
+def verify(folder: str) -> None:
+  """Checks a checkpoint folder against its seal.
+
+  Raises:
+    CheckpointError: the folder or its seal is missing or unreadable, or a
+      sealed file is missing or has other contents.
+  """
+  path = os.path.join(folder, CHECKSUMS)
+  if not os.path.isdir(folder):
+    raise CheckpointError(f"{folder}: checkpoint folder does not exist")
+  try:
+    with open(path) as f:
+      sealed = json.load(f)
+  except FileNotFoundError:
+    raise CheckpointError(
+      f"{folder}: not sealed (no {CHECKSUMS}): its writer was killed "
+      "before it finished, or it was damaged"
+    ) from None
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"{path}: unreadable seal ({e})") from e
+  found = _file_digests(folder)
+  missing = sorted(set(sealed) - set(found))
+  if missing:
+    raise CheckpointError(f"{folder}: file {missing[0]} is missing")
+  changed = [name for name, digest in sealed.items() if found[name] != digest]
+  if changed:
+    raise CheckpointError(
+      f"{folder}: file {changed[0]} does not match its checksum (damaged)"
+    )
+
+
+def _shapes(tree) -> list[tuple[int, ...]]:
+  """Leaf shapes of arrays or `jax.ShapeDtypeStruct`s, in tree order."""
+  return [
+    tuple(getattr(x, "shape", np.shape(x))) for x in jax.tree.leaves(tree)
+  ]
+
+
+def _move_aside(folder: str) -> str:
+  """Moves a damaged checkpoint folder to `<parent>.damaged/<name>.<time>`."""
+  parent, name = os.path.split(os.path.normpath(folder))
+  target_dir = parent + ".damaged"
+  os.makedirs(target_dir, exist_ok=True)
+  stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+  target = os.path.join(target_dir, f"{name}.{stamp}")
+  shutil.move(folder, target)
+  return target
+
+
+def _read(folder: str, what: str, read: Callable):
+  """`read()`, with any library error turned into a `CheckpointError`."""
+  try:
+    return read()
+  except CheckpointError:
+    raise
+  except Exception as e:  # Orbax, TensorStore and JSON all raise their own.
+    problem = str(e).strip().splitlines()[0][:300] if str(e) else type(e)
+    raise CheckpointError(f"{folder}: {what} unreadable ({problem})") from e
 
 
 def architecture(model: nn.Module) -> dict:
@@ -89,11 +196,24 @@ class TaskCheckpoints:
   """Checkpoints under `<directory>/<task>`, kept for every task."""
 
   def __init__(self, directory: str):
+    self.directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
-      os.path.abspath(directory),
+      self.directory,
       options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
       item_names=("params", "metadata", "state"),
     )
+    self._verified = set()  # Steps whose seal this process has checked.
+
+  def folder(self, task: int) -> str:
+    """The folder of task `task`'s checkpoint."""
+    return os.path.join(self.directory, str(task))
+
+  def _check(self, task: int) -> str:
+    folder = self.folder(task)
+    if task not in self._verified:
+      verify(folder)
+      self._verified.add(task)
+    return folder
 
   def save(
     self, task: int, params: Params, metadata: dict, state: dict | None = None
@@ -107,11 +227,22 @@ class TaskCheckpoints:
       items["state"] = ocp.args.StandardSave(state)
     self._manager.save(task, args=ocp.args.Composite(**items), force=True)
     self._manager.wait_until_finished()
+    seal(self.folder(task))
+    self._verified.add(task)
 
   def state(self, task: int) -> dict:
-    """The method state saved with task `task` (numpy arrays)."""
-    restored = self._manager.restore(
-      task, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+    """The method state saved with task `task` (numpy arrays).
+
+    Raises:
+      CheckpointError: the checkpoint is damaged or has no state item.
+    """
+    folder = self._check(task)
+    restored = _read(
+      folder,
+      "state",
+      lambda: self._manager.restore(
+        task, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+      ),
     )
     return jax.tree.map(np.asarray, restored["state"])
 
@@ -120,10 +251,21 @@ class TaskCheckpoints:
     return sorted(self._manager.all_steps())
 
   def metadata(self, task: int) -> dict:
-    """The JSON metadata of task `task`'s checkpoint."""
-    restored = self._manager.restore(
-      task, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
+    """The JSON metadata of task `task`'s checkpoint.
+
+    Raises:
+      CheckpointError: the checkpoint is damaged or its metadata unreadable.
+    """
+    folder = self._check(task)
+    restored = _read(
+      folder,
+      "metadata",
+      lambda: self._manager.restore(
+        task, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
+      ),
     )
+    if not isinstance(restored["metadata"], dict):
+      raise CheckpointError(f"{folder}: metadata is not a JSON object")
     return restored["metadata"]
 
   def restore(
@@ -139,16 +281,68 @@ class TaskCheckpoints:
 
     Returns:
       (params as numpy arrays, metadata).
+
+    Raises:
+      CheckpointError: the checkpoint is damaged, or its parameters do not
+        have the shapes of the architecture its metadata records.
     """
     metadata = self.metadata(task)
-    restored = self._manager.restore(
-      task,
-      args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_params(metadata))
+    folder = self.folder(task)
+    target = _read(
+      folder, "architecture in metadata", lambda: abstract_params(metadata)
+    )
+    restored = _read(
+      folder,
+      "params",
+      lambda: self._manager.restore(
+        task,
+        args=ocp.args.Composite(params=ocp.args.StandardRestore(target)),
       ),
     )
     params = jax.tree.map(np.asarray, restored["params"])
+    if _shapes(params) != _shapes(target):
+      raise CheckpointError(
+        f"{folder}: params do not have the shapes of the recorded architecture"
+      )
     return params, metadata
+
+  def resumable(
+    self, abstract_params: Callable[[dict], Params], with_state: bool
+  ) -> int | None:
+    """The last task a run can resume after; damaged checkpoints moved aside.
+
+    Every checkpoint is opened in task order (seal, metadata, parameters,
+    and the state when `with_state`); from the first that cannot be read
+    on, checkpoints are moved to `<directory>.damaged/`, each with a
+    warning naming it and the problem.
+
+    Returns:
+      The last task of the unbroken run of readable checkpoints from task
+      0, or None when there is none.
+    """
+    done = self.tasks()
+    last = None
+    for i, task in enumerate(done):
+      try:
+        if task != i:
+          raise CheckpointError(f"{self.folder(i)}: checkpoint is missing")
+        self.restore(task, abstract_params)
+        if with_state:
+          self.state(task)
+      except CheckpointError as e:
+        for later in done[i:]:
+          moved = _move_aside(self.folder(later))
+          self._verified.discard(later)
+          logging.warning(
+            "Checkpoint of task %d cannot be used (%s); moved to %s",
+            later,
+            e if later == task else "after a damaged one",
+            moved,
+          )
+        self._manager.reload()
+        break
+      last = task
+    return last
 
   def close(self) -> None:
     self._manager.close()
@@ -176,18 +370,32 @@ def _save(
     force=True,
   )
   manager.wait_until_finished()
+  seal(_folder(manager, step))
+
+
+def _folder(manager: ocp.CheckpointManager, step: int) -> str:
+  return os.path.join(str(manager.directory), str(step))
 
 
 def _restore(
-  manager: ocp.CheckpointManager, step: int, target: Tree
+  manager: ocp.CheckpointManager, step: int, target: Tree, item: str = ""
 ) -> tuple[Tree, dict]:
-  restored = manager.restore(
-    step,
-    args=ocp.args.Composite(
-      tree=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()
-    ),
+  folder = _folder(manager, step)
+  verify(folder)
+  items = {"metadata": ocp.args.JsonRestore()}
+  if item != "metadata":
+    items["tree"] = ocp.args.StandardRestore(target)
+  restored = _read(
+    folder,
+    item or "checkpoint",
+    lambda: manager.restore(step, args=ocp.args.Composite(**items)),
   )
-  return jax.tree.map(np.asarray, restored["tree"]), restored["metadata"]
+  if item == "metadata":
+    return {}, restored["metadata"]
+  tree = jax.tree.map(np.asarray, restored["tree"])
+  if _shapes(tree) != _shapes(target):
+    raise CheckpointError(f"{folder}: arrays do not have the expected shapes")
+  return tree, restored["metadata"]
 
 
 class RunCheckpoints:
@@ -208,10 +416,26 @@ class RunCheckpoints:
       FileNotFoundError: nothing has been saved yet.
     """
     passes = self._require_latest()
-    restored = self._latest.restore(
-      passes, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
-    )
-    return restored["metadata"]
+    return _restore(self._latest, passes, None, "metadata")[1]
+
+  def discard_damaged_latest(self) -> str | None:
+    """Moves a `latest/` save that cannot be read aside, with a warning.
+
+    Returns:
+      Where it was moved (a fit then starts over), or None when the save
+      is readable or there is none.
+    """
+    passes = self._latest.latest_step()
+    if passes is None:
+      return None
+    try:
+      _restore(self._latest, passes, None, "metadata")
+    except CheckpointError as e:
+      moved = _move_aside(_folder(self._latest, passes))
+      self._latest.reload()
+      logging.warning("%s; moved to %s, the fit starts over", e, moved)
+      return moved
+    return None
 
   def save_latest(self, passes: int, tree: Tree, metadata: dict) -> None:
     """Replaces the latest save and waits until it is on disk.
@@ -229,6 +453,7 @@ class RunCheckpoints:
 
     Raises:
       FileNotFoundError: nothing has been saved yet.
+      CheckpointError: the save is damaged or has other shapes.
     """
     return _restore(self._latest, self._require_latest(), target)
 
@@ -241,6 +466,7 @@ class RunCheckpoints:
 
     Raises:
       FileNotFoundError: no pass has improved yet.
+      CheckpointError: the save is damaged or has other shapes.
     """
     passes = self._best.latest_step()
     if passes is None:
@@ -270,12 +496,14 @@ def save_nonfinite(workdir: str, step: int, tree: Tree, metadata: dict) -> str:
     metadata: JSON-ready context (pass, stage).
 
   Returns:
-    The checkpoint folder.
+    The checkpoint folder. A re-run that diverges at the same step again
+    (runs are deterministic) keeps the first save.
   """
   directory = os.path.join(workdir, "nonfinite")
   manager = _manager(directory, max_to_keep=None)
   try:
-    _save(manager, step, tree, metadata)
+    if step not in manager.all_steps():
+      _save(manager, step, tree, metadata)
   finally:
     manager.close()
   return os.path.abspath(directory)

@@ -9,8 +9,6 @@ records and compiled steps are paid once).
 """
 
 import importlib.util
-import json
-import os
 from collections.abc import Mapping
 
 import jax
@@ -19,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from mcl import errors, logs, parallel, track_dnn
+from mcl import workdir as run_folder
 from mcl.continual import runner
 from mcl.tagging import experiment
 
@@ -66,55 +65,30 @@ def load_config(
   return config
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(
+  config: ml_collections.ConfigDict, workdir: str, fresh: bool = False
+) -> dict:
   """Runs `config.experiment` in `workdir`; returns its results.json.
 
-  A fresh run first writes its config to `<workdir>/config.json` (what
-  `mcl.predict` reads to featurise new audio as the run did); a resumed
-  run must agree with it on `PINNED` (the budget may change).
+  The run takes its workdir first (`mcl.workdir.open_run`): a lock, and
+  config.json, the run's fingerprint, written before anything is computed
+  (what `mcl.predict` reads to featurise new audio as the run did). A
+  re-run into a workdir of another fingerprint is refused; one of the same
+  resumes where it stopped.
+
+  Args:
+    config: the experiment config.
+    workdir: the run's folder.
+    fresh: move a previous run of `workdir` aside and start anew.
 
   Raises:
-    mcl.errors.UserError: an unknown experiment, or a resume whose pinned
-      settings differ from the run's (and whatever the experiment raises).
+    mcl.errors.UserError: an unknown experiment, a busy workdir, or one
+      that holds a run of other settings (and whatever the experiment
+      raises).
   """
   if config.experiment not in EXPERIMENTS:
     raise errors.UserError(
       f"unknown experiment {config.experiment!r}; known: {sorted(EXPERIMENTS)}"
     )
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, "config.json")
-  current = json.loads(json.dumps(config.to_dict()))  # Tuples as lists.
-  if os.path.exists(path):
-    with open(path) as f:
-      started = json.load(f)
-    for key in PINNED:
-      if _lookup(started, key) != _lookup(current, key):
-        raise errors.UserError(
-          f"{workdir} was started with {key}={_lookup(started, key)!r}, "
-          f"not {_lookup(current, key)!r}; use another --workdir"
-        )
-  elif jax.process_index() == 0:
-    with open(path, "w") as f:
-      json.dump(current, f, indent=1)
-  return EXPERIMENTS[config.experiment](config, workdir)
-
-
-# What a resumed run may not change: how audio becomes inputs and what
-# the model and tasks are (`mcl.predict` relies on config.json for them).
-PINNED = (
-  "experiment",
-  "method",
-  "tasks",
-  "features",
-  "input",
-  "model",
-  "data.chunk_seconds",
-  "data.eval_chunks",
-  "train.eval_chunks",
-)
-
-
-def _lookup(tree: dict, key: str):
-  for part in key.split("."):
-    tree = tree.get(part) if isinstance(tree, dict) else None
-  return tree
+  with run_folder.open_run(config, workdir, fresh=fresh):
+    return EXPERIMENTS[config.experiment](config, workdir)

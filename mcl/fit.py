@@ -270,6 +270,8 @@ def fit(
   """
   mesh = mesh or parallel.data_mesh()
   checkpoints = checkpointing.RunCheckpoints(workdir) if workdir else None
+  if checkpoints is not None:
+    checkpoints.discard_damaged_latest()
   try:
     state, best, progress = _start(model, variables, recipe, checkpoints, mesh)
     if score_initial and not progress.history:

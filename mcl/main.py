@@ -6,7 +6,9 @@
 sequence, `mcl.continual.runner`) or "tagging" (one model on the
 MagnaTagATune top-50 benchmark, `mcl.tagging.experiment`). Config values
 are overridden on the command line, e.g.
-`--config.data.fold=2 --config.den.k=8`.
+`--config.data.fold=2 --config.den.k=8`. A workdir holds one run: a
+re-run there with other settings is refused (`mcl.workdir`) unless
+`--fresh` moves the old run aside.
 """
 
 from absl import app, flags
@@ -18,6 +20,12 @@ _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
+_FRESH = flags.DEFINE_bool(
+  "fresh",
+  False,
+  "Move a previous run of --workdir aside (to <workdir>.<UTC time>) and "
+  "start anew; without it a run of other settings there is an error.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -25,7 +33,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   experiments.start_process()
-  experiments.run(_CONFIG.value, _WORKDIR.value)
+  experiments.run(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mcl import errors, sweep
+from mcl import atomic_files, errors, sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,8 +297,7 @@ def write_selection(
     "validation_scores": selection.scores,
     "nonzero_params": selection.params,
   }
-  with open(os.path.join(root, "selection.json"), "w") as f:
-    json.dump(content, f, indent=1)
+  atomic_files.write_json(os.path.join(root, "selection.json"), content)
   folds = list(protocol.folds)
   lines = [
     "| method | configuration | validation accuracy (mean over folds) | "
@@ -320,8 +319,9 @@ def write_selection(
         + " | ".join(marks)
         + f" | {', '.join(won) or '–'} |"
       )
-  with open(os.path.join(root, "selection.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  atomic_files.write_text(
+    os.path.join(root, "selection.md"), "\n".join(lines) + "\n"
+  )
 
 
 def run(

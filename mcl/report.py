@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mcl import statistics
+from mcl import atomic_files, statistics
 
 # (results.json key or derived name, column title).
 METRICS = (
@@ -144,7 +144,7 @@ def markdown(table: dict[str, dict], order: Sequence[str] = ()) -> str:
 def write_csv(table: dict[str, dict], path: str) -> None:
   """One row per label: runs, then mean, std, n and the interval of every
   metric."""
-  with open(path, "w", newline="") as f:
+  with atomic_files.replace(path, newline="") as f:
     writer = csv.writer(f)
     header = ["method", "runs"]
     for key, _ in METRICS:
@@ -258,7 +258,7 @@ def plot_matrix(matrix: np.ndarray, title: str, path: str) -> None:
       ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
   ax.set(title=title, xlabel="task evaluated", ylabel="after task")
   fig.colorbar(image, ax=ax)
-  fig.savefig(path, dpi=100, bbox_inches="tight")
+  atomic_files.save_figure(fig, path, dpi=100, bbox_inches="tight")
   plt.close(fig)
 
 
@@ -295,7 +295,7 @@ def plot_run(results: dict, out_dir: str) -> list[str]:
     right.set_title("no unit timestamps", fontsize=8)
   fig.suptitle(results["method"])
   paths.append(os.path.join(out_dir, "capacity.png"))
-  fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+  atomic_files.save_figure(fig, paths[-1], dpi=100, bbox_inches="tight")
   plt.close(fig)
   return paths
 
@@ -327,7 +327,7 @@ def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
   axes[0][0].set_ylabel("test accuracy")
   axes[0][-1].legend(fontsize=6)
   paths.append(os.path.join(out_dir, "per_task_accuracy.png"))
-  fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+  atomic_files.save_figure(fig, paths[-1], dpi=100, bbox_inches="tight")
   plt.close(fig)
 
   fig, ax = plt.subplots(figsize=(5, 4))
@@ -341,7 +341,7 @@ def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
       ax.annotate(label, (x, y), fontsize=7)
   ax.set(xlabel="nonzero parameters / STL", ylabel="final average accuracy")
   paths.append(os.path.join(out_dir, "accuracy_vs_params.png"))
-  fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+  atomic_files.save_figure(fig, paths[-1], dpi=100, bbox_inches="tight")
   plt.close(fig)
   return paths
 
@@ -364,12 +364,14 @@ def write_report(
   if not runs:
     raise ValueError(f"{root}: no finished run (no complete results.json)")
   table = aggregate(runs)
-  with open(os.path.join(out_dir, "results.md"), "w") as f:
-    f.write(markdown(table, order))
+  atomic_files.write_text(
+    os.path.join(out_dir, "results.md"), markdown(table, order)
+  )
   paired_path = os.path.join(out_dir, "paired.md")
   if reference in runs and len(runs) > 1:
-    with open(paired_path, "w") as f:
-      f.write(paired_markdown(paired(runs, reference), reference, order))
+    atomic_files.write_text(
+      paired_path, paired_markdown(paired(runs, reference), reference, order)
+    )
   elif os.path.exists(paired_path):
     os.remove(paired_path)  # Another sweep's, left in this folder.
   write_csv(table, os.path.join(out_dir, "results.csv"))

@@ -25,7 +25,6 @@ RBF `SVC` (C = 1), as in the FMA paper's baselines.
 fold (FMA: one split) and their means.
 """
 
-import json
 import os
 
 import jax
@@ -36,7 +35,7 @@ from absl import logging
 from clu import metric_writers
 from sklearn import neural_network, svm
 
-from mcl import errors, evaluation, fit, recipe, tasks, train
+from mcl import atomic_files, errors, evaluation, fit, recipe, tasks, train
 from mcl.datasets import fma, track_table
 from mcl.models import feature_dnn
 
@@ -210,7 +209,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       for k in ("dnn", "mlp", "svm")
     },
   }
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(out, f, indent=1)
+  atomic_files.write_json(os.path.join(workdir, "results.json"), out)
   logging.info("Test accuracy, mean over folds: %s", out["mean"])
   return out

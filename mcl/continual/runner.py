@@ -19,7 +19,6 @@ the parameters of each task's network, and the matrix as text; at the end,
 (`mcl.report.plot_run`).
 """
 
-import json
 import os
 import time
 
@@ -30,6 +29,7 @@ from absl import logging
 from clu import metric_writers
 
 from mcl import (
+  atomic_files,
   checkpointing,
   errors,
   evaluation,
@@ -63,14 +63,6 @@ METHODS: dict[str, type[method.Method]] = {
   "lwf": baselines.LwF,
   "replay": replay.Replay,
 }
-
-
-def _write_json(path: str, content: dict) -> None:
-  """Atomic write: a killed run never leaves a half-written file."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(content, f, indent=1)
-  os.replace(tmp, path)
 
 
 class _Experiment:
@@ -168,33 +160,34 @@ class _Experiment:
   def save_diverged(self, task, tag, error: train.NonFiniteLossError):
     model_class = models.get_model_class(self.method.model_name)
     directory = os.path.join(self.workdir, "nonfinite")
-    checkpointing.TaskCheckpoints(directory).save(
-      task.index,
-      error.params,
-      {
-        "phase": tag,
-        "step": error.step,
-        "model": self.method.model_name,
-        "architecture": checkpointing.architecture(
-          model_class.from_params(error.params)
-        ),
-      },
-    )
+    saved = checkpointing.TaskCheckpoints(directory)
+    if task.index not in saved.tasks():  # A re-run diverges the same way.
+      saved.save(
+        task.index,
+        error.params,
+        {
+          "phase": tag,
+          "step": error.step,
+          "model": self.method.model_name,
+          "architecture": checkpointing.architecture(
+            model_class.from_params(error.params)
+          ),
+        },
+      )
+    saved.close()
     logging.error("%s: %s; state saved in %s", tag, error, directory)
 
   def initial_state(self):
     """(params, state, next task) to start from: fresh or resumed."""
-    done = self.checkpoints.tasks()
-    if done:
-      params, metadata = self.checkpoints.restore(
-        done[-1],
-        checkpointing.abstract_params(
-          models.get_model_class(self.method.model_name), self.input_shape
-        ),
-      )
-      logging.info("Resuming after task %d from %s", done[-1], self.workdir)
+    abstract = checkpointing.abstract_params(
+      models.get_model_class(self.method.model_name), self.input_shape
+    )
+    last = self.checkpoints.resumable(abstract, with_state=True)
+    if last is not None:
+      params, metadata = self.checkpoints.restore(last, abstract)
+      logging.info("Resuming after task %d from %s", last, self.workdir)
       self.global_step = metadata["global_step"]
-      return params, self.checkpoints.state(done[-1]), done[-1] + 1
+      return params, self.checkpoints.state(last), last + 1
     params, state = self.method.init(
       jax.random.key(self.config.seed), self.tasks[0]
     )
@@ -221,7 +214,7 @@ class _Experiment:
       joint=self.method.joint,
     )
     if jax.process_index() == 0:  # Every process holds the same figures.
-      _write_json(os.path.join(self.workdir, "results.json"), out)
+      atomic_files.write_json(os.path.join(self.workdir, "results.json"), out)
     return out
 
   def summarise(self, out: dict, task: int) -> None:

@@ -12,7 +12,6 @@ last validation pass.
 """
 
 import dataclasses
-import json
 import math
 import os
 
@@ -25,6 +24,7 @@ from absl import logging
 from clu import metric_writers
 
 from mcl import (
+  atomic_files,
   audio,
   errors,
   evaluation,
@@ -317,8 +317,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     "history": [dataclasses.asdict(record) for record in result.history],
   }
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(out, f, indent=1)
+    atomic_files.write_json(os.path.join(workdir, "results.json"), out)
   writer.flush()
   logging.info(
     "%s test %s (best pass %d of %d steps)",
