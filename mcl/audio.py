@@ -2,7 +2,10 @@
 
 Decoding uses soundfile (libsndfile: WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF,
 AU, CAF, ...), resampling uses soxr through librosa, and the mel filter bank
-and MFCC are librosa's. This module knows nothing of JAX or TensorFlow.
+and MFCC are librosa's. Every decoded sample is checked (finite, not
+absurdly loud) before any library sees it, and every feature of a file
+before it is stored or scored (`file_log_mel`). This module knows nothing
+of JAX or TensorFlow.
 """
 
 import dataclasses
@@ -75,6 +78,47 @@ class AudioError(ValueError):
     self.problem = problem
 
 
+# Loudest decoded sample accepted, in dBFS (x1000 full scale). Integer PCM
+# decodes into [-1, 1] and float formats may go somewhat over full scale
+# (a 32-bit float recorder keeps peaks above 0 dBFS, a mix may clip by a
+# few dB), but nothing musical is 60 dB over it: such a file is damaged,
+# or integer PCM stored as float (16-bit values are +90 dBFS). Its log-mel
+# would lie far outside anything learnt, and at 1e30 the power spectrum
+# overflows float32 to inf and the features are all NaN.
+MAX_PEAK_DBFS = 60.0
+
+
+def _check_samples(path: str, samples: np.ndarray, sample_rate: int):
+  """Rejects non-finite samples and absurd amplitudes.
+
+  Args:
+    path: the file the samples came from (for the error message).
+    samples: float [samples] or [samples, channels].
+    sample_rate: their rate in Hz (to say where the first bad one is).
+
+  Raises:
+    AudioError: a NaN or infinite sample, or a peak above `MAX_PEAK_DBFS`.
+  """
+  finite = np.isfinite(samples)
+  if not np.all(finite):
+    bad = ~finite.reshape(samples.shape[0], -1).all(axis=1)
+    raise AudioError(
+      path,
+      f"non-finite samples: {int(np.isnan(samples).sum())} NaN and "
+      f"{int(np.isinf(samples).sum())} infinite of {samples.size}, the "
+      f"first at {np.argmax(bad) / sample_rate:.2f} s (a damaged float file)",
+    )
+  peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+  peak_db = 20.0 * np.log10(max(peak, 1e-12))
+  if peak_db > MAX_PEAK_DBFS:
+    raise AudioError(
+      path,
+      f"absurd amplitude: peak {peak:.3g} ({peak_db:+.1f} dBFS) > "
+      f"{MAX_PEAK_DBFS:+.1f} dBFS; decoded audio lies near [-1, 1] (a "
+      "damaged float file, or integer PCM stored as float)",
+    )
+
+
 # VGGish's front end (Hershey et al. 2017; the AudioSet release's
 # `vggish_params.py` and `mel_features.py`): 25 ms periodic-Hann windows
 # every 10 ms, no centring, FFT 512, magnitude, 64 HTK-mel bands 125-7500 Hz,
@@ -137,18 +181,24 @@ class FeatureConfig:
 def load_audio(path: str, sample_rate: int) -> np.ndarray:
   """Decodes a file, mixes it to mono and resamples it.
 
+  The decoded samples are checked before they are mixed or resampled
+  (soxr refuses a non-finite buffer, which would abort a whole batch).
+
   Args:
     path: a file in one of the formats of `AUDIO_EXTENSIONS` (the format
       is read from the contents, not the extension).
     sample_rate: target sample rate in Hz.
 
   Returns:
-    float32 waveform of shape [samples] in [-1, 1] at `sample_rate`. The
-    length is the decoded one; header durations are not trusted.
+    float32 waveform of shape [samples] at `sample_rate`: in [-1, 1] for
+    integer PCM, possibly beyond for float formats (at most
+    `MAX_PEAK_DBFS`). The length is the decoded one; header durations are
+    not trusted.
 
   Raises:
-    AudioError: the file is missing, a folder, empty, or undecodable (not
-      audio, or too damaged to open: its size is in the message).
+    AudioError: the file is missing, a folder, empty, undecodable (not
+      audio, or too damaged to open: its size is in the message), has a
+      NaN or infinite sample, or peaks above `MAX_PEAK_DBFS` dBFS.
   """
   if not os.path.exists(path):
     raise AudioError(path, "file does not exist")
@@ -172,6 +222,7 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
     raise AudioError(
       path, f"undecodable: {size} bytes that decode to zero samples"
     )
+  _check_samples(path, waveform, source_rate)
   mono = waveform.mean(axis=1)
   if source_rate != sample_rate:
     mono = librosa.resample(
@@ -202,8 +253,8 @@ def check_audio(path: str, waveform: np.ndarray, config: FeatureConfig):
 
   Raises:
     AudioError: shorter than `config.min_seconds` (a truncated file
-      usually shows here), non-finite samples, or a peak below
-      `config.silence_db` dBFS.
+      usually shows here), non-finite samples, a peak above
+      `MAX_PEAK_DBFS` or below `config.silence_db` dBFS.
   """
   seconds = waveform.shape[0] / config.sample_rate
   if seconds < config.min_seconds:
@@ -212,8 +263,7 @@ def check_audio(path: str, waveform: np.ndarray, config: FeatureConfig):
       f"too short: decodes to {seconds:.2f} s < {config.min_seconds:.2f} s "
       "(a short clip, or a truncated file)",
     )
-  if not np.all(np.isfinite(waveform)):
-    raise AudioError(path, "contains non-finite samples")
+  _check_samples(path, waveform, config.sample_rate)
   peak = float(np.max(np.abs(waveform)))
   peak_db = 20.0 * np.log10(max(peak, 1e-12))
   if peak_db < config.silence_db:
@@ -300,6 +350,35 @@ def features(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
   return log_mel(waveform, config)
 
 
+def clip_features(
+  path: str, waveform: np.ndarray, config: FeatureConfig
+) -> np.ndarray:
+  """`features` of one file's checked waveform, themselves checked.
+
+  Args:
+    path: the file the waveform came from (for the error message).
+    waveform: float32 [samples] at `config.sample_rate` Hz, as passed by
+      `check_audio`.
+    config: front-end parameters.
+
+  Returns:
+    float32 [frames, n_mels], every value finite.
+
+  Raises:
+    AudioError: a non-finite feature (never stored as a record, nor
+      scored).
+  """
+  values = features(waveform, config)
+  finite = np.isfinite(values)
+  if not np.all(finite):
+    raise AudioError(
+      path,
+      f"non-finite features: {int(finite.size - finite.sum())} of "
+      f"{finite.size} {config.front_end} values are NaN or infinite",
+    )
+  return values
+
+
 def mfcc(log_mel_db: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
   """Mel-frequency cepstral coefficients from a log-mel spectrogram.
 
@@ -322,11 +401,13 @@ def file_log_mel(path: str, config: FeatureConfig) -> np.ndarray:
     config: front-end parameters.
 
   Returns:
-    float32 [frames, n_mels]: `features` of the decoded file.
+    float32 [frames, n_mels]: `features` of the decoded file, finite.
 
   Raises:
-    AudioError: the file is corrupt, empty, too short or silent.
+    AudioError: the file is corrupt, empty, too short, silent, has
+      non-finite or absurdly loud samples, or non-finite features (see
+      `load_audio`, `check_audio` and `clip_features`).
   """
   waveform = load_audio(path, config.sample_rate)
   check_audio(path, waveform, config)
-  return features(waveform, config)
+  return clip_features(path, waveform, config)

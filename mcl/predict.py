@@ -17,11 +17,12 @@ evenly spaced chunks, chunk probabilities averaged (`mcl.evaluation`).
   probability; the table shows the top-k.
 
 Folders are searched for files with an audio extension; anything else in
-them, and every file that cannot be decoded, is listed as skipped with the
-reason, and the batch goes on. The table is printed, and written with
-every probability as `<output>.json` and `<output>.csv` (default
-`<workdir>/predictions`). From Python, `predict(workdir, paths)` returns
-the same `PredictionSet`.
+them, and every file that fails `mcl.audio`'s checks (undecodable, too
+short, silent, a NaN, infinite or absurdly loud sample, non-finite
+features), is listed as skipped with the reason, and the batch goes on.
+The table is printed, and written with every probability as
+`<output>.json` and `<output>.csv` (default `<workdir>/predictions`).
+From Python, `predict(workdir, paths)` returns the same `PredictionSet`.
 """
 
 import csv
@@ -243,7 +244,7 @@ class _Tagging:
       # As stored and read back by the records (int16 PCM).
       x = audio.to_pcm16(signal).astype(np.float32) / 32767.0
     else:
-      x = audio.features(signal, self.features)
+      x = audio.clip_features(path, signal, self.features)
     return input_pipeline.evenly_spaced_chunks(
       x, self.spec.length, self.num_chunks
     )

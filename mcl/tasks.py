@@ -91,7 +91,8 @@ def make_tasks(
 
   Raises:
     mcl.errors.UserError: an unknown class name, a task with fewer than
-      two classes, or a class in more than one task.
+      two distinct classes, a class twice in one task, or a class in more
+      than one task.
   """
   ids = {name: i for i, name in enumerate(label_names)}
   seen = set()
@@ -108,6 +109,14 @@ def make_tasks(
       raise errors.UserError(
         f"task {index} needs at least two classes, got {group} "
         "(change config.tasks)"
+      )
+    twice = sorted({name for name in group if group.count(name) > 1})
+    if twice:
+      # Two heads for one label: the task is trivially "solved" (accuracy
+      # 1.0) while learning nothing.
+      raise errors.UserError(
+        f"task {index} {group}: class {', '.join(map(repr, twice))} given "
+        "twice (change config.tasks)"
       )
     repeated = seen.intersection(group)
     if repeated:

@@ -155,3 +155,112 @@ def test_every_extension_libsndfile_reads_is_accepted(gtzan_dir, tmp_path):
   soundfile.write(path, waveform, 16_000, format="OGG", subtype="VORBIS")
   decoded = audio.load_audio(path, 16_000)
   assert abs(len(decoded) - len(waveform)) < 16_000 // 100
+
+
+# Damaged float32 WAVs of a real clip (one NaN sample, one infinite
+# sample, scaled to 1e30): name -> how its `AudioError.problem` starts.
+DAMAGED_FLOAT_WAVS = {
+  "nan_sample.wav": "non-finite samples",
+  "inf_sample.wav": "non-finite samples",
+  "loud_1e30.wav": "absurd amplitude",
+}
+
+
+def write_damaged_float_wavs(gtzan_dir, folder, seconds=4.0):
+  """The files of `DAMAGED_FLOAT_WAVS` in `folder`, made from the first
+  `seconds` of a real GTZAN clip at its 22.05 kHz (so a good copy would
+  be resampled), as 32-bit float WAVs. Returns {name: path}."""
+  source = os.path.join(gtzan_dir, "rock", "rock.00009.wav")
+  clip, rate = soundfile.read(
+    source, dtype="float32", frames=int(seconds * 22_050)
+  )
+  middle = clip.shape[0] // 2
+  nan, inf = clip.copy(), clip.copy()
+  nan[middle] = np.nan
+  inf[middle] = np.inf
+  samples = {
+    "nan_sample.wav": nan,
+    "inf_sample.wav": inf,
+    "loud_1e30.wav": clip * np.float32(1e30),
+  }
+  paths = {}
+  for name, values in samples.items():
+    paths[name] = os.path.join(folder, name)
+    soundfile.write(paths[name], values, rate, subtype="FLOAT")
+  return paths
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED_FLOAT_WAVS))
+def test_damaged_float_samples_are_named_before_resampling(
+  gtzan_dir, tmp_path, name
+):
+  path = write_damaged_float_wavs(gtzan_dir, str(tmp_path))[name]
+  # libsndfile hands the damage on as it is: the check is mcl's.
+  decoded, rate = soundfile.read(path, dtype="float32")
+  assert rate == 22_050 and decoded.dtype == np.float32
+  assert not np.all(np.isfinite(decoded)) or np.abs(decoded).max() > 1e29
+  problem = DAMAGED_FLOAT_WAVS[name]
+  for front_end in audio.FRONT_ENDS:
+    config = audio.FeatureConfig(n_mels=64, front_end=front_end)
+    with pytest.raises(audio.AudioError, match=problem) as info:
+      audio.file_log_mel(path, config)
+    assert info.value.path == path
+    assert info.value.problem.startswith(problem)
+  with pytest.raises(audio.AudioError, match=problem):
+    audio.load_audio(path, 16_000)
+  with pytest.raises(audio.AudioError, match=problem):
+    audio.load_audio(path, 22_050)  # No resampling: still refused.
+
+
+def test_non_finite_sample_is_located(gtzan_dir, tmp_path):
+  path = write_damaged_float_wavs(gtzan_dir, str(tmp_path))["nan_sample.wav"]
+  with pytest.raises(audio.AudioError) as info:
+    audio.load_audio(path, 16_000)
+  assert "1 NaN and 0 infinite of 88200, the first at 2.00 s" in str(info.value)
+
+
+def test_float_audio_somewhat_over_full_scale_is_music(gtzan_dir, tmp_path):
+  source = os.path.join(gtzan_dir, "rock", "rock.00009.wav")
+  clip, rate = soundfile.read(source, dtype="float32", frames=4 * 22_050)
+  path = str(tmp_path / "hot.wav")
+  # +24 dB over the clip: past 0 dBFS, as a 32-bit float recording may be.
+  soundfile.write(path, clip * np.float32(16.0), rate, subtype="FLOAT")
+  assert np.abs(soundfile.read(path)[0]).max() > 1.0
+  features = audio.file_log_mel(path, CONFIG)
+  assert np.all(np.isfinite(features))
+  # Just over the limit is refused; integer PCM stored as float is +90 dB.
+  loud = clip / np.abs(clip).max() * np.float32(10 ** (60.5 / 20))
+  soundfile.write(path, loud, rate, subtype="FLOAT")
+  with pytest.raises(audio.AudioError, match=r"\+60.5 dBFS\) > \+60.0 dBFS"):
+    audio.file_log_mel(path, CONFIG)
+
+
+def test_check_audio_refuses_damaged_waveforms(gtzan_dir):
+  waveform = audio.load_audio(
+    os.path.join(gtzan_dir, "classical", "classical.00000.wav"), 16_000
+  )
+  for bad, problem in (
+    (np.where(np.arange(waveform.size) == 5, np.nan, waveform), "non-finite"),
+    (waveform * np.float32(1e30), "absurd amplitude"),
+  ):
+    with pytest.raises(audio.AudioError, match=problem):
+      audio.check_audio("bad.wav", bad.astype(np.float32), CONFIG)
+
+
+def test_non_finite_features_are_an_error_of_the_file(gtzan_dir, monkeypatch):
+  path = os.path.join(gtzan_dir, "jazz", "jazz.00001.wav")
+  waveform = audio.load_audio(path, CONFIG.sample_rate)
+  good = audio.clip_features(path, waveform, CONFIG)
+  np.testing.assert_array_equal(good, audio.features(waveform, CONFIG))
+
+  def one_nan(waveform, config):
+    out = audio.log_mel(waveform, config)
+    out[3, 7] = np.nan
+    return out
+
+  monkeypatch.setattr(audio, "features", one_nan)
+  with pytest.raises(audio.AudioError, match="non-finite features: 1 of"):
+    audio.clip_features(path, waveform, CONFIG)
+  with pytest.raises(audio.AudioError, match="non-finite features") as info:
+    audio.file_log_mel(path, CONFIG)
+  assert info.value.path == path

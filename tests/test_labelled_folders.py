@@ -3,10 +3,12 @@ import os
 
 import numpy as np
 import pytest
+import soundfile
 import tensorflow_datasets as tfds
 
 from mcl import audio
 from mcl.datasets import labelled_folders
+from tests import test_audio
 
 FEATURES = audio.FeatureConfig(n_mels=32)
 
@@ -110,3 +112,157 @@ def test_log_mel_records_match_direct_features(tiny_audio_dir, tiny_data_dir):
 def test_missing_folder_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match="does not exist"):
     labelled_folders.build(str(tmp_path / "nope"), str(tmp_path))
+
+
+def test_damaged_float_wavs_are_named_skips(gtzan_dir, tmp_path):
+  root = tmp_path / "audio"
+  for genre in ("disco", "reggae"):
+    os.makedirs(root / genre)
+    for i in range(2):
+      name = f"{genre}.{i:05d}.wav"
+      os.symlink(os.path.join(gtzan_dir, genre, name), root / genre / name)
+  damaged = test_audio.write_damaged_float_wavs(gtzan_dir, str(root / "disco"))
+
+  builder = labelled_folders.build(
+    str(root), str(tmp_path / "tfds"), FEATURES, num_folds=2
+  )
+
+  skipped = {
+    s["path"]: s["problem"] for s in labelled_folders.skipped_clips(builder)
+  }
+  assert set(skipped) == {str(root / "disco" / name) for name in damaged}
+  for name, problem in test_audio.DAMAGED_FLOAT_WAVS.items():
+    assert skipped[str(root / "disco" / name)].startswith(problem)
+  examples = [
+    ex
+    for k in range(2)
+    for ex in tfds.as_numpy(builder.as_dataset(split=f"fold{k}"))
+  ]
+  assert sorted(ex["clip_id"].decode() for ex in examples) == [
+    "disco/disco.00000",
+    "disco/disco.00001",
+    "reggae/reggae.00000",
+    "reggae/reggae.00001",
+  ]
+  assert all(np.all(np.isfinite(ex["log_mel"])) for ex in examples)
+
+
+def _write_excerpt(gtzan_dir, clip, path, seconds=4.0):
+  """The first `seconds` of GTZAN `clip` ("genre.000nn") as a WAV."""
+  genre = clip.split(".")[0]
+  samples, rate = soundfile.read(
+    os.path.join(gtzan_dir, genre, clip + ".wav"),
+    dtype="int16",
+    frames=int(seconds * 22_050),
+  )
+  soundfile.write(path, samples, rate, subtype="PCM_16")
+
+
+def _records(builder):
+  """{clip_id: log_mel} of every fold."""
+  return {
+    ex["clip_id"].decode(): ex["log_mel"]
+    for k in range(builder.builder_config.num_folds)
+    for ex in tfds.as_numpy(builder.as_dataset(split=f"fold{k}"))
+  }
+
+
+def test_changed_folder_is_rebuilt_never_read_stale(gtzan_dir, tmp_path):
+  root, data_dir = tmp_path / "audio", str(tmp_path / "tfds")
+  for genre in ("blues", "jazz"):
+    os.makedirs(root / genre)
+    for i in range(3):
+      clip = f"{genre}.{i:05d}"
+      _write_excerpt(gtzan_dir, clip, root / genre / f"{clip}.wav")
+
+  def build():
+    builder = labelled_folders.build(str(root), data_dir, FEATURES, 2)
+    return builder.builder_config.name, _records(builder)
+
+  def wanted():
+    return {
+      f"{genre}/{os.path.splitext(name)[0]}"
+      for genre in ("blues", "jazz")
+      for name in os.listdir(root / genre)
+    }
+
+  first, records = build()
+  assert set(records) == wanted() and len(records) == 6
+  assert build()[0] == first  # Unchanged: the same records.
+
+  os.remove(root / "jazz" / "jazz.00002.wav")
+  removed, records = build()
+  assert set(records) == wanted() and len(records) == 5
+  assert "jazz/jazz.00002" not in records
+  assert removed != first
+
+  # A clip linked in from elsewhere (the scan follows the link).
+  os.symlink(
+    os.path.join(gtzan_dir, "jazz", "jazz.00007.wav"),
+    root / "jazz" / "jazz.00007.wav",
+  )
+  added, records = build()
+  assert set(records) == wanted() and len(records) == 6
+  assert added not in (first, removed)
+
+  # Rewritten in place with other music of the same length: same name,
+  # same size, only the modification time differs.
+  replaced = root / "blues" / "blues.00001.wav"
+  size = os.path.getsize(replaced)
+  _write_excerpt(gtzan_dir, "blues.00008", replaced)
+  assert os.path.getsize(replaced) == size
+  rewritten, records = build()
+  assert set(records) == wanted() and len(records) == 6
+  np.testing.assert_array_equal(
+    records["blues/blues.00001"], audio.file_log_mel(str(replaced), FEATURES)
+  )
+  assert rewritten not in (first, removed, added)
+
+
+def test_fingerprint_follows_links_and_covers_every_file(gtzan_dir, tmp_path):
+  root = tmp_path / "audio"
+  os.makedirs(root / "blues")
+  link = root / "blues" / "a.wav"
+  os.symlink(os.path.join(gtzan_dir, "blues", "blues.00000.wav"), link)
+  before = labelled_folders.fingerprint(labelled_folders.scan(str(root)))
+  assert before == labelled_folders.fingerprint(
+    labelled_folders.scan(str(root))
+  )
+  # Re-linked to another clip: the link itself has the same name.
+  os.remove(link)
+  os.symlink(os.path.join(gtzan_dir, "blues", "blues.00001.wav"), link)
+  relinked = labelled_folders.fingerprint(labelled_folders.scan(str(root)))
+  assert relinked != before
+  # An ignored file is in the build report, so it counts too.
+  (root / "blues" / "notes.txt").write_text("not audio")
+  noted = labelled_folders.fingerprint(labelled_folders.scan(str(root)))
+  assert noted not in (before, relinked)
+
+
+def test_a_build_finished_by_another_process_is_read(
+  gtzan_dir, tmp_path, monkeypatch
+):
+  root, data_dir = tmp_path / "audio", str(tmp_path / "tfds")
+  for genre in ("blues", "jazz"):
+    os.makedirs(root / genre)
+    for i in range(2):
+      clip = f"{genre}.{i:05d}"
+      _write_excerpt(gtzan_dir, clip, root / genre / f"{clip}.wav")
+  (root / "notes.txt").write_text("not in a label folder")
+  first = labelled_folders.build(str(root), data_dir, FEATURES, 2)
+
+  def lost_the_race(self, *args, **kwargs):
+    # What the second of two concurrent builds meets: the first one's
+    # records were renamed into place before its own.
+    raise FileExistsError(self.data_dir)
+
+  monkeypatch.setattr(
+    labelled_folders.LabelledFolders, "download_and_prepare", lost_the_race
+  )
+  again = labelled_folders.build(str(root), data_dir, FEATURES, 2)
+  assert again.builder_config.name == first.builder_config.name
+  assert set(_records(again)) == set(_records(first))
+  assert len(_records(again)) == 4
+  assert labelled_folders.skipped_clips(again) == [
+    {"path": str(root / "notes.txt"), "problem": "not in a <label>/ folder"}
+  ]

@@ -14,6 +14,7 @@ from configs import test as test_config
 from mcl import checkpointing, errors, experiments, metrics, predict
 from mcl import inspect as run_inspect
 from mcl.continual import data, runner, scoring
+from tests import test_audio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,6 +116,33 @@ def test_predict_skips_and_names_bad_files(run, gtzan_dir, tmp_path):
     predict.predict(workdir, [good], checkpoint=5)
   with pytest.raises(errors.UserError, match="not a run folder"):
     predict.predict(str(tmp_path), [good])
+
+
+def test_predict_skips_damaged_float_wavs_and_goes_on(run, gtzan_dir, tmp_path):
+  _, workdir, _ = run
+  folder = tmp_path / "damaged"
+  folder.mkdir()
+  damaged = test_audio.write_damaged_float_wavs(gtzan_dir, str(folder))
+  good = [
+    os.path.join(gtzan_dir, g, f"{g}.00008.wav") for g in ("blues", "metal")
+  ]
+  # Good files before and after the damaged ones: the batch goes on.
+  out = predict.predict(
+    workdir, [good[0], str(folder), damaged["loud_1e30.wav"], good[1]]
+  )
+  assert [p.path for p in out.predictions] == good
+  for prediction in out.predictions:
+    for scores in prediction.scores.values():
+      assert np.all(np.isfinite(scores.probabilities))
+      assert scores.probabilities.sum() == pytest.approx(1.0)
+  problems = [(s["path"], s["problem"]) for s in out.skipped]
+  assert [path for path, _ in problems] == [
+    *(damaged[name] for name in sorted(damaged)),
+    damaged["loud_1e30.wav"],
+  ]
+  for path, problem in problems:
+    name = os.path.basename(path)
+    assert problem.startswith(test_audio.DAMAGED_FLOAT_WAVS[name])
 
 
 def test_command_line_prints_the_table_and_writes_json_and_csv(

@@ -1,6 +1,6 @@
 import pytest
 
-from mcl import tasks
+from mcl import errors, tasks
 
 LABELS = ["blues", "classical", "country", "disco", "hiphop"]
 
@@ -20,11 +20,28 @@ def test_tasks_resolve_names_to_label_ids_in_head_order():
     ([["blues", "techno"]], "unknown classes"),
     ([["blues"]], "at least two"),
     ([["blues", "disco"], ["disco", "country"]], "already in an earlier task"),
+    ([["blues", "blues"]], "class 'blues' given twice"),
   ],
 )
 def test_bad_task_groups_are_clear_errors(groups, message):
   with pytest.raises(ValueError, match=message):
     tasks.make_tasks(groups, LABELS)
+
+
+@pytest.mark.parametrize(
+  "groups",
+  [
+    [["disco", "country"], ["blues", "blues"]],
+    [["disco", "country"], ["hiphop", "blues", "blues"]],
+  ],
+)
+def test_a_class_twice_in_a_task_is_a_user_error(groups):
+  # Two heads of one label score accuracy 1.0 while learning nothing.
+  with pytest.raises(errors.UserError) as info:
+    tasks.make_tasks(groups, LABELS)
+  message = str(info.value)
+  assert message.startswith("task 1 (") and "'blues' given twice" in message
+  assert "\n" not in message
 
 
 @pytest.mark.parametrize("test_fold", range(5))

@@ -78,16 +78,17 @@ def featurise(
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
   """Worker: ({"log_mel"[, "waveform"]}, None) or (None, problem).
 
-  "log_mel" is `audio.features` (float32 [frames, n_mels]); "waveform" the
-  int16 PCM at `features.sample_rate`. The problem is an
-  `audio.AudioError`'s (which does not survive pickling).
+  "log_mel" is `audio.clip_features` (float32 [frames, n_mels], finite);
+  "waveform" the int16 PCM at `features.sample_rate`. The problem is an
+  `audio.AudioError`'s (which does not survive pickling). The checks are
+  `audio.file_log_mel`'s; this also keeps the waveform.
   """
   try:
     signal = audio.load_audio(path, features.sample_rate)
     audio.check_audio(path, signal, features)
+    out = {"log_mel": audio.clip_features(path, signal, features)}
   except audio.AudioError as e:
     return None, e.problem
-  out = {"log_mel": audio.features(signal, features)}
   if waveform:
     out["waveform"] = audio.to_pcm16(signal)
   return out, None

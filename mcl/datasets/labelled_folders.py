@@ -11,7 +11,13 @@ Every file of the folder that does not become a record is in the build
 report (the dataset's `metadata.json`, and the log) with the reason: an
 extension libsndfile does not decode, a file outside any `<label>/` folder
 or in a sub-folder of one, or an `mcl.audio.AudioError` (undecodable, too
-short, digital silence).
+short, digital silence, a NaN, infinite or absurdly loud sample,
+non-finite features).
+
+The records are named by the folder's path, its content (every file's
+path, size and modification time, `fingerprint`) and the parameters: a
+folder whose clips were added, removed or replaced gets a new build,
+never the old records.
 """
 
 import dataclasses
@@ -26,7 +32,10 @@ from absl import logging
 from mcl import audio, errors
 
 # 1.1.0: the build report lists every file that is not a record.
-_VERSION = tfds.core.Version("1.1.0")
+# 1.2.0: the name's digest covers the folder's content (1.1.0 records of a
+# folder changed since were read stale), and clips with non-finite or
+# absurdly loud samples are skipped (1.1.0 stored NaN log-mels).
+_VERSION = tfds.core.Version("1.2.0")
 
 
 @dataclasses.dataclass(eq=False)
@@ -44,54 +53,19 @@ class LabelledFoldersConfig(tfds.core.BuilderConfig):
   num_folds: int = 5
 
 
-def make_config(
-  source_dir: str, features: audio.FeatureConfig, num_folds: int
-) -> LabelledFoldersConfig:
-  """A builder config whose name identifies the source and all parameters.
-
-  Two builds with the same folder and parameters get the same name and so
-  share their records; any change gives a new name and a fresh build.
-
-  Args:
-    source_dir: root of `<label>/<clip>` audio.
-    features: log-mel parameters.
-    num_folds: number of folds, at least 2.
-
-  Returns:
-    The builder config.
-
-  Raises:
-    mcl.errors.UserError: `num_folds` < 2.
-  """
-  source_dir = os.path.abspath(source_dir)
-  if num_folds < 2:
-    raise errors.UserError(f"num_folds must be at least 2, got {num_folds}")
-  key = json.dumps(
-    [source_dir, dataclasses.asdict(features), num_folds], sort_keys=True
-  )
-  digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-  stem = "".join(
-    c if c.isalnum() else "_" for c in os.path.basename(source_dir).lower()
-  )
-  return LabelledFoldersConfig(
-    name=f"{stem}_{digest}",
-    version=_VERSION,
-    source_dir=source_dir,
-    features=features,
-    num_folds=num_folds,
-  )
-
-
 @dataclasses.dataclass(frozen=True)
 class Folder:
   """What a `<label>/<clip>` folder holds.
 
   Attributes:
+    source_dir: the folder, as given to `scan`; the paths below start
+      with it.
     clips: {label: [path, ...]}, both sorted, for every sub-folder with at
       least one file of an extension in `mcl.audio.AUDIO_EXTENSIONS`.
     ignored: [{"path", "problem"}] of every other file, sorted by path.
   """
 
+  source_dir: str
   clips: dict[str, list[str]]
   ignored: list[dict[str, str]]
 
@@ -160,7 +134,88 @@ def scan(source_dir: str) -> Folder:
       f"{source_dir}: no <label>/<clip> audio found "
       f"(extensions {' '.join(audio.AUDIO_EXTENSIONS)})"
     )
-  return Folder(clips, sorted(ignored, key=lambda e: e["path"]))
+  return Folder(source_dir, clips, sorted(ignored, key=lambda e: e["path"]))
+
+
+def fingerprint(folder: Folder) -> str:
+  """A digest of the folder's content as the scan found it.
+
+  Covers every clip and ignored file (so the build report stays true):
+  its path relative to the folder, the real path it resolves to, its size
+  in bytes and its modification time in ns, all through symlinks
+  (`os.stat`), since a folder may link its clips from elsewhere. Adding,
+  removing, renaming, rewriting or re-linking a file changes it; reading
+  the files does not. A file gone since the scan counts as absent.
+
+  Args:
+    folder: from `scan`.
+
+  Returns:
+    40 hex digits (SHA-1).
+  """
+  paths = [p for ps in folder.clips.values() for p in ps]
+  paths += [e["path"] for e in folder.ignored]
+  entries = []
+  for path in sorted(paths):
+    try:
+      stat = os.stat(path)
+      size, mtime = stat.st_size, stat.st_mtime_ns
+    except OSError:
+      size = mtime = None  # Reported when decoded (or a broken link).
+    entries.append(
+      [
+        os.path.relpath(path, folder.source_dir),
+        os.path.realpath(path),
+        size,
+        mtime,
+      ]
+    )
+  return hashlib.sha1(json.dumps(entries).encode()).hexdigest()
+
+
+def make_config(
+  folder: Folder, features: audio.FeatureConfig, num_folds: int
+) -> LabelledFoldersConfig:
+  """A builder config whose name identifies the source and all parameters.
+
+  Two builds of the same folder (path and `fingerprint`) with the same
+  parameters get the same name and so share their records; any change,
+  of a clip or a parameter, gives a new name and a fresh build.
+
+  Args:
+    folder: the scanned `<label>/<clip>` folder.
+    features: log-mel parameters.
+    num_folds: number of folds, at least 2.
+
+  Returns:
+    The builder config.
+
+  Raises:
+    mcl.errors.UserError: `num_folds` < 2.
+  """
+  source_dir = os.path.abspath(folder.source_dir)
+  if num_folds < 2:
+    raise errors.UserError(f"num_folds must be at least 2, got {num_folds}")
+  key = json.dumps(
+    [
+      source_dir,
+      fingerprint(folder),
+      dataclasses.asdict(features),
+      num_folds,
+    ],
+    sort_keys=True,
+  )
+  digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+  stem = "".join(
+    c if c.isalnum() else "_" for c in os.path.basename(source_dir).lower()
+  )
+  return LabelledFoldersConfig(
+    name=f"{stem}_{digest}",
+    version=_VERSION,
+    source_dir=source_dir,
+    features=features,
+    num_folds=num_folds,
+  )
 
 
 def assign_folds(clips: dict[str, list[str]], num_folds: int) -> dict[str, int]:
@@ -186,8 +241,22 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
   VERSION = _VERSION
   BUILDER_CONFIGS = []
 
-  def __init__(self, *, config: LabelledFoldersConfig, **kwargs):
-    folder = scan(config.source_dir)
+  def __init__(
+    self,
+    *,
+    config: LabelledFoldersConfig,
+    folder: Folder | None = None,
+    **kwargs,
+  ):
+    """The builder of one config.
+
+    Args:
+      config: from `make_config`.
+      folder: the scan the config was made from (None: scan
+        `config.source_dir` now, e.g. to read finished records).
+      **kwargs: `tfds.core.GeneratorBasedBuilder`'s (`data_dir`).
+    """
+    folder = folder or scan(config.source_dir)
     self._clips = folder.clips
     self._skipped = list(folder.ignored)
     super().__init__(config=config, **kwargs)
@@ -250,6 +319,10 @@ def build(
 ) -> LabelledFolders:
   """Builds (or reuses) the records of a labelled audio folder.
 
+  Records are reused only for the same folder content and parameters
+  (`make_config`): a folder changed since is built afresh under a new
+  name (the old records stay in `data_dir`, unread).
+
   Args:
     source_dir: root of `<label>/<clip>` audio.
     data_dir: TFDS data directory where the records are written.
@@ -263,8 +336,13 @@ def build(
     mcl.errors.UserError: see `make_config` and `scan`.
   """
   features = features or audio.FeatureConfig()
+  # One scan names the build and lists its clips, so the records hold
+  # exactly the content their name was made from.
+  folder = scan(source_dir)
   builder = LabelledFolders(
-    config=make_config(source_dir, features, num_folds), data_dir=data_dir
+    config=make_config(folder, features, num_folds),
+    folder=folder,
+    data_dir=data_dir,
   )
   try:
     builder.download_and_prepare()
@@ -274,7 +352,9 @@ def build(
     logging.info(
       "Records of %s were built concurrently; reusing them.", source_dir
     )
-    builder = LabelledFolders(config=builder.builder_config, data_dir=data_dir)
+    builder = LabelledFolders(
+      config=builder.builder_config, folder=folder, data_dir=data_dir
+    )
   skipped = skipped_clips(builder)
   logging.info(
     "Dataset %s: %d clips in %d folds, %d skipped%s",
