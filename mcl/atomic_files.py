@@ -56,7 +56,7 @@ def replace(path: str, mode: str = "w", **kwargs) -> Iterator[IO]:
     os.replace(tmp, path)
   except OSError as e:
     _remove(tmp)
-    raise _write_error(path, e) from e
+    raise write_error(path, e) from e
   except BaseException:
     _remove(tmp)
     raise
@@ -102,7 +102,9 @@ def remove_temporaries(directory: str) -> list[str]:
   return removed
 
 
-def _write_error(path: str, error: OSError) -> WriteError:
+def write_error(path: str, error: OSError) -> WriteError:
+  """The one-line `WriteError` of a failed write of `path` (also used for
+  what Orbax writes)."""
   if error.errno in (errno.ENOSPC, errno.EDQUOT):
     return WriteError(
       f"{path}: no space left on the device; free some and re-run"

@@ -225,8 +225,11 @@ class TaskCheckpoints:
     }
     if state is not None:
       items["state"] = ocp.args.StandardSave(state)
-    self._manager.save(task, args=ocp.args.Composite(**items), force=True)
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(task, args=ocp.args.Composite(**items), force=True)
+      self._manager.wait_until_finished()
+    except OSError as e:  # A full disk, mostly: say where.
+      raise atomic_files.write_error(self.folder(task), e) from e
     seal(self.folder(task))
     self._verified.add(task)
 
@@ -362,14 +365,17 @@ def _manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
 def _save(
   manager: ocp.CheckpointManager, step: int, tree: Tree, metadata: dict
 ) -> None:
-  manager.save(
-    step,
-    args=ocp.args.Composite(
-      tree=ocp.args.StandardSave(tree), metadata=ocp.args.JsonSave(metadata)
-    ),
-    force=True,
-  )
-  manager.wait_until_finished()
+  try:
+    manager.save(
+      step,
+      args=ocp.args.Composite(
+        tree=ocp.args.StandardSave(tree), metadata=ocp.args.JsonSave(metadata)
+      ),
+      force=True,
+    )
+    manager.wait_until_finished()
+  except OSError as e:  # A full disk, mostly: say where.
+    raise atomic_files.write_error(_folder(manager, step), e) from e
   seal(_folder(manager, step))
 
 

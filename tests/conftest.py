@@ -58,6 +58,20 @@ def tiny_config(tiny_audio_dir, tiny_data_dir):
 
 
 @pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_audio_dir, tiny_data_dir):
+  """(config, workdir, results) of a finished two-task DEN run of the tiny
+  config, through `mcl.experiments.run` (config.json, lock). Read only:
+  tests that change it work on a copy."""
+  from mcl import experiments
+
+  config = test_config.get_config()
+  config.data.source_dir = tiny_audio_dir
+  config.data.data_dir = tiny_data_dir
+  workdir = str(tmp_path_factory.mktemp("den_run"))
+  return config, workdir, experiments.run(config, workdir)
+
+
+@pytest.fixture(scope="session")
 def mtat_from_gtzan(gtzan_dir, tmp_path_factory):
   """An MTAT manual dir whose clips are real GTZAN recordings.
 

@@ -12,17 +12,6 @@ from mcl.continual import data, runner
 from mcl.models import ConvClassifier
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_audio_dir, tiny_data_dir):
-  from configs import test as test_config
-
-  config = test_config.get_config()
-  config.data.source_dir = tiny_audio_dir
-  config.data.data_dir = tiny_data_dir
-  workdir = str(tmp_path_factory.mktemp("den_run"))
-  return config, workdir, runner.run(config, workdir)
-
-
 def _matrices(results):
   return results["accuracy_matrix"], results["auroc_matrix"]
 
