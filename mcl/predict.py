@@ -38,6 +38,7 @@ import numpy as np
 from absl import app, flags
 
 from mcl import (
+  atomic_files,
   audio,
   checkpointing,
   errors,
@@ -348,9 +349,8 @@ def write(result: PredictionSet, output: str) -> None:
     "skipped": result.skipped,
   }
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output + ".json", "w") as f:
-    json.dump(content, f, indent=1)
-  with open(output + ".csv", "w", newline="") as f:
+  atomic_files.write_json(output + ".json", content)
+  with atomic_files.replace(output + ".csv", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["path", "scope", "name", "probability", "rank"])
     for p in result.predictions:

@@ -434,3 +434,23 @@ def test_two_processes_building_the_same_records_agree(
   assert len(answers) == 1  # The same records, in the same folder.
   (answer,) = answers
   assert answer.startswith("6 ")
+
+
+def test_a_run_is_not_resumed_on_records_of_a_changed_folder(
+  finished_run, tmp_path
+):
+  config, workdir, _ = finished_run
+  copy = _copy(workdir, tmp_path)
+  shutil.rmtree(os.path.join(copy, "checkpoints", "1"))  # Killed in task 1.
+  folder = os.path.join(copy, "checkpoints", "0")
+  path = os.path.join(folder, "metadata", "metadata")
+  with open(path) as f:
+    metadata = json.load(f)
+  assert metadata["records"].startswith("labelled_folders/")
+  # As if the clips had changed since task 0: other records' name.
+  metadata["records"] = "labelled_folders/tiny_0000000000/1.2.0"
+  with open(path, "w") as f:
+    json.dump(metadata, f)
+  checkpointing.seal(folder)
+  with pytest.raises(errors.UserError, match="the folder changed"):
+    experiments.run(config, copy)

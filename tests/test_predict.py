@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import test as test_config
 from mcl import checkpointing, errors, experiments, metrics, predict
 from mcl import inspect as run_inspect
 from mcl.continual import data, runner, scoring
@@ -20,13 +19,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_audio_dir, tiny_data_dir):
-  config = test_config.get_config()
-  config.data.source_dir = tiny_audio_dir
-  config.data.data_dir = tiny_data_dir
-  workdir = str(tmp_path_factory.mktemp("predict_run"))
-  results = experiments.run(config, workdir)
-  return config, workdir, results
+def run(finished_run):
+  """The session's tiny DEN run (tests/conftest.py)."""
+  return finished_run
 
 
 def _test_clips(config, task_data, task):

@@ -78,6 +78,12 @@ class _Experiment:
     self.data = data.build(config)
     self.tasks = self.data.tasks
     self.input_shape = self.data.input_shape
+    # Which records the run reads (audio sources): their name holds the
+    # data's content key, so a changed folder is not resumed on.
+    builder = getattr(self.data, "builder", None)
+    self.records = builder and (
+      f"{builder.name}/{builder.builder_config.name}/{builder.version}"
+    )
     self.method = METHODS[config.method].from_config(config, self.input_shape)
     self.fit_config = method.FitConfig(**config.train.fit)
     # Read after every phase and task: kept on the devices.
@@ -185,6 +191,12 @@ class _Experiment:
     last = self.checkpoints.resumable(abstract, with_state=True)
     if last is not None:
       params, metadata = self.checkpoints.restore(last, abstract)
+      if metadata.get("records", self.records) != self.records:
+        raise errors.UserError(
+          f"{self.workdir} was trained on records {metadata['records']}, "
+          f"but its data now gives {self.records} (the folder changed); "
+          "re-run with --fresh to start anew on the new data"
+        )
       logging.info("Resuming after task %d from %s", last, self.workdir)
       self.global_step = metadata["global_step"]
       return params, self.checkpoints.state(last), last + 1
@@ -305,6 +317,7 @@ class _Experiment:
       "task": task.index,
       "model": self.method.model_name,
       "input_shape": list(self.input_shape),
+      "records": self.records,
       "architecture": checkpointing.architecture(
         models.get_model_class(self.method.model_name).from_params(params)
       ),
