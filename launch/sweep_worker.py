@@ -9,7 +9,8 @@ logging to `<workdir>/log.txt`) and answers one JSON line on stdout,
 evaluation sets' compiled functions and every compiled step stay in the
 process for the next run: a GTZAN run started in a fresh process spends
 about 9 s importing and 6 s on its evaluation sets before its first step.
-A run that raises is logged with its traceback and answered ok=false; the
+A run that raises is logged with its traceback (a `mcl.errors.UserError`,
+e.g. a setting out of range, as its one line) and answered ok=false; the
 worker goes on with the next.
 """
 
@@ -23,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import logging  # noqa: E402
 
-from mcl import experiments  # noqa: E402
+from mcl import errors, experiments  # noqa: E402
 
 
 def main():
@@ -43,6 +44,9 @@ def main():
       config = experiments.load_config(request["config"], request["overrides"])
       experiments.run(config, workdir)
       ok = True
+    except errors.UserError as error:  # A setting to change: no traceback.
+      logging.error("run %s failed: error: %s", workdir, error)
+      ok = False
     except Exception:  # A failed run must not end the sweep.
       logging.error("run %s failed:\n%s", workdir, traceback.format_exc())
       ok = False

@@ -16,7 +16,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from mcl import errors, logs, parallel, track_dnn
+from mcl import config_checks, logs, parallel, track_dnn
 from mcl import workdir as run_folder
 from mcl.continual import runner
 from mcl.tagging import experiment
@@ -82,13 +82,11 @@ def run(
     fresh: move a previous run of `workdir` aside and start anew.
 
   Raises:
-    mcl.errors.UserError: an unknown experiment, a busy workdir, or one
-      that holds a run of other settings (and whatever the experiment
-      raises).
+    mcl.errors.UserError: a setting out of its range or an unknown name
+      (`mcl.config_checks`, before anything is written), a busy workdir,
+      or one that holds a run of other settings (and whatever the
+      experiment raises).
   """
-  if config.experiment not in EXPERIMENTS:
-    raise errors.UserError(
-      f"unknown experiment {config.experiment!r}; known: {sorted(EXPERIMENTS)}"
-    )
+  config_checks.validate(config)
   with run_folder.open_run(config, workdir, fresh=fresh):
     return EXPERIMENTS[config.experiment](config, workdir)

@@ -21,11 +21,13 @@ float32 [clips]} (an image is a clip of one chunk).
 """
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import ml_collections
 import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
@@ -181,14 +183,47 @@ def label_names(config: ml_collections.ConfigDict) -> list[str]:
   return list(config.data.genres)
 
 
-def class_counts(builder, split: str) -> np.ndarray:
-  """int [num_labels]: records of each label in a TFDS split expression."""
-  num_labels = builder.info.features["label"].num_classes
+# The record feature that names a clip: labelled folders, MagnaTagATune,
+# FMA.
+CLIP_NAMES = ("clip_id", "mp3_path", "track_id")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitClips:
+  """What the checks before training read of a split's clips.
+
+  Attributes:
+    labels: int [clips], label ids.
+    frames: int [clips], log-mel frames of each clip.
+    names: the clips' names (`CLIP_NAMES`), for messages.
+  """
+
+  labels: np.ndarray
+  frames: np.ndarray
+  names: list[str]
+
+  def class_counts(self, num_labels: int) -> np.ndarray:
+    """int [num_labels]: clips of each label."""
+    return np.bincount(self.labels, minlength=num_labels)
+
+
+def split_clips(builder, split: str) -> SplitClips:
+  """Label, length and name of every record of a TFDS split expression,
+  in one pass (the log-mels are parsed, not decoded to numpy)."""
+  features = builder.info.features
+  name = next(key for key in CLIP_NAMES if key in features)
   ds = builder.as_dataset(
     split=split, decoders={"log_mel": tfds.decode.SkipDecoding()}
   )
-  labels = [int(x) for x in tfds.as_numpy(ds.map(lambda ex: ex["label"]))]
-  return np.bincount(np.asarray(labels, np.int64), minlength=num_labels)
+  ds = ds.map(lambda ex: (ex["label"], tf.shape(ex["log_mel"])[0], ex[name]))
+  rows = list(tfds.as_numpy(ds))
+  return SplitClips(
+    labels=np.asarray([r[0] for r in rows], np.int64),
+    frames=np.asarray([r[1] for r in rows], np.int64),
+    names=[
+      r[2].decode() if isinstance(r[2], bytes) else str(r[2]) for r in rows
+    ],
+  )
 
 
 def check_classes(
@@ -232,6 +267,52 @@ def check_classes(
   )
 
 
+def check_chunk_length(
+  task_list: Sequence[tasks.Task],
+  clips: dict[str, SplitClips],
+  config: ml_collections.ConfigDict,
+) -> None:
+  """No clip of the tasks' classes is shorter than a chunk.
+
+  A shorter clip is zero-padded into every chunk drawn from it, so a
+  chunk longer than most clips trains and tests on padding.
+
+  Args:
+    task_list: the tasks.
+    clips: {"train" | "validation" | "test": its `SplitClips`}.
+    config: reads `data.chunk_seconds` and `features` (frames per second:
+      `sample_rate / hop_length`).
+
+  Raises:
+    mcl.errors.UserError: `data.chunk_seconds` is above the length of some
+      clip; the message names the shortest clips with their lengths (s).
+  """
+  wanted = {label for task in task_list for label in task.class_ids}
+  lengths = [
+    (int(frames), name)
+    for split in clips.values()
+    for label, frames, name in zip(
+      split.labels, split.frames, split.names, strict=True
+    )
+    if label in wanted
+  ]
+  chunk = chunk_frames(config)
+  short = sorted(length for length in lengths if length[0] < chunk)
+  if not short:
+    return
+  per_second = config.features.sample_rate / config.features.hop_length
+
+  def seconds(frames: int) -> str:  # Rounded down: a chunk that long fits.
+    return f"{math.floor(frames / per_second * 100) / 100:g}"
+
+  named = ", ".join(f"{name} ({seconds(f)} s)" for f, name in short[:5])
+  raise errors.UserError(
+    f"data.chunk_seconds={config.data.chunk_seconds!r}: longer than "
+    f"{len(short)} of the tasks' {len(lengths)} clips, the shortest "
+    f"{named}; must be <= {seconds(short[0][0])} s (the shortest clip)"
+  )
+
+
 class AudioTaskData:
   """`TaskData` of a prepared log-mel builder: random-chunk training,
   evenly spaced evaluation chunks (`mcl.input_pipeline`).
@@ -244,12 +325,13 @@ class AudioTaskData:
 
   def __init__(self, config: ml_collections.ConfigDict):
     """Checks the tasks, builds (or loads) the records of `config.data`
-    (see `build_dataset`) and checks every class's clips (`check_classes`).
+    (see `build_dataset`) and checks every class's clips
+    (`check_classes`) and their lengths (`check_chunk_length`).
 
     Raises:
       mcl.errors.UserError: a bad task or data setting, found before any
         record is built (`tasks.make_tasks`), or a class without clips in
-        a split (after).
+        a split or a clip shorter than a chunk (after).
     """
     labels = label_names(config)
     self.tasks = tasks.make_tasks(config.tasks, labels)
@@ -261,12 +343,14 @@ class AudioTaskData:
         f"source now has {labels}; delete that folder to rebuild"
       )
     split_names = dataclasses.asdict(self.split)
+    clips = {k: split_clips(self.builder, v) for k, v in split_names.items()}
     check_classes(
       self.tasks,
-      {k: class_counts(self.builder, v) for k, v in split_names.items()},
+      {k: c.class_counts(len(built)) for k, c in clips.items()},
       split_names,
       config.data.allow_empty_classes,
     )
+    check_chunk_length(self.tasks, clips, config)
     self.frames = chunk_frames(config)
     self.input_shape = (1, self.frames, config.features.n_mels)
     self._batch_size = config.train.batch_size

@@ -45,6 +45,7 @@ from mcl import train
 from mcl.continual import masks, method, regularisers, sparsity, surgery
 from mcl.models import head_name
 
+EXPANSIONS = ("dynamic", "constant")
 SHARED_UNITS = ("retrain", "frozen")
 
 
@@ -89,9 +90,9 @@ class DENConfig:
   shared_units: str = "retrain"
 
   def __post_init__(self):
-    if self.expansion not in ("dynamic", "constant"):
+    if self.expansion not in EXPANSIONS:
       raise ValueError(
-        f"den.expansion must be 'dynamic' or 'constant', not {self.expansion!r}"
+        f"den.expansion must be one of {EXPANSIONS}, not {self.expansion!r}"
       )
     if self.shared_units not in SHARED_UNITS:
       raise ValueError(
