@@ -425,7 +425,8 @@ class RunCheckpoints:
     return _restore(self._latest, passes, None, "metadata")[1]
 
   def discard_damaged_latest(self) -> str | None:
-    """Moves a `latest/` save that cannot be read aside, with a warning.
+    """Moves a `latest/` save that cannot be read aside (and `best/`, the
+    same fit's), with a warning.
 
     Returns:
       Where it was moved (a fit then starts over), or None when the save
@@ -439,6 +440,10 @@ class RunCheckpoints:
     except CheckpointError as e:
       moved = _move_aside(_folder(self._latest, passes))
       self._latest.reload()
+      best = self._best.latest_step()  # Progress of the discarded fit.
+      if best is not None:
+        _move_aside(_folder(self._best, best))
+        self._best.reload()
       logging.warning("%s; moved to %s, the fit starts over", e, moved)
       return moved
     return None

@@ -96,7 +96,8 @@ def test_main_prints_a_one_line_error_without_traceback(
   assert done.returncode == 2
   assert "Traceback" not in done.stderr
   last = done.stderr.strip().splitlines()[-1]
-  assert last == (
-    "error: task 0 needs at least two classes, got ('blues',) "
-    "(change config.tasks)"
+  assert last == (  # Caught by mcl.config_checks, before any record.
+    "error: tasks=(('blues',),): task 0 ('blues',) has 1 class(es); each "
+    "task needs at least 2"
   )
+  assert not os.path.exists(tmp_path / "tfds")

@@ -104,6 +104,11 @@ def test_non_finite_loss_stops_with_state_saved(tiny_config, tmp_path):
   saved = checkpointing.TaskCheckpoints(os.path.join(workdir, "nonfinite"))
   assert saved.tasks() == [0]
   assert saved.metadata(0)["phase"] == "task0/sparse"
+  saved.close()
+  # A re-run diverges the same way and says so (the first save is kept),
+  # not Orbax's StepAlreadyExistsError.
+  with pytest.raises(train.NonFiniteLossError):
+    runner.run(tiny_config, workdir)
 
 
 @pytest.fixture(scope="module")

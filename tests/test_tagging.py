@@ -362,3 +362,19 @@ def test_stage_optimizers_use_coupled_weight_decay_like_torch():
   reference = recipe.won_2020(eval_every=100)
   assert [s.patience for s in reference.stages[:3]] == [80, 20, 20]
   assert not reference.patience_resets_on_improvement
+
+
+def test_a_damaged_latest_save_is_moved_aside_and_the_fit_starts_over(
+  tmp_path,
+):
+  model, data, tuned = TinyTagger(), Data(), _recipe(max_evals=2)
+  whole = _fit(model, data, tmp_path / "whole", tuned)
+  _fit(model, data, tmp_path / "cut", _recipe(max_evals=1))
+  latest = tmp_path / "cut" / "latest"
+  (step,) = [p for p in latest.iterdir() if p.name.isdigit()]
+  os.remove(step / checkpoints.CHECKSUMS)  # Killed before it was sealed.
+  with pytest.raises(checkpoints.CheckpointError, match="not sealed"):
+    checkpoints.RunCheckpoints(str(tmp_path / "cut")).latest_metadata()
+  again = _fit(model, data, tmp_path / "cut", tuned)
+  assert (tmp_path / "cut" / "latest.damaged").is_dir()
+  assert again.history == whole.history  # Started over, nothing mixed.
