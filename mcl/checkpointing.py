@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 
 from mcl import atomic_files, errors
 
@@ -78,10 +79,18 @@ def _file_digests(folder: str) -> dict[str, str]:
 
 def seal(folder: str) -> None:
   """Writes `<folder>/checksums.json`: the SHA-256 of every file in the
-  finished checkpoint `folder` (atomically; call once Orbax is done)."""
-  atomic_files.write_json(
-    os.path.join(folder, CHECKSUMS), _file_digests(folder)
-  )
+  finished checkpoint `folder` (atomically; call once Orbax is done).
+
+  With several processes, process 0 writes it (the others' files are on
+  disk once Orbax's save returns) and every process waits for it, so none
+  reads a checkpoint before it is sealed.
+  """
+  if jax.process_index() == 0:
+    atomic_files.write_json(
+      os.path.join(folder, CHECKSUMS), _file_digests(folder)
+    )
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"mcl seal {folder}")
 
 
 def verify(folder: str) -> None:

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from configs import mtat_short_chunk_cnn
-from mcl import evaluation, experiments, input_pipeline, metrics, predict
+from mcl import (
+  errors,
+  evaluation,
+  experiments,
+  input_pipeline,
+  metrics,
+  predict,
+)
 from mcl.tagging import experiment
 from tests.conftest import MTAT_FOLDERS, MTAT_GENRES
 
@@ -52,11 +59,13 @@ def test_tagging_experiment_trains_tests_and_resumes(tiny_run, tmp_path):
   best = min(history, key=lambda p: p["validation_loss"])
   assert results["validation"]["loss"] == pytest.approx(best["validation_loss"])
 
-  config = config.copy_and_resolve_references()
-  config.train.max_epochs = 3  # A longer budget resumes the same run.
-  resumed = experiments.run(config, workdir)
-  assert resumed["history"][:2] == history
-  assert len(resumed["history"]) == 3 and resumed["steps"] == 9
+  longer = config.copy_and_resolve_references()
+  longer.train.max_epochs = 3  # Another budget is another run.
+  with pytest.raises(errors.UserError, match=r"train.max_epochs \(2 -> 3\)"):
+    experiments.run(longer, workdir)
+  os.remove(os.path.join(workdir, "results.json"))  # Killed before it.
+  resumed = experiments.run(config, workdir)  # From the last save.
+  assert resumed["history"] == history and resumed["test"] == results["test"]
 
 
 def test_predict_tags_the_test_clips_as_the_run_scored_them(tiny_run):
