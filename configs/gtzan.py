@@ -74,6 +74,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.den.split = True
   config.den.expansion = "dynamic"  # or "constant" (DEN-Constant)
   config.den.shared_units = "retrain"  # or "frozen"
+  # The paper's DEN (issue 21): selective retraining keeps S's exact zeros
+  # at zero, and drift (split test, Eq. 6 pull) is measured against each
+  # unit's value when it was last split or created. retrain_zeros=True
+  # and drift_reference="previous" are the behaviour before.
+  config.den.retrain_zeros = False
+  config.den.drift_reference = "anchor"  # or "previous" (W^(t-1))
+  # Labelled variants (configs/sweeps/gtzan_protocol.py): den_split_topk
+  # (split the k most drifted units of every layer), den_recal (old
+  # heads' biases corrected on the new task's clips), den_gpm (selective
+  # retraining projected off old tasks' activation subspaces).
+  config.den.split_top_k = 0
+  config.den.recalibrate = False
+  config.den.projection = "none"  # or "gpm"
+  config.den.gpm_threshold = 0.97  # Energy of old activations kept.
 
   config.l2 = ml_collections.ConfigDict()
   config.l2.strength = 0.1  # Kernels only (DEN's pull covers biases too).

@@ -34,6 +34,7 @@ aside (to `<directory>.damaged/`) and says from which task a run resumes;
 """
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -122,6 +123,21 @@ def verify(folder: str) -> None:
     raise CheckpointError(
       f"{folder}: file {changed[0]} does not match its checksum (damaged)"
     )
+
+
+def _write_error(folder: str, error: Exception) -> Exception:
+  """A failed Orbax save as one line naming `folder` when the disk is
+  full or unwritable: Python's writes raise OSError, TensorStore's a
+  ValueError whose text carries the OS error. Anything else is a bug and
+  is returned as it is (re-raised with its traceback)."""
+  if isinstance(error, OSError):
+    return atomic_files.write_error(folder, error)
+  text = str(error)
+  if "No space left on device" in text or "os_error_code='28'" in text:
+    return atomic_files.write_error(
+      folder, OSError(errno.ENOSPC, "No space left on device")
+    )
+  return error
 
 
 def _shapes(tree) -> list[tuple[int, ...]]:
@@ -237,8 +253,11 @@ class TaskCheckpoints:
     try:
       self._manager.save(task, args=ocp.args.Composite(**items), force=True)
       self._manager.wait_until_finished()
-    except OSError as e:  # A full disk, mostly: say where.
-      raise atomic_files.write_error(self.folder(task), e) from e
+    except (OSError, ValueError) as e:
+      error = _write_error(self.folder(task), e)
+      if error is e:
+        raise
+      raise error from e
     seal(self.folder(task))
     self._verified.add(task)
 
@@ -383,8 +402,11 @@ def _save(
       force=True,
     )
     manager.wait_until_finished()
-  except OSError as e:  # A full disk, mostly: say where.
-    raise atomic_files.write_error(_folder(manager, step), e) from e
+  except (OSError, ValueError) as e:
+    error = _write_error(_folder(manager, step), e)
+    if error is e:
+      raise
+    raise error from e
   seal(_folder(manager, step))
 
 

@@ -118,11 +118,13 @@ class Real:
     above: exclusive lower bound.
     at_least: inclusive lower bound.
     below: exclusive upper bound.
+    at_most: inclusive upper bound.
   """
 
   above: float | None = None
   at_least: float | None = None
   below: float | None = None
+  at_most: float | None = None
 
   def problem(self, value, config):
     del config
@@ -137,6 +139,9 @@ class Real:
     if self.below is not None:
       ok = ok and value < self.below
       bounds.append(f"< {self.below:g}")
+    if self.at_most is not None:
+      ok = ok and value <= self.at_most
+      bounds.append(f"<= {self.at_most:g}")
     if ok:
       return None
     return " ".join(["must be a finite number", " and ".join(bounds)]).strip()
@@ -342,6 +347,10 @@ CONTINUAL: dict[str, Rule] = {
   "den.outgoing_scale": Real(at_least=0),
   "den.expansion": Name(den.EXPANSIONS),
   "den.shared_units": Name(den.SHARED_UNITS),
+  "den.drift_reference": Name(den.DRIFT_REFERENCES),
+  "den.split_top_k": Integer(at_least=0),
+  "den.projection": Name(den.PROJECTIONS),
+  "den.gpm_threshold": Real(above=0, at_most=1),
   # The baselines (`mcl.continual.baselines`, `replay`).
   "l2.strength": Real(at_least=0),
   "ewc.strength": Real(at_least=0),

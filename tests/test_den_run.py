@@ -199,3 +199,23 @@ def test_run_writes_tensorboard_figures_and_plots(finished_run):
   for name in ("accuracy_matrix.png", "capacity.png"):
     with open(os.path.join(workdir, name), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_den_variants_run_and_resume_with_their_state(tiny_config, tmp_path):
+  # den_recal, den_gpm and den_split_topk at once: anchors, GPM bases and
+  # recalibrated heads go through the checkpoints and come back.
+  tiny_config.den.recalibrate = True
+  tiny_config.den.projection = "gpm"
+  tiny_config.den.split_top_k = 2
+  workdir = str(tmp_path / "variants")
+  results = runner.run(tiny_config, workdir)
+  assert results["finished_tasks"] == 2
+  record = results["task_records"][1]
+  assert set(record["recalibration"]) == {"head_0"}
+  assert all(len(s["units"]) <= 2 for s in record["splits"])
+  saved = checkpointing.TaskCheckpoints(os.path.join(workdir, "checkpoints"))
+  state = saved.state(1)
+  saved.close()
+  assert set(state) >= {"timestamps", "anchor", "anchor_task", "bases"}
+  again = _resume_after_kill_in_task_1(tiny_config, workdir, tmp_path)
+  assert _matrices(again) == _matrices(results)

@@ -165,19 +165,19 @@ def _after_task_0(context, config):
     n: np.zeros(params[n]["bias"].shape, np.int32) for n in model.hidden_layers
   }
   rng = np.random.default_rng(0)
-  params, stamps, record = den.learn_task(
-    context, params, stamps, 0, config, rng
+  params, state, record = den.learn_task(
+    context, params, {"timestamps": stamps}, 0, config, rng
   )
   params = surgery.add_head(params, "dense_0", head_name(1), 2, rng)
-  return params, stamps, record
+  return params, state, record
 
 
 def test_selective_retraining_trains_inside_s_only_and_can_grow_weights():
   context = _SyntheticContext()
   config = _den_config()
-  params, stamps, _ = _after_task_0(context, config)
-  params, stamps, record = den.learn_task(
-    context, params, stamps, 1, config, np.random.default_rng(1)
+  params, state, _ = _after_task_0(context, config)
+  params, state, record = den.learn_task(
+    context, params, state, 1, config, np.random.default_rng(1)
   )
   # S's dense_0 units are those head 1 reads after its L1 phase.
   head = context.phases["head"][2][head_name(1)]["kernel"]
@@ -206,10 +206,10 @@ def test_selective_retraining_trains_inside_s_only_and_can_grow_weights():
 def test_frozen_shared_units_train_no_old_unit():
   context = _SyntheticContext()
   config = _den_config(shared_units="frozen", tau=0.0)
-  params, stamps, _ = _after_task_0(context, config)
+  params, state, _ = _after_task_0(context, config)
   old = jax.tree.map(np.copy, params)
-  params, stamps, record = den.learn_task(
-    context, params, stamps, 1, config, np.random.default_rng(1)
+  params, state, record = den.learn_task(
+    context, params, state, 1, config, np.random.default_rng(1)
   )
   assert "selective" not in record["phases"] and record["expanded"]
   assert all(v == 0 for v in record["selected_units"].values())
@@ -240,10 +240,10 @@ def test_unknown_shared_units_setting_is_rejected():
 def test_ablation_switches_change_the_phases(overrides):
   context = _SyntheticContext()
   config = _den_config(**overrides)
-  params, stamps, _ = _after_task_0(context, config)
-  widths = surgery.widths(params, tuple(stamps))
-  params, stamps, record = den.learn_task(
-    context, params, stamps, 1, config, np.random.default_rng(1)
+  params, state, _ = _after_task_0(context, config)
+  widths = surgery.widths(params, tuple(state["timestamps"]))
+  params, state, record = den.learn_task(
+    context, params, state, 1, config, np.random.default_rng(1)
   )
   if not config.selective_retraining:
     assert record["selected_units"] == widths

@@ -23,7 +23,8 @@ The learning rate (Adam, 1e-3) is the same for every method and not
 tuned: a grid over it for the four methods without other
 hyper-parameters (STL, joint, fine-tuning, progressive) would add 20
 tuning runs. `den.shared_units` is reported as two rows (den, den_frozen)
-rather than tuned.
+rather than tuned; so are issue 21's den_before_21, den_recal and den_gpm
+(den_split_topk tunes its k).
 """
 
 from mcl import protocol
@@ -74,6 +75,12 @@ GRIDS = {
       "den.l2": 10.0,
     },
   ],
+  # den_split_topk (issue 21): the k most drifted units of every layer
+  # are split, whatever sigma; k tuned on validation.
+  "den_split_topk": [
+    {"method": "den", "den.split_top_k": 4},
+    {"method": "den", "den.split_top_k": 8},
+  ],
 }
 
 # Final rows: each grid's own, and DEN's ablations (Yoon et al. 2018,
@@ -84,6 +91,13 @@ VARIANTS = {
   "den_no_split": protocol.Variant("den", {"den.split": False}),
   "den_constant": protocol.Variant("den", {"den.expansion": "constant"}),
   "den_frozen": protocol.Variant("den", {"den.shared_units": "frozen"}),
+  # Issue 21: the code before it (S's zeros retrained, drift against
+  # W^(t-1) only), and two labelled variants on DEN's chosen values.
+  "den_before_21": protocol.Variant(
+    "den", {"den.retrain_zeros": True, "den.drift_reference": "previous"}
+  ),
+  "den_recal": protocol.Variant("den", {"den.recalibrate": True}),
+  "den_gpm": protocol.Variant("den", {"den.projection": "gpm"}),
 }
 
 

@@ -9,17 +9,23 @@ One call of `learn_task` is one iteration of Algorithm 1:
 2. task t > 0, selective retraining: train the new head t alone with L1
    (Eq. 3); breadth-first search from its nonzero weights for the
    sub-network S (`masks.select_subnetwork`); retrain S only, with the
-   loss plus l2 * ||W_S - W_S^(t-1)||_2^2 over kernels and biases and no L1
+   loss plus l2 * ||W_S - W_S^ref||_2^2 over kernels and biases and no L1
    step (Eq. 4, with the reference code's pull towards the old weights in
-   place of the paper's plain ||W_S||^2);
+   place of the paper's plain ||W_S||^2). Only the connections of S that
+   exist are retrained: an exact zero inside S stays zero
+   (`masks.existing_connections`; "we retrain the sparse connections"),
+   or S stops being sparse and the next search selects the whole network;
 3. dynamic expansion: if the validation loss is still above tau, add k
    units to every hidden layer (nonzero outgoing weights, so they can
    learn), train only the weights that touch them with L1 + group lasso
    (one group = one new unit's incoming weights and bias), then remove the
    new units that died;
 4. split/duplication (Algorithm 4): the drift of selective retraining
-   (trained with the Eq. 6 pull) is measured against W^(t-1) per incoming
-   weight; every unit above sigma is restored and duplicated
+   (trained with the Eq. 6 pull) is measured per incoming weight against
+   each unit's anchor, its value at the end of the task that last split or
+   created it (`mcl.continual.anchors`; the paper's W^(t-1) lets sub-sigma
+   drift add up over tasks), and the pull pulls towards the anchors too;
+   every unit above sigma is restored to W^(t-1) and duplicated
    (`surgery.split_units`), then the units of timestamp t and the head are
    retrained (old units stay frozen, so old tasks see only the sub-sigma
    drift, and the Eq. 6 pull, which acts on old units only, has nothing
@@ -34,7 +40,16 @@ head's. Ablations (Yoon et al. 2018, Sec. 4.2) are switches of
 step 2; `split=False` skips step 4; `expansion="constant"` (DEN-Constant)
 always adds k units, with neither group lasso nor pruning;
 `shared_units="frozen"` trains no old unit at all (step 2 trains the head
-only, capacity comes from expansion alone).
+only, capacity comes from expansion alone). `retrain_zeros=True` and
+`drift_reference="previous"` are the two departures from the paper this
+code had before issue 21.
+
+Labelled variants (not the paper's method): `split_top_k=k` splits the k
+most drifted units of every layer (`den_split_topk`); `recalibrate=True`
+subtracts from every old head's bias the offset its logits moved on the
+new task's training clips (`den_recal`, `mcl.continual.recalibration`);
+`projection="gpm"` projects selective retraining's updates off the old
+tasks' activation subspaces (`den_gpm`, `mcl.continual.gpm`).
 """
 
 import dataclasses
@@ -42,11 +57,26 @@ import dataclasses
 import numpy as np
 
 from mcl import train
-from mcl.continual import masks, method, regularisers, sparsity, surgery
+from mcl.continual import (
+  anchors,
+  gpm,
+  masks,
+  method,
+  recalibration,
+  regularisers,
+  sparsity,
+  surgery,
+  timestamped,
+)
 from mcl.models import head_name
 
 EXPANSIONS = ("dynamic", "constant")
 SHARED_UNITS = ("retrain", "frozen")
+DRIFT_REFERENCES = ("anchor", "previous")
+PROJECTIONS = ("none", "gpm")
+# Chunks per training clip that `recalibrate` passes through old heads
+# and `projection="gpm"` takes a task's activations from.
+RECALIBRATION_CHUNKS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +105,19 @@ class DENConfig:
       "constant" (DEN-Constant: always k units, kept).
     shared_units: "retrain" (the paper) or "frozen" (old units never
       train; a labelled variant, not the paper's method).
+    retrain_zeros: selective retraining also trains S's exact zeros
+      (False: the paper; True: the behaviour before issue 21).
+    drift_reference: "anchor" (each unit's value when last split or
+      created, `mcl.continual.anchors`) or "previous" (W^(t-1)), for the
+      split test and the Eq. 6 pull.
+    split_top_k: > 0: split the k most drifted units of every layer
+      instead of those above sigma (`den_split_topk`).
+    recalibrate: correct old heads' biases by their logits' offset on the
+      new task's training clips (`den_recal`).
+    projection: "gpm": selective retraining's updates projected off the
+      old tasks' activation subspaces (`den_gpm`); "none".
+    gpm_threshold: share of the old tasks' activation energy the GPM bases
+      keep, in (0, 1].
   """
 
   l1: float
@@ -88,6 +131,12 @@ class DENConfig:
   split: bool = True
   expansion: str = "dynamic"
   shared_units: str = "retrain"
+  retrain_zeros: bool = False
+  drift_reference: str = "anchor"
+  split_top_k: int = 0
+  recalibrate: bool = False
+  projection: str = "none"
+  gpm_threshold: float = 0.97
 
   def __post_init__(self):
     if self.expansion not in EXPANSIONS:
@@ -99,32 +148,45 @@ class DENConfig:
         f"den.shared_units must be one of {SHARED_UNITS}, not "
         f"{self.shared_units!r}"
       )
+    if self.drift_reference not in DRIFT_REFERENCES:
+      raise ValueError(
+        f"den.drift_reference must be one of {DRIFT_REFERENCES}, not "
+        f"{self.drift_reference!r}"
+      )
+    if self.projection not in PROJECTIONS:
+      raise ValueError(
+        f"den.projection must be one of {PROJECTIONS}, not {self.projection!r}"
+      )
 
 
 def learn_task(
   context: method.Context,
   params: surgery.Params,
-  timestamps: surgery.Timestamps,
+  state: dict,
   task: int,
   config: DENConfig,
   rng: np.random.Generator,
-) -> tuple[surgery.Params, surgery.Timestamps, dict]:
+) -> tuple[surgery.Params, dict, dict]:
   """One iteration of DEN's Algorithm 1 (see the module docstring).
 
   Args:
     context: trains under a mask on task `task`'s data.
     params: the tree after task - 1 with head `task` added (for task 0:
       freshly initialised with head 0).
-    timestamps: units' timestamps per hidden layer, input to output.
+    state: "timestamps" {layer: int32 [units]} (input to output), and
+      after task 0 "anchor" and "anchor_task" (`mcl.continual.anchors`)
+      and, with `projection="gpm"`, "bases" (`mcl.continual.gpm`).
     task: index of the task being learnt.
     config: DEN hyper-parameters.
     rng: initialiser of the new units.
 
   Returns:
-    The tree, the timestamps, and a JSON-ready record: per phase the
-    validation loss before and after, steps; units selected (|S| per
-    layer), added, pruned and split; connection sparsity after task 0.
+    The tree, the state after the task, and a JSON-ready record: per
+    phase the validation loss before and after, steps; units selected
+    (|S| per layer), added, pruned and split; connection sparsity after
+    task 0; old heads' recalibration offsets.
   """
+  timestamps = state["timestamps"]
   layers = tuple(timestamps)
   record = {"phases": {}}
 
@@ -144,11 +206,16 @@ def learn_task(
       ),
     )
     record["sparsity"] = sparsity.connection_sparsity(params, layers)
-    return params, timestamps, record
+    anchor, anchor_task = anchors.initial(params, layers)
+    state = {**state, "anchor": anchor, "anchor_task": anchor_task}
+    return params, _remember(context, params, state, task, config), record
 
   head = head_name(task)
+  start_params, start_timestamps = params, timestamps
   old_params = {n: g for n, g in params.items() if n != head}
   heads = tuple(head_name(j) for j in range(task + 1))
+  anchor, anchor_task = state["anchor"], state["anchor_task"]
+  by_anchor = config.drift_reference == "anchor"
   params = run(
     "head",
     params,
@@ -164,13 +231,20 @@ def learn_task(
   record["selected_units"] = {k: int(v.sum()) for k, v in selected.items()}
   record["units_before"] = surgery.widths(params, layers)
   if config.shared_units == "retrain":
+    trainable = masks.subnetwork_mask(params, layers, selected, head)
+    if not config.retrain_zeros:
+      trainable = masks.existing_connections(trainable, params, layers)
     params = run(
       "selective",
       params,
-      masks.subnetwork_mask(params, layers, selected, head),
+      trainable,
       penalty=regularisers.l2_pull(
-        old_params, config.l2, names=layers, keys=("kernel", "bias")
+        anchor if by_anchor else old_params,
+        config.l2,
+        names=layers,
+        keys=("kernel", "bias"),
       ),
+      proximal=_projection(state, params, trainable, layers, config),
     )
   loss = _last_loss(record)
   constant = config.expansion == "constant"
@@ -201,19 +275,93 @@ def learn_task(
       )
       record["pruned_units"] = removed
 
+  split = {}
   if config.split and config.shared_units == "retrain":
-    params, timestamps, splits = surgery.split_units(
-      params, old_params, timestamps, layers, heads, task, config.sigma
+    drift = (
+      anchors.drift(params, anchor, anchor_task, timestamps, layers)
+      if by_anchor
+      else None
     )
+    params, timestamps, splits = surgery.split_units(
+      params, old_params, timestamps, layers, heads, task, config.sigma,
+      drift=drift, top_k=config.split_top_k,
+    )  # fmt: skip
     record["splits"] = [dataclasses.asdict(s) for s in splits]
+    split = {s.layer: s.units for s in splits}
     if splits:
       params = run(
         "split",
         params,
         masks.new_unit_mask(params, timestamps, layers, task, head),
       )
+  if config.recalibrate:
+    params, record["recalibration"] = _recalibrate(
+      context, start_params, start_timestamps, params, timestamps, task
+    )
   record["units_after"] = surgery.widths(params, layers)
-  return params, timestamps, record
+  anchor, anchor_task = anchors.update(
+    anchor, anchor_task, params, timestamps, layers, task, split
+  )
+  state = {
+    **state,
+    "timestamps": timestamps,
+    "anchor": anchor,
+    "anchor_task": anchor_task,
+  }
+  return params, _remember(context, params, state, task, config), record
+
+
+def _recalibrate(context, before, before_timestamps, params, timestamps, task):
+  """`den_recal`: every old head's bias minus the offset its logits moved
+  on task `task`'s training clips; returns the tree and the offsets."""
+  layers = tuple(timestamps)
+  clips = context.training_clips(task, RECALIBRATION_CHUNKS)
+  heads_before = tuple(head_name(j) for j in range(task + 1))
+  offsets = {}
+  for j in range(task):
+    old = timestamped.timestamped_params(
+      before, before_timestamps, layers, heads_before, j
+    )
+    new = timestamped.timestamped_params(
+      params, timestamps, layers, heads_before, j
+    )
+    offset = recalibration.head_offset(old, new, j, clips)
+    params = recalibration.recalibrate(params, head_name(j), offset)
+    offsets[head_name(j)] = offset.tolist()
+  return params, offsets
+
+
+def _projection(state, params, trainable, layers, config):
+  """`den_gpm`: selective retraining's change kept orthogonal to the old
+  tasks' activation bases (within its trainable rows), or None."""
+  if config.projection == "none":
+    return None
+  bases = gpm.pad_bases(state["bases"], params, layers)
+  return gpm.projection(bases, params, layers, trainable)
+
+
+def _remember(context, params, state, task, config):
+  """The state with what later tasks need of task `task`: with
+  `projection="gpm"`, the bases grown by task `task`'s activations
+  (its training clips through its network, the tree at its end)."""
+  if config.projection == "none":
+    return state
+  layers = tuple(state["timestamps"])
+  clips = context.training_clips(task, RECALIBRATION_CHUNKS)
+  inputs = np.concatenate(
+    [
+      np.asarray(b["inputs"])[np.asarray(b["mask"]) > 0].reshape(
+        -1, *np.shape(b["inputs"])[2:]
+      )
+      for b in clips
+    ]
+  )
+  representations = gpm.layer_inputs(
+    params, inputs, layers, np.random.default_rng(task)
+  )
+  bases = gpm.pad_bases(state.get("bases", {}), params, layers)
+  bases = gpm.update_bases(bases, representations, config.gpm_threshold)
+  return {**state, "bases": bases}
 
 
 def _last_loss(record: dict) -> float:
@@ -227,7 +375,4 @@ class DEN(method.Sequential):
   section, settings_class = "den", DENConfig
 
   def learn_task(self, context, params, state, task, rng):
-    params, timestamps, record = learn_task(
-      context, params, state["timestamps"], task.index, self.settings, rng
-    )
-    return params, {**state, "timestamps": timestamps}, record
+    return learn_task(context, params, state, task.index, self.settings, rng)

@@ -117,3 +117,20 @@ def new_unit_mask(
   """
   fresh = units_of_task(timestamps, layers, task)
   return _mask(params, layers, fresh, np.logical_or, False, head)
+
+
+def existing_connections(
+  mask: Params, params: Params, layers: Sequence[str]
+) -> Params:
+  """`mask` without the exact zeros of the hidden layers' kernels.
+
+  Selective retraining retrains the connections of S that exist (Yoon et
+  al. 2018, Sec. 3: Eq. 4 has no L1 term, so a zero it trained would
+  leave zero for good and the next breadth-first search would select
+  nearly everything). Biases and heads keep their mask.
+  """
+  out = dict(mask)
+  for name in layers:
+    nonzero = (params[name]["kernel"] != 0).astype(np.float32)
+    out[name] = {**mask[name], "kernel": mask[name]["kernel"] * nonzero}
+  return out

@@ -251,31 +251,51 @@ def prune_dead_units(
 
 
 def semantic_drift(
-  params: Params, old_params: Params, layers: Sequence[str]
+  params: Params,
+  reference: Params,
+  layers: Sequence[str],
+  counted_rows: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-  """Semantic drift per incoming weight of every unit that existed at t-1.
+  """Semantic drift per incoming weight of every unit of `reference`.
 
-  rho_i = ||w_i^t - w_i^(t-1)||_2 / sqrt(n_i) over unit i's incoming
-  kernel column (rows of units that existed at t-1) and bias, n_i their
-  number. Yoon et al. (2018, Sec. 3, network split/duplication) threshold
-  the plain L2 norm; divided by sqrt(n_i) it is the root-mean-square change
-  of one weight, comparable between a first conv layer (9 taps + bias per
-  unit) and a dense layer with hundreds of inputs, so one sigma serves
-  every layer.
+  rho_i = ||w_i - w_i^ref||_2 / sqrt(n_i) over unit i's incoming kernel
+  column (the rows `counted_rows` counts for it, all of `reference`'s rows
+  by default) and bias, n_i their number. Yoon et al. (2018, Sec. 3,
+  network split/duplication) threshold the plain L2 norm against
+  W^(t-1); divided by sqrt(n_i) it is the root-mean-square change of one
+  weight, comparable between a first conv layer (9 taps + bias per unit)
+  and a dense layer with hundreds of inputs, so one sigma serves every
+  layer. `reference` is W^(t-1), or each unit's own anchor
+  (`mcl.continual.anchors`).
+
+  Args:
+    params: the tree now (layers at least as wide as `reference`'s).
+    reference: the tree to compare with; its widths say which units and
+      rows exist.
+    layers: hidden layer names.
+    counted_rows: {layer: bool [reference rows, reference units]}, the
+      incoming rows that count for each unit; None: all.
 
   Returns:
-    {layer: float [old units]}.
+    {layer: float [reference units]}.
   """
   drift = {}
   for name in layers:
-    old_kernel = old_params[name]["kernel"]
+    old_kernel = reference[name]["kernel"]
     n_in, n_out = old_kernel.shape[-2:]
+    rows = (
+      np.ones((n_in, n_out), bool)
+      if counted_rows is None
+      else counted_rows[name]
+    )
     delta = params[name]["kernel"][..., :n_in, :n_out] - old_kernel
     squares = np.sum(
-      np.square(delta, dtype=np.float64), axis=tuple(range(delta.ndim - 1))
+      np.square(delta, dtype=np.float64) * rows,
+      axis=tuple(range(delta.ndim - 1)),
     )
-    bias_delta = params[name]["bias"][:n_out] - old_params[name]["bias"]
-    size = int(np.prod(old_kernel.shape[:-1])) + 1
+    bias_delta = params[name]["bias"][:n_out] - reference[name]["bias"]
+    taps = int(np.prod(old_kernel.shape[:-2]))
+    size = taps * rows.sum(axis=0) + 1
     drift[name] = np.sqrt(
       (squares + np.square(bias_delta, dtype=np.float64)) / size
     )
@@ -300,10 +320,14 @@ def split_units(
   heads: Sequence[str],
   task: int,
   sigma: float,
+  drift: Mapping[str, np.ndarray] | None = None,
+  top_k: int = 0,
 ) -> tuple[Params, Timestamps, list[SplitRecord]]:
   """Network split/duplication of units whose semantic drift exceeds sigma.
 
-  For every old unit i with rho_i > sigma (see `semantic_drift`): unit i is
+  For every old unit i with rho_i > sigma (see `semantic_drift`; with
+  `top_k`, the k units of each layer that drifted most, whatever sigma:
+  the `den_split_topk` variant): unit i is
   restored to its incoming weights and bias at t-1 (zero from units added
   since), so old tasks keep using it; a duplicate with timestamp `task` is
   appended carrying i's current incoming weights. Wiring of the
@@ -323,12 +347,17 @@ def split_units(
     heads: head names; head `task` must be the last.
     task: the current task.
     sigma: drift threshold (per incoming weight, see `semantic_drift`).
+    drift: {layer: float [old units]}, the drift to threshold; None: the
+      drift against `old_params` (W^(t-1)).
+    top_k: > 0: split the `top_k` most drifted units (of nonzero drift)
+      of every layer instead of those above sigma.
 
   Returns:
     The tree, the timestamps, and one record per layer with splits.
   """
   new, stamps, records = _copy(params), dict(timestamps), []
-  drift = semantic_drift(params, old_params, layers)
+  if drift is None:
+    drift = semantic_drift(params, old_params, layers)
   previous_pairs: list[tuple[int, int]] = []
   for layer in layers:
     old_kernel, old_bias = (
@@ -336,7 +365,11 @@ def split_units(
       old_params[layer]["bias"],
     )
     n_in = old_kernel.shape[-2]
-    units = np.flatnonzero(drift[layer] > sigma)
+    if top_k > 0:
+      ranked = np.argsort(-drift[layer], kind="stable")[:top_k]
+      units = np.sort(ranked[drift[layer][ranked] > 0])
+    else:
+      units = np.flatnonzero(drift[layer] > sigma)
     if units.size == 0:
       previous_pairs = []
       continue

@@ -109,12 +109,17 @@ class ConvClassifier(nn.Module):
     Returns:
       One float32 [batch, head_sizes[t]] logit array per task head.
     """
+    # Every hidden layer's input is sown into "intermediates" (a no-op
+    # unless that collection is mutable): Gradient Projection Memory
+    # (`mcl.continual.gpm`) reads the layers' input representations.
     x = standardise(log_mel_BxTxF)[..., None]
     for i, width in enumerate(self.conv_widths):
+      self.sow("intermediates", f"conv_{i}_input", x)
       x = nn.Conv(width, (3, 3), padding="SAME", name=f"conv_{i}")(x)
       x = layers.disjoint_max_pool(nn.relu(x), (2, 2))
     x = dense_input(x, pooled=bool(self.conv_widths))
     for i, width in enumerate(self.dense_widths):
+      self.sow("intermediates", f"dense_{i}_input", x)
       x = nn.relu(nn.Dense(width, name=f"dense_{i}")(x))
     return tuple(
       nn.Dense(n, name=head_name(t))(x) for t, n in enumerate(self.head_sizes)
