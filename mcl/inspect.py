@@ -82,10 +82,21 @@ def diff_report(before: dict, after: dict, layers) -> list[dict]:
   """How the hidden layers changed from one task's tree to a later one's.
 
   Returns:
-    [{"layer", "units_added", "shared_units_changed", "max_drift"}], the
-    drift being `surgery.semantic_drift` of the units both trees have.
+    [{"layer", "units_added", "shared_units_changed", "max_drift",
+    "zeros_kept"}], the drift being `surgery.semantic_drift` of the units
+    both trees have, "zeros_kept" the share of the earlier tree's exact
+    kernel zeros still exactly zero (None without zeros): selective
+    retraining should keep them (issue 21).
   """
   drift = surgery.semantic_drift(after, before, layers)
+
+  def zeros_kept(name):
+    old = before[name]["kernel"]
+    n_in, n_out = old.shape[-2:]
+    was = old == 0
+    now = after[name]["kernel"][..., :n_in, :n_out] == 0
+    return float(np.sum(was & now) / np.sum(was)) if was.any() else None
+
   return [
     {
       "layer": name,
@@ -94,6 +105,7 @@ def diff_report(before: dict, after: dict, layers) -> list[dict]:
       ),
       "shared_units_changed": int(np.sum(drift[name] > 0)),
       "max_drift": float(drift[name].max(initial=0.0)),
+      "zeros_kept": zeros_kept(name),
     }
     for name in layers
   ]
@@ -161,7 +173,12 @@ def format_diff(before: dict, after: dict, layers) -> str:
   return "\n".join(
     f"  {row['layer']:>8}: +{row['units_added']} units, "
     f"{row['shared_units_changed']} shared units changed, "
-    f"max drift {row['max_drift']:.4f}"
+    f"max drift {row['max_drift']:.4f}, "
+    + (
+      "no zeros before"
+      if row["zeros_kept"] is None
+      else f"{row['zeros_kept']:.1%} of its zeros still zero"
+    )
     for row in diff_report(before, after, layers)
   )
 

@@ -103,6 +103,7 @@ def test_report_counts_units_by_timestamp(tmp_path):
   # Per incoming weight: 3 of 4 rows + bias moved by 1.
   assert diff["dense_0"]["max_drift"] == pytest.approx(np.sqrt(3.0 / 5))
   assert diff["conv_1"]["shared_units_changed"] == 0
+  assert diff["conv_1"]["zeros_kept"] == 1.0  # Its 27 zeros untouched.
 
   # A task beyond the run, or a folder that is no run: what to change.
   with pytest.raises(errors.UserError, match=r"finished tasks: \[0, 1\]"):
