@@ -27,19 +27,15 @@ Every checkpoint is sealed once Orbax has finished it: `checksums.json` in
 its folder holds the SHA-256 of each of its files. Opening one checks the
 seal first, so a flipped byte, a truncated or deleted file, or a
 checkpoint whose writer was killed before the seal is a `CheckpointError`
-naming the folder and the problem, never a library traceback or silently
-wrong weights. `TaskCheckpoints.resumable` moves damaged task checkpoints
-aside (to `<directory>.damaged/`) and says from which task a run resumes;
+(`mcl.checkpoint_seals`) naming the folder and the problem, never a
+library traceback or silently wrong weights. `TaskCheckpoints.resumable`
+moves damaged task checkpoints aside (to `<directory>.damaged/`) and says
+from which task a run resumes;
 `RunCheckpoints` moves a damaged `latest/` aside and the fit starts over.
 """
 
 import dataclasses
-import errno
-import hashlib
-import json
 import os
-import shutil
-import time
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -48,125 +44,10 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-from jax.experimental import multihost_utils
 
-from mcl import atomic_files, errors
+from mcl import checkpoint_seals as seals
 
 Params = dict
-CHECKSUMS = "checksums.json"
-
-
-class CheckpointError(errors.UserError):
-  """A checkpoint that cannot be read; the message names its folder and
-  what is wrong (unsealed, a file missing or changed, bad metadata, a shape
-  that does not match the recorded architecture)."""
-
-
-def _file_digests(folder: str) -> dict[str, str]:
-  digests = {}
-  for root, _, files in os.walk(folder):
-    for name in files:
-      path = os.path.join(root, name)
-      relative = os.path.relpath(path, folder)
-      if relative == CHECKSUMS:
-        continue
-      sha = hashlib.sha256()
-      with open(path, "rb") as f:
-        for block in iter(lambda f=f: f.read(1 << 20), b""):
-          sha.update(block)
-      digests[relative] = sha.hexdigest()
-  return dict(sorted(digests.items()))
-
-
-def seal(folder: str) -> None:
-  """Writes `<folder>/checksums.json`: the SHA-256 of every file in the
-  finished checkpoint `folder` (atomically; call once Orbax is done).
-
-  With several processes, process 0 writes it (the others' files are on
-  disk once Orbax's save returns) and every process waits for it, so none
-  reads a checkpoint before it is sealed.
-  """
-  if jax.process_index() == 0:
-    atomic_files.write_json(
-      os.path.join(folder, CHECKSUMS), _file_digests(folder)
-    )
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f"mcl seal {folder}")
-
-
-def verify(folder: str) -> None:
-  """Checks a checkpoint folder against its seal.
-
-  Raises:
-    CheckpointError: the folder or its seal is missing or unreadable, or a
-      sealed file is missing or has other contents.
-  """
-  path = os.path.join(folder, CHECKSUMS)
-  if not os.path.isdir(folder):
-    raise CheckpointError(f"{folder}: checkpoint folder does not exist")
-  try:
-    with open(path) as f:
-      sealed = json.load(f)
-  except FileNotFoundError:
-    raise CheckpointError(
-      f"{folder}: not sealed (no {CHECKSUMS}): its writer was killed "
-      "before it finished, or it was damaged"
-    ) from None
-  except (OSError, ValueError) as e:
-    raise CheckpointError(f"{path}: unreadable seal ({e})") from e
-  found = _file_digests(folder)
-  missing = sorted(set(sealed) - set(found))
-  if missing:
-    raise CheckpointError(f"{folder}: file {missing[0]} is missing")
-  changed = [name for name, digest in sealed.items() if found[name] != digest]
-  if changed:
-    raise CheckpointError(
-      f"{folder}: file {changed[0]} does not match its checksum (damaged)"
-    )
-
-
-def _write_error(folder: str, error: Exception) -> Exception:
-  """A failed Orbax save as one line naming `folder` when the disk is
-  full or unwritable: Python's writes raise OSError, TensorStore's a
-  ValueError whose text carries the OS error. Anything else is a bug and
-  is returned as it is (re-raised with its traceback)."""
-  if isinstance(error, OSError):
-    return atomic_files.write_error(folder, error)
-  text = str(error)
-  if "No space left on device" in text or "os_error_code='28'" in text:
-    return atomic_files.write_error(
-      folder, OSError(errno.ENOSPC, "No space left on device")
-    )
-  return error
-
-
-def _shapes(tree) -> list[tuple[int, ...]]:
-  """Leaf shapes of arrays or `jax.ShapeDtypeStruct`s, in tree order."""
-  return [
-    tuple(getattr(x, "shape", np.shape(x))) for x in jax.tree.leaves(tree)
-  ]
-
-
-def _move_aside(folder: str) -> str:
-  """Moves a damaged checkpoint folder to `<parent>.damaged/<name>.<time>`."""
-  parent, name = os.path.split(os.path.normpath(folder))
-  target_dir = parent + ".damaged"
-  os.makedirs(target_dir, exist_ok=True)
-  stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-  target = os.path.join(target_dir, f"{name}.{stamp}")
-  shutil.move(folder, target)
-  return target
-
-
-def _read(folder: str, what: str, read: Callable):
-  """`read()`, with any library error turned into a `CheckpointError`."""
-  try:
-    return read()
-  except CheckpointError:
-    raise
-  except Exception as e:  # Orbax, TensorStore and JSON all raise their own.
-    problem = str(e).strip().splitlines()[0][:300] if str(e) else type(e)
-    raise CheckpointError(f"{folder}: {what} unreadable ({problem})") from e
 
 
 def architecture(model: nn.Module) -> dict:
@@ -236,7 +117,7 @@ class TaskCheckpoints:
   def _check(self, task: int) -> str:
     folder = self.folder(task)
     if task not in self._verified:
-      verify(folder)
+      seals.verify(folder)
       self._verified.add(task)
     return folder
 
@@ -254,28 +135,33 @@ class TaskCheckpoints:
       self._manager.save(task, args=ocp.args.Composite(**items), force=True)
       self._manager.wait_until_finished()
     except (OSError, ValueError) as e:
-      error = _write_error(self.folder(task), e)
+      error = seals.write_error(self.folder(task), e)
       if error is e:
         raise
       raise error from e
-    seal(self.folder(task))
+    seals.seal(self.folder(task))
     self._verified.add(task)
 
   def state(self, task: int) -> dict:
     """The method state saved with task `task` (numpy arrays).
 
     Raises:
-      CheckpointError: the checkpoint is damaged or has no state item.
+      seals.CheckpointError: the checkpoint is damaged or has no state item.
     """
+    state = self._item(task, "state", ocp.args.StandardRestore())
+    return jax.tree.map(np.asarray, state)
+
+  def _item(self, task: int, name: str, args):
+    """Item `name` of task `task`'s checkpoint, read after its seal."""
     folder = self._check(task)
-    restored = _read(
+    restored = seals.read(
       folder,
-      "state",
+      name,
       lambda: self._manager.restore(
-        task, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+        task, args=ocp.args.Composite(**{name: args})
       ),
     )
-    return jax.tree.map(np.asarray, restored["state"])
+    return restored[name]
 
   def tasks(self) -> list[int]:
     """Tasks with a finished checkpoint, ascending."""
@@ -285,19 +171,15 @@ class TaskCheckpoints:
     """The JSON metadata of task `task`'s checkpoint.
 
     Raises:
-      CheckpointError: the checkpoint is damaged or its metadata unreadable.
+      seals.CheckpointError: the checkpoint is damaged or its metadata
+        unreadable.
     """
-    folder = self._check(task)
-    restored = _read(
-      folder,
-      "metadata",
-      lambda: self._manager.restore(
-        task, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
-      ),
-    )
-    if not isinstance(restored["metadata"], dict):
-      raise CheckpointError(f"{folder}: metadata is not a JSON object")
-    return restored["metadata"]
+    metadata = self._item(task, "metadata", ocp.args.JsonRestore())
+    if not isinstance(metadata, dict):
+      raise seals.CheckpointError(
+        f"{self.folder(task)}: metadata is not a JSON object"
+      )
+    return metadata
 
   def restore(
     self, task: int, abstract_params: Callable[[dict], Params]
@@ -314,25 +196,19 @@ class TaskCheckpoints:
       (params as numpy arrays, metadata).
 
     Raises:
-      CheckpointError: the checkpoint is damaged, or its parameters do not
-        have the shapes of the architecture its metadata records.
+      seals.CheckpointError: the checkpoint is damaged, or its parameters
+        do not have the shapes of the architecture its metadata records.
     """
     metadata = self.metadata(task)
     folder = self.folder(task)
-    target = _read(
+    target = seals.read(
       folder, "architecture in metadata", lambda: abstract_params(metadata)
     )
-    restored = _read(
-      folder,
-      "params",
-      lambda: self._manager.restore(
-        task,
-        args=ocp.args.Composite(params=ocp.args.StandardRestore(target)),
-      ),
+    params = jax.tree.map(
+      np.asarray, self._item(task, "params", ocp.args.StandardRestore(target))
     )
-    params = jax.tree.map(np.asarray, restored["params"])
-    if _shapes(params) != _shapes(target):
-      raise CheckpointError(
+    if seals.shapes(params) != seals.shapes(target):
+      raise seals.CheckpointError(
         f"{folder}: params do not have the shapes of the recorded architecture"
       )
     return params, metadata
@@ -356,13 +232,15 @@ class TaskCheckpoints:
     for i, task in enumerate(done):
       try:
         if task != i:
-          raise CheckpointError(f"{self.folder(i)}: checkpoint is missing")
+          raise seals.CheckpointError(
+            f"{self.folder(i)}: checkpoint is missing"
+          )
         self.restore(task, abstract_params)
         if with_state:
           self.state(task)
-      except CheckpointError as e:
+      except seals.CheckpointError as e:
         for later in done[i:]:
-          moved = _move_aside(self.folder(later))
+          moved = seals.move_aside(self.folder(later))
           self._verified.discard(later)
           logging.warning(
             "Checkpoint of task %d cannot be used (%s); moved to %s",
@@ -403,11 +281,11 @@ def _save(
     )
     manager.wait_until_finished()
   except (OSError, ValueError) as e:
-    error = _write_error(_folder(manager, step), e)
+    error = seals.write_error(_folder(manager, step), e)
     if error is e:
       raise
     raise error from e
-  seal(_folder(manager, step))
+  seals.seal(_folder(manager, step))
 
 
 def _folder(manager: ocp.CheckpointManager, step: int) -> str:
@@ -418,11 +296,11 @@ def _restore(
   manager: ocp.CheckpointManager, step: int, target: Tree, item: str = ""
 ) -> tuple[Tree, dict]:
   folder = _folder(manager, step)
-  verify(folder)
+  seals.verify(folder)
   items = {"metadata": ocp.args.JsonRestore()}
   if item != "metadata":
     items["tree"] = ocp.args.StandardRestore(target)
-  restored = _read(
+  restored = seals.read(
     folder,
     item or "checkpoint",
     lambda: manager.restore(step, args=ocp.args.Composite(**items)),
@@ -430,8 +308,10 @@ def _restore(
   if item == "metadata":
     return {}, restored["metadata"]
   tree = jax.tree.map(np.asarray, restored["tree"])
-  if _shapes(tree) != _shapes(target):
-    raise CheckpointError(f"{folder}: arrays do not have the expected shapes")
+  if seals.shapes(tree) != seals.shapes(target):
+    raise seals.CheckpointError(
+      f"{folder}: arrays do not have the expected shapes"
+    )
   return tree, restored["metadata"]
 
 
@@ -468,12 +348,12 @@ class RunCheckpoints:
       return None
     try:
       _restore(self._latest, passes, None, "metadata")
-    except CheckpointError as e:
-      moved = _move_aside(_folder(self._latest, passes))
+    except seals.CheckpointError as e:
+      moved = seals.move_aside(_folder(self._latest, passes))
       self._latest.reload()
       best = self._best.latest_step()  # Progress of the discarded fit.
       if best is not None:
-        _move_aside(_folder(self._best, best))
+        seals.move_aside(_folder(self._best, best))
         self._best.reload()
       logging.warning("%s; moved to %s, the fit starts over", e, moved)
       return moved
@@ -495,7 +375,7 @@ class RunCheckpoints:
 
     Raises:
       FileNotFoundError: nothing has been saved yet.
-      CheckpointError: the save is damaged or has other shapes.
+      seals.CheckpointError: the save is damaged or has other shapes.
     """
     return _restore(self._latest, self._require_latest(), target)
 
@@ -508,7 +388,7 @@ class RunCheckpoints:
 
     Raises:
       FileNotFoundError: no pass has improved yet.
-      CheckpointError: the save is damaged or has other shapes.
+      seals.CheckpointError: the save is damaged or has other shapes.
     """
     passes = self._best.latest_step()
     if passes is None:

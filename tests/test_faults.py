@@ -18,6 +18,7 @@ import pytest
 
 from mcl import (
   atomic_files,
+  checkpoint_seals,
   checkpointing,
   errors,
   experiments,
@@ -210,7 +211,7 @@ def _wider_architecture_resealed(folder):
   metadata["architecture"]["dense_widths"] = [99]
   with open(path, "w") as f:
     json.dump(metadata, f)
-  checkpointing.seal(folder)  # Sealed, yet not the recorded architecture.
+  checkpoint_seals.seal(folder)  # Sealed, yet not the recorded architecture.
 
 
 DAMAGES = {
@@ -222,7 +223,7 @@ DAMAGES = {
   ),
   "garbage metadata": (_garbage_metadata, "does not match its checksum"),
   "the seal deleted": (
-    lambda folder: os.remove(os.path.join(folder, checkpointing.CHECKSUMS)),
+    lambda folder: os.remove(os.path.join(folder, checkpoint_seals.CHECKSUMS)),
     "not sealed",
   ),
   "params of another architecture": (
@@ -250,13 +251,13 @@ def test_a_damaged_checkpoint_is_named_and_moved_aside(
   apply, problem = DAMAGES[damage]
   apply(folder)
   checkpoints = checkpointing.TaskCheckpoints(os.path.join(copy, "checkpoints"))
-  with pytest.raises(checkpointing.CheckpointError, match=problem) as e:
+  with pytest.raises(checkpoint_seals.CheckpointError, match=problem) as e:
     checkpoints.restore(1, _abstract(config))
     checkpoints.state(1)
   assert folder in str(e.value)
   checkpoints.close()
   clip = os.path.join(tiny_audio_dir, "blues", "blues.00000.wav")
-  with pytest.raises(checkpointing.CheckpointError, match=problem):
+  with pytest.raises(checkpoint_seals.CheckpointError, match=problem):
     predict.predict(copy, [clip])  # Refused, not scored with bad weights.
   checkpoints = checkpointing.TaskCheckpoints(os.path.join(copy, "checkpoints"))
   assert checkpoints.resumable(_abstract(config), with_state=True) == 0
@@ -451,6 +452,6 @@ def test_a_run_is_not_resumed_on_records_of_a_changed_folder(
   metadata["records"] = "labelled_folders/tiny_0000000000/1.2.0"
   with open(path, "w") as f:
     json.dump(metadata, f)
-  checkpointing.seal(folder)
+  checkpoint_seals.seal(folder)
   with pytest.raises(errors.UserError, match="the folder changed"):
     experiments.run(config, copy)

@@ -10,8 +10,8 @@ import optax
 import pytest
 from clu import metric_writers
 
+from mcl import checkpoint_seals, evaluation, fit, metrics, recipe, train
 from mcl import checkpointing as checkpoints
-from mcl import evaluation, fit, metrics, recipe, train
 
 FEATURES, N_TAGS, CHUNKS, BATCH = 8, 4, 3, 16
 RNG = jax.random.key(0)
@@ -372,8 +372,8 @@ def test_a_damaged_latest_save_is_moved_aside_and_the_fit_starts_over(
   _fit(model, data, tmp_path / "cut", _recipe(max_evals=1))
   latest = tmp_path / "cut" / "latest"
   (step,) = [p for p in latest.iterdir() if p.name.isdigit()]
-  os.remove(step / checkpoints.CHECKSUMS)  # Killed before it was sealed.
-  with pytest.raises(checkpoints.CheckpointError, match="not sealed"):
+  os.remove(step / checkpoint_seals.CHECKSUMS)  # Killed before it was sealed.
+  with pytest.raises(checkpoint_seals.CheckpointError, match="not sealed"):
     checkpoints.RunCheckpoints(str(tmp_path / "cut")).latest_metadata()
   again = _fit(model, data, tmp_path / "cut", tuned)
   assert (tmp_path / "cut" / "latest.damaged").is_dir()
