@@ -103,6 +103,10 @@ def update(
 
   Returns:
     The new (anchor, anchor_task), with the shapes of `params`.
+
+  Raises:
+    ValueError: a layer's units past the anchored ones are not all of
+      timestamp `task` (a tree not built by `mcl.continual.surgery`).
   """
   new_anchor, new_task = {}, {}
   for name in layers:
@@ -120,7 +124,10 @@ def update(
     new_task[name] = np.concatenate(
       [stamps, np.full(width - n_out, task, np.int32)]
     ).astype(np.int32)
-    # Units of `task` are appended after the old ones (surgery's prefix).
-    assert np.all(timestamps[name][n_out:] == task), name
+    if np.any(timestamps[name][n_out:] != task):
+      raise ValueError(
+        f"{name}: units after the anchored prefix must be task {task}'s "
+        "(surgery only appends and prunes the current task's units)"
+      )
     new_anchor[name] = {"kernel": kernel, "bias": bias}
   return new_anchor, new_task

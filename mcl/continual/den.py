@@ -76,7 +76,7 @@ DRIFT_REFERENCES = ("anchor", "previous")
 PROJECTIONS = ("none", "gpm")
 # Chunks per training clip that `recalibrate` passes through old heads
 # and `projection="gpm"` takes a task's activations from.
-RECALIBRATION_CHUNKS = 4
+TRAINING_CLIP_CHUNKS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,7 +315,7 @@ def _recalibrate(context, before, before_timestamps, params, timestamps, task):
   """`den_recal`: every old head's bias minus the offset its logits moved
   on task `task`'s training clips; returns the tree and the offsets."""
   layers = tuple(timestamps)
-  clips = context.training_clips(task, RECALIBRATION_CHUNKS)
+  clips = context.training_clips(task, TRAINING_CLIP_CHUNKS)
   heads_before = tuple(head_name(j) for j in range(task + 1))
   offsets = {}
   for j in range(task):
@@ -347,7 +347,7 @@ def _remember(context, params, state, task, config):
   if config.projection == "none":
     return state
   layers = tuple(state["timestamps"])
-  clips = context.training_clips(task, RECALIBRATION_CHUNKS)
+  clips = context.training_clips(task, TRAINING_CLIP_CHUNKS)
   inputs = np.concatenate(
     [
       np.asarray(b["inputs"])[np.asarray(b["mask"]) > 0].reshape(
