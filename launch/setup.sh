@@ -11,5 +11,9 @@ spec="$root"
 [ -n "$extra" ] && spec="$root[$extra]"
 "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   -e "$spec" 2>&1 | grep -v "is ignored: it is neither a file" || true
-"$root/.venv/bin/python" -c "import mcl, jax, flax, tensorflow_datasets" \
+# The musicnn wheel ships the four pretrained checkpoints mcl converts
+# (mcl.models.musicnn_checkpoint); its numpy<1.17 pin is stale, so no deps.
+"$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+  --no-deps musicnn==0.1.0 2>&1 | grep -v "is ignored: it is neither a file" || true
+"$root/.venv/bin/python" -c "import mcl, jax, flax, tensorflow_datasets; from mcl.models import musicnn_checkpoint as m; m.checkpoint_folder('MTT_musicnn')" \
   || { echo "setup: installation of mcl failed" >&2; exit 1; }

@@ -129,7 +129,15 @@ VGGISH_HOP = 160
 VGGISH_N_FFT = 512
 VGGISH_BANDS = 64
 VGGISH_PATCH_FRAMES = 96
-FRONT_ENDS = ("log_mel", "vggish")
+# The musicnn package's front end (Pons & Serra 2019, `extractor.py`):
+# librosa power mel (Hann 512, hop 256, centred, 96 Slaney bands 0-8 kHz),
+# log10(1 + 10000 mel); 187-frame (3 s) patches.
+MUSICNN_SAMPLE_RATE = 16_000
+MUSICNN_N_FFT = 512
+MUSICNN_HOP = 256
+MUSICNN_BANDS = 96
+MUSICNN_PATCH_FRAMES = 187
+FRONT_ENDS = ("log_mel", "vggish", "musicnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +145,11 @@ class FeatureConfig:
   """Parameters of the log-mel front end (defaults of Won et al. 2020).
 
   Attributes:
-    front_end: "log_mel" (the fields below, dB) or "vggish" (VGGish's
+    front_end: "log_mel" (the fields below, dB), "vggish" (VGGish's
       fixed front end, `vggish_log_mel`; needs sample_rate 16000 and
-      n_mels 64; the other spectral fields are unused).
+      n_mels 64; the other spectral fields are unused) or "musicnn" (the
+      musicnn package's, `musicnn_log_mel`; needs sample_rate 16000 and
+      n_mels 96).
     sample_rate: target sample rate in Hz.
     n_fft: FFT window length in samples.
     hop_length: hop between frames in samples (62.5 frames/s at 16 kHz).
@@ -174,6 +184,14 @@ class FeatureConfig:
     ):
       raise errors.UserError(
         "the vggish front end needs sample_rate 16000 and n_mels 64, got "
+        f"{self.sample_rate} and {self.n_mels}"
+      )
+    if self.front_end == "musicnn" and (self.sample_rate, self.n_mels) != (
+      MUSICNN_SAMPLE_RATE,
+      MUSICNN_BANDS,
+    ):
+      raise errors.UserError(
+        "the musicnn front end needs sample_rate 16000 and n_mels 96, got "
         f"{self.sample_rate} and {self.n_mels}"
       )
 
@@ -342,11 +360,42 @@ def vggish_log_mel(waveform: np.ndarray) -> np.ndarray:
   return np.log(mel @ magnitude + 0.01).T.astype(np.float32)
 
 
+def musicnn_log_mel(waveform: np.ndarray) -> np.ndarray:
+  """The musicnn package's log-compressed mel spectrogram (`batch_data` of
+  its `extractor.py`, before the framing into patches).
+
+  Power mel spectrogram (librosa: Hann 512, hop 256, centred frames, 96
+  Slaney mel bands 0-8000 Hz), then log10(1 + 10000 mel) in float32. The
+  package casts the mel to float16 first, which under NumPy >= 2 keeps
+  the log in float16: 10000 x overflows to inf on loud bins and every
+  patch's taggram becomes one row (upstream jordipons/musicnn #2, #20).
+  Under the NumPy the models were trained with, the log was float32, as
+  here.
+
+  Args:
+    waveform: float32 [samples] at 16 kHz.
+
+  Returns:
+    float32 [1 + samples // 256, 96], >= 0.
+  """
+  power = librosa.feature.melspectrogram(
+    y=waveform,
+    sr=MUSICNN_SAMPLE_RATE,
+    n_fft=MUSICNN_N_FFT,
+    hop_length=MUSICNN_HOP,
+    n_mels=MUSICNN_BANDS,
+  )
+  return np.log10(1.0 + 10000.0 * power.T.astype(np.float32))
+
+
 def features(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
-  """The front end of `config.front_end`: `log_mel` (dB) or
-  `vggish_log_mel` (nats); float32 [frames, n_mels]."""
+  """The front end of `config.front_end`: `log_mel` (dB),
+  `vggish_log_mel` (nats) or `musicnn_log_mel` (log10); float32
+  [frames, n_mels]."""
   if config.front_end == "vggish":
     return vggish_log_mel(waveform)
+  if config.front_end == "musicnn":
+    return musicnn_log_mel(waveform)
   return log_mel(waveform, config)
 
 
