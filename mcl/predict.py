@@ -23,6 +23,15 @@ features), is listed as skipped with the reason, and the batch goes on.
 The table is printed, and written with every probability as
 `<output>.json` and `<output>.csv` (default `<workdir>/predictions`).
 From Python, `predict(workdir, paths)` returns the same `PredictionSet`.
+
+  python -m mcl.predict --pretrained=MTT_musicnn AUDIO... [--top_k=5]
+
+tags with one of the musicnn package's four shipped checkpoints instead
+of a run (`mcl.models.musicnn_checkpoint`): the file's musicnn log-mel
+cut into consecutive 3 s (187-frame) patches, as the package's extractor
+does, and each of the model's 50 tags averaged over the patches; the
+output defaults to `./predictions`. From Python:
+`predict_pretrained(name, paths)`.
 """
 
 import csv
@@ -50,6 +59,7 @@ from mcl import (
 from mcl import inspect as run_inspect
 from mcl.continual import data, runner, scoring
 from mcl.models import inputs as model_inputs
+from mcl.models import musicnn_checkpoint
 
 # Scope of the class-incremental scores (heads concatenated).
 ALL = "all"
@@ -89,7 +99,7 @@ class PredictionSet:
   """The outcome of `predict`.
 
   Attributes:
-    workdir: the run.
+    workdir: the run, or "pretrained:<name>" for a shipped checkpoint.
     checkpoint: the continual checkpoint used (task index), or None for a
       tagging run.
     predictions: one per decoded file, in input order.
@@ -257,6 +267,62 @@ class _Tagging:
     return {TAGS: Scores(self.tags, np.exp(log_p[0]))}
 
 
+class _Pretrained:
+  """A musicnn package checkpoint, over its 50 tags."""
+
+  def __init__(self, name: str):
+    self.pretrained = musicnn_checkpoint.load(name)
+    self.features = audio.FeatureConfig(
+      front_end="musicnn", n_mels=audio.MUSICNN_BANDS
+    )
+    self.checkpoint = None
+    self.apply = jax.jit(
+      lambda x: jax.nn.sigmoid(
+        self.pretrained.model.apply(self.pretrained.variables, x, train=False)
+      )
+    )
+
+  def inputs(self, path: str) -> np.ndarray:
+    """float32 [patches, 187, 96]: consecutive patches, the rest dropped
+    (the package's `batch_data` without overlap)."""
+    spectrogram = audio.file_log_mel(path, self.features)
+    frames = audio.MUSICNN_PATCH_FRAMES
+    count = spectrogram.shape[0] // frames
+    return spectrogram[: count * frames].reshape(count, frames, -1)
+
+  def score(self, inputs: np.ndarray) -> dict[str, Scores]:
+    """inputs: float32 [1, patches, 187, 96]; the mean taggram."""
+    taggram = np.asarray(self.apply(inputs[0]), np.float64)
+    return {TAGS: Scores(self.pretrained.tags, taggram.mean(axis=0))}
+
+
+def _score_files(scorer, workdir: str, paths: Sequence[str]) -> PredictionSet:
+  """Every audio file of `paths` scored, or skipped with its problem."""
+  if not paths:
+    raise errors.UserError("give at least one audio file or folder")
+  files, skipped = audio_files(paths)
+  predictions = []
+  for path in files:
+    try:
+      chunks = np.asarray(scorer.inputs(path), np.float32)
+    except audio.AudioError as e:
+      skipped.append({"path": e.path, "problem": e.problem})
+      continue
+    predictions.append(Prediction(path, scorer.score(chunks[None])))
+  return PredictionSet(workdir, scorer.checkpoint, predictions, skipped)
+
+
+def predict_pretrained(name: str, paths: Sequence[str]) -> PredictionSet:
+  """Tags audio files with a shipped musicnn checkpoint (module
+  docstring); scope "tags", the workdir field "pretrained:<name>".
+
+  Raises:
+    mcl.errors.UserError: unknown name, or no path.
+    mcl.errors.MissingDataError: the musicnn package is not installed.
+  """
+  return _score_files(_Pretrained(name), f"pretrained:{name}", paths)
+
+
 def predict(
   workdir: str,
   paths: Sequence[str],
@@ -297,16 +363,7 @@ def predict(
     )
   else:
     scorer = _Continual(workdir, config, checkpoint, task)
-  files, skipped = audio_files(paths)
-  predictions = []
-  for path in files:
-    try:
-      chunks = np.asarray(scorer.inputs(path), np.float32)
-    except audio.AudioError as e:
-      skipped.append({"path": e.path, "problem": e.problem})
-      continue
-    predictions.append(Prediction(path, scorer.score(chunks[None])))
-  return PredictionSet(workdir, scorer.checkpoint, predictions, skipped)
+  return _score_files(scorer, workdir, paths)
 
 
 def table(result: PredictionSet, top_k: int = 3) -> str:
@@ -362,8 +419,16 @@ def write(result: PredictionSet, output: str) -> None:
 @errors.usage_errors
 def main(argv):
   logs.configure()
-  result = predict(_WORKDIR.value, argv[1:], _CHECKPOINT.value, _TASK.value)
-  output = _OUTPUT.value or os.path.join(_WORKDIR.value, "predictions")
+  if (_WORKDIR.value is None) == (_PRETRAINED.value is None):
+    raise errors.UserError("give one of --workdir and --pretrained")
+  if _PRETRAINED.value is not None:
+    if _CHECKPOINT.value is not None or _TASK.value is not None:
+      raise errors.UserError("--checkpoint and --task are for continual runs")
+    result = predict_pretrained(_PRETRAINED.value, argv[1:])
+    output = _OUTPUT.value or "predictions"
+  else:
+    result = predict(_WORKDIR.value, argv[1:], _CHECKPOINT.value, _TASK.value)
+    output = _OUTPUT.value or os.path.join(_WORKDIR.value, "predictions")
   if result.checkpoint is not None:
     print(f"checkpoint after task {result.checkpoint}")
   print(table(result, _TOP_K.value))
@@ -374,7 +439,13 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.", required=True)
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.")
+  _PRETRAINED = flags.DEFINE_enum(
+    "pretrained",
+    None,
+    musicnn_checkpoint.CHECKPOINTS,
+    "A musicnn package checkpoint to tag with, instead of a run.",
+  )
   _CHECKPOINT = flags.DEFINE_integer(
     "checkpoint",
     None,
@@ -387,6 +458,7 @@ if __name__ == "__main__":
   _OUTPUT = flags.DEFINE_string(
     "output",
     None,
-    "Path prefix of the .json and .csv; default <workdir>/predictions.",
+    "Path prefix of the .json and .csv; default <workdir>/predictions "
+    "(./predictions with --pretrained).",
   )
   app.run(main)

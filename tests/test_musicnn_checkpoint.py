@@ -2,7 +2,11 @@
 package's own TF1 graphs, on the same log-mel patches of the real MTAT
 clip."""
 
+import csv
+import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -12,6 +16,7 @@ from mcl import audio
 from mcl.models import musicnn_checkpoint, pons_musicnn
 from tests.conftest import MTAT_CLIP
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("musicnn")
 
@@ -116,3 +121,58 @@ def test_musicnn_parameter_counts():
 def test_unknown_name_lists_the_known_ones():
   with pytest.raises(ValueError, match="MTT_musicnn, MSD_musicnn"):
     musicnn_checkpoint.load("MTT_big")
+
+
+def test_pretrained_predict_tags_the_mtat_clip_techno_and_skips_a_broken_file(
+  tmp_path,
+):
+  if not os.path.exists(MTAT_CLIP):
+    pytest.skip(f"real audio not found at {MTAT_CLIP}")
+  broken = tmp_path / "broken.mp3"
+  broken.write_bytes(b"not an mp3 at all")
+  output = str(tmp_path / "tags")
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "mcl.predict",
+      "--pretrained=MTT_musicnn",
+      "--top_k=5",
+      f"--output={output}",
+      MTAT_CLIP,
+      str(broken),
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  assert done.returncode == 0, done.stderr
+  rows = [line.split() for line in done.stdout.splitlines()]
+  clip_row = next(r for r in rows if r[0] == MTAT_CLIP)
+  assert clip_row[1] == "techno"
+  assert any(
+    line.startswith(f"skipped {broken}:") for line in done.stdout.splitlines()
+  )
+  with open(output + ".json") as f:
+    content = json.load(f)
+  assert content["workdir"] == "pretrained:MTT_musicnn"
+  (scored,) = content["predictions"]
+  tags = scored["scores"]["tags"]
+  assert len(tags) == 50 and scored["predicted"]["tags"] == "techno"
+  # The mean over the clip's nine patches of the port's taggram.
+  waveform = audio.load_audio(MTAT_CLIP, audio.MUSICNN_SAMPLE_RATE)
+  spectrogram = audio.musicnn_log_mel(waveform)
+  count = spectrogram.shape[0] // pons_musicnn.PATCH_FRAMES
+  pretrained = musicnn_checkpoint.load("MTT_musicnn")
+  logits = pretrained.model.apply(
+    pretrained.variables,
+    spectrogram[: count * 187].reshape(count, 187, 96),
+    train=False,
+  )
+  expected = np.asarray(jax.nn.sigmoid(logits)).mean(axis=0)
+  got = np.array([tags[t] for t in pretrained.tags])
+  np.testing.assert_allclose(got, expected, atol=1e-6)
+  with open(output + ".csv") as f:
+    assert len(list(csv.DictReader(f))) == 50
+  assert [s["path"] for s in content["skipped"]] == [str(broken)]
