@@ -138,6 +138,11 @@ MUSICNN_HOP = 256
 MUSICNN_BANDS = 96
 MUSICNN_PATCH_FRAMES = 187
 FRONT_ENDS = ("log_mel", "vggish", "musicnn")
+# (sample rate in Hz, mel bands) the fixed front ends were trained with.
+_FIXED_FRONT_ENDS = {
+  "vggish": (VGGISH_SAMPLE_RATE, VGGISH_BANDS),
+  "musicnn": (MUSICNN_SAMPLE_RATE, MUSICNN_BANDS),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,21 +183,11 @@ class FeatureConfig:
       raise errors.UserError(
         f"front_end {self.front_end!r} not in {FRONT_ENDS}"
       )
-    if self.front_end == "vggish" and (self.sample_rate, self.n_mels) != (
-      VGGISH_SAMPLE_RATE,
-      VGGISH_BANDS,
-    ):
+    fixed = _FIXED_FRONT_ENDS.get(self.front_end)
+    if fixed and (self.sample_rate, self.n_mels) != fixed:
       raise errors.UserError(
-        "the vggish front end needs sample_rate 16000 and n_mels 64, got "
-        f"{self.sample_rate} and {self.n_mels}"
-      )
-    if self.front_end == "musicnn" and (self.sample_rate, self.n_mels) != (
-      MUSICNN_SAMPLE_RATE,
-      MUSICNN_BANDS,
-    ):
-      raise errors.UserError(
-        "the musicnn front end needs sample_rate 16000 and n_mels 96, got "
-        f"{self.sample_rate} and {self.n_mels}"
+        f"the {self.front_end} front end needs sample_rate {fixed[0]} and "
+        f"n_mels {fixed[1]}, got {self.sample_rate} and {self.n_mels}"
       )
 
 

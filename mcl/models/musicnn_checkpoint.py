@@ -188,8 +188,8 @@ def load(name: str) -> Pretrained:
     )
     scopes, embedding = _VGG_SCOPES, "pool5"
   else:
-    width = reader.get_variable_to_shape_map()["conv2d_5/kernel"][-1]
-    units = reader.get_variable_to_shape_map()["dense/kernel"][-1]
+    shapes = reader.get_variable_to_shape_map()
+    width, units = shapes["conv2d_5/kernel"][-1], shapes["dense/kernel"][-1]
     model = pons_musicnn.PonsMusicnn(
       num_classes=num_classes, midend_width=width, backend_width=units
     )
