@@ -88,6 +88,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.den.recalibrate = False
   config.den.projection = "none"  # or "gpm"
   config.den.gpm_threshold = 0.97  # Energy of old activations kept.
+  # Units allocated per layer at init, times its width; doubled when full
+  # (mcl.continual.slots): growth within them compiles nothing again.
+  config.den.capacity = 2.0
 
   config.l2 = ml_collections.ConfigDict()
   config.l2.strength = 0.1  # Kernels only (DEN's pull covers biases too).

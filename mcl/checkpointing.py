@@ -109,12 +109,14 @@ class TaskCheckpoints:
       item_names=("params", "metadata", "state"),
     )
     self._verified = set()  # Steps whose seal this process has checked.
+    self._pending = None  # The task whose save may still be running.
 
   def folder(self, task: int) -> str:
     """The folder of task `task`'s checkpoint."""
     return os.path.join(self.directory, str(task))
 
   def _check(self, task: int) -> str:
+    self.wait()
     folder = self.folder(task)
     if task not in self._verified:
       seals.verify(folder)
@@ -124,23 +126,51 @@ class TaskCheckpoints:
   def save(
     self, task: int, params: Params, metadata: dict, state: dict | None = None
   ) -> None:
-    """Writes task `task`'s checkpoint and waits until it is on disk."""
+    """Starts writing task `task`'s checkpoint and returns (Orbax's async
+    save: training goes on while it is written).
+
+    The checkpoint is sealed once on disk: at the next save, read or
+    `close`, whichever comes first (`wait`). The trees must not be
+    mutated afterwards (surgery builds new ones).
+
+    Raises:
+      OSError, seals.CheckpointError: the previous save failed.
+    """
+    self.wait()
     items = {
       "params": ocp.args.StandardSave(params),
       "metadata": ocp.args.JsonSave(metadata),
     }
     if state is not None:
       items["state"] = ocp.args.StandardSave(state)
+    self._pending = task
     try:
       self._manager.save(task, args=ocp.args.Composite(**items), force=True)
+    except (OSError, ValueError) as e:
+      self._fail(task, e)
+
+  def wait(self) -> None:
+    """Waits until the last save is on disk, then seals it.
+
+    Raises:
+      OSError, seals.CheckpointError: it could not be written.
+    """
+    task, self._pending = self._pending, None
+    if task is None:
+      return
+    try:
       self._manager.wait_until_finished()
     except (OSError, ValueError) as e:
-      error = seals.write_error(self.folder(task), e)
-      if error is e:
-        raise
-      raise error from e
+      self._fail(task, e)
     seals.seal(self.folder(task))
     self._verified.add(task)
+
+  def _fail(self, task: int, e: Exception):
+    self._pending = None
+    error = seals.write_error(self.folder(task), e)
+    if error is e:
+      raise e
+    raise error from e
 
   def state(self, task: int) -> dict:
     """The method state saved with task `task` (numpy arrays).
@@ -165,6 +195,7 @@ class TaskCheckpoints:
 
   def tasks(self) -> list[int]:
     """Tasks with a finished checkpoint, ascending."""
+    self.wait()
     return sorted(self._manager.all_steps())
 
   def metadata(self, task: int) -> dict:
@@ -254,6 +285,8 @@ class TaskCheckpoints:
     return last
 
   def close(self) -> None:
+    """Waits for the last save (`wait`) and closes the manager."""
+    self.wait()
     self._manager.close()
 
 

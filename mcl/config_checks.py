@@ -351,6 +351,7 @@ CONTINUAL: dict[str, Rule] = {
   "den.split_top_k": Integer(at_least=0),
   "den.projection": Name(den.PROJECTIONS),
   "den.gpm_threshold": Real(above=0, at_most=1),
+  "den.capacity": Real(at_least=1),
   # The baselines (`mcl.continual.baselines`, `replay`).
   "l2.strength": Real(at_least=0),
   "ewc.strength": Real(at_least=0),

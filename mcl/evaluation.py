@@ -67,26 +67,34 @@ class TagEvaluation:
   tags: np.ndarray
 
 
-def _forward(model, variables, inputs, head):
-  """Chunk logits [clips, K, n] of output `head` (None: the only one)."""
+def _forward(model, variables, inputs):
+  """Chunk logits [clips, K, n] of every output (a tuple of them for a
+  model with a head per task)."""
   clips, chunks = inputs.shape[:2]
   outputs = model.apply(
     variables, inputs.reshape((clips * chunks,) + inputs.shape[2:]), train=False
   )
-  logits = outputs if head is None else outputs[head]
-  return logits.reshape(clips, chunks, -1)
+  return jax.tree.map(lambda x: x.reshape(clips, chunks, -1), outputs)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "head", "multi_label"))
-def _clip_log_probabilities(model, variables, inputs, head, multi_label):
-  logits = _forward(model, variables, inputs, head)
+# Every head is computed and the one read is picked on the host, so one
+# compilation serves every head of a model (heads are a few dense units).
+@functools.partial(jax.jit, static_argnames=("model", "multi_label"))
+def _clip_log_probabilities(model, variables, inputs, multi_label):
   log_k = math.log(inputs.shape[1])
-  if multi_label:
-    log_p = jax.nn.logsumexp(jax.nn.log_sigmoid(logits), axis=1) - log_k
-    log_not_p = jax.nn.logsumexp(jax.nn.log_sigmoid(-logits), axis=1) - log_k
-    return log_p, log_not_p
-  log_p = jax.nn.logsumexp(jax.nn.log_softmax(logits), axis=1) - log_k
-  return log_p, log_p
+
+  def clip(logits):
+    if multi_label:
+      log_p = jax.nn.logsumexp(jax.nn.log_sigmoid(logits), axis=1) - log_k
+      log_q = jax.nn.logsumexp(jax.nn.log_sigmoid(-logits), axis=1) - log_k
+      return log_p, log_q
+    log_p = jax.nn.logsumexp(jax.nn.log_softmax(logits), axis=1) - log_k
+    return log_p, log_p
+
+  logits = _forward(model, variables, inputs)
+  if isinstance(logits, tuple):
+    return tuple(clip(x) for x in logits)
+  return clip(logits)
 
 
 def to_device(
@@ -153,7 +161,9 @@ def clip_log_probabilities(
   if not isinstance(inputs, jax.Array):
     (batch,) = to_device([{"inputs": inputs}])
     inputs = batch["inputs"]
-  out = _clip_log_probabilities(model, variables, inputs, head, multi_label)
+  out = _clip_log_probabilities(model, variables, inputs, multi_label)
+  if head is not None:
+    out = out[head]
   out = _gather(out, NamedSharding(parallel.data_mesh(), PartitionSpec()))
   return tuple(np.asarray(o, np.float64)[:clips] for o in out)
 
@@ -256,9 +266,7 @@ def evaluate_tags(
   )
 
 
-@functools.partial(jax.jit, static_argnames=("model", "head"))
-def _chunk_logits(model, variables, inputs, head):
-  return _forward(model, variables, inputs, head)
+_chunk_logits = jax.jit(_forward, static_argnames="model")
 
 
 def chunk_logits(
@@ -279,6 +287,6 @@ def chunk_logits(
   Returns:
     float64 [clips, K, classes] (padding clips of `to_device` included).
   """
-  out = _chunk_logits(model, variables, inputs, head)
+  out = _chunk_logits(model, variables, inputs)[head]
   out = _gather(out, NamedSharding(parallel.data_mesh(), PartitionSpec()))
   return np.asarray(out, np.float64)

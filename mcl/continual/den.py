@@ -118,6 +118,9 @@ class DENConfig:
       old tasks' activation subspaces (`den_gpm`); "none".
     gpm_threshold: share of the old tasks' activation energy the GPM bases
       keep, in (0, 1].
+    capacity: slots allocated per hidden layer at initialisation, times
+      its width, doubled when exhausted (`mcl.continual.slots`); not a
+      hyper-parameter of the method: results do not depend on it.
   """
 
   l1: float
@@ -137,6 +140,7 @@ class DENConfig:
   recalibrate: bool = False
   projection: str = "none"
   gpm_threshold: float = 0.97
+  capacity: float = 2.0
 
   def __post_init__(self):
     if self.expansion not in EXPANSIONS:
@@ -220,7 +224,9 @@ def learn_task(
     "head",
     params,
     masks.new_unit_mask(params, timestamps, layers, task, head),
-    proximal=sparsity.l1(config.l1, (head,)),
+    # L1 acts where the mask trains (here: head `task` alone); over every
+    # kernel, so the proximal term is the same at every task.
+    proximal=sparsity.l1(config.l1),
   )
   if config.shared_units == "frozen":
     selected = {n: np.zeros_like(timestamps[n], bool) for n in layers}
@@ -255,7 +261,7 @@ def learn_task(
       outgoing_scale=config.outgoing_scale,
     )  # fmt: skip
     record["added_units"] = {n: config.k for n in layers}
-    l1 = sparsity.l1(config.l1, (*layers, head))
+    l1 = sparsity.l1(config.l1)  # Where trainable: new units, head `task`.
     params = run(
       "expand",
       params,
@@ -373,6 +379,15 @@ class DEN(method.Sequential):
   """DEN as a continual method: `learn_task` on the `config.den` settings."""
 
   section, settings_class = "den", DENConfig
+
+  @property
+  def capacity_factor(self):
+    return self.settings.capacity
+
+  @property
+  def pads(self):
+    # GPM's bases follow the compact rows; `den_gpm` trains unpadded.
+    return self.settings.projection == "none"
 
   def learn_task(self, context, params, state, task, rng):
     return learn_task(context, params, state, task.index, self.settings, rng)

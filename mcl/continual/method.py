@@ -24,7 +24,7 @@ import numpy as np
 
 from mcl import evaluation, fit, parallel, tasks, train
 from mcl import recipe as recipes
-from mcl.continual import surgery, timestamped
+from mcl.continual import slots, surgery, timestamped
 from mcl.models import ConvClassifier, head_name
 
 Params = dict
@@ -239,18 +239,28 @@ class Method:
   settings_class: type | None = None
 
   def __init__(
-    self, widths: Widths, input_shape: tuple[int, ...], settings=None
+    self,
+    widths: Widths,
+    input_shape: tuple[int, ...],
+    settings=None,
+    head_sizes: tuple[int, ...] = (),
   ):
-    """Args: backbone widths; the shape of one input batch; settings."""
+    """Args: backbone widths; the shape of one input batch; settings;
+    the classes of every task of the run, when known (() otherwise)."""
     self.widths = widths
     self.input_shape = tuple(input_shape)
     self.settings = settings
+    self.head_sizes = tuple(head_sizes)
 
   @classmethod
   def from_config(
-    cls, config: ml_collections.ConfigDict, input_shape: tuple[int, ...]
+    cls,
+    config: ml_collections.ConfigDict,
+    input_shape: tuple[int, ...],
+    head_sizes: tuple[int, ...] = (),
   ) -> "Method":
-    """The method of an experiment config.
+    """The method of an experiment config (`head_sizes`: the classes of
+    every task of the run, which lets a method allocate them up front).
 
     Raises:
       TypeError: the config section has unknown or missing settings.
@@ -262,7 +272,7 @@ class Method:
     settings = None
     if cls.section is not None:
       settings = cls.settings_class(**config[cls.section])
-    return cls(widths, input_shape, settings)
+    return cls(widths, input_shape, settings, head_sizes)
 
   def random_init_network(self, task: tasks.Task, key: jax.Array) -> Network:
     """b_j of forward transfer: the backbone (`ConvClassifier` at the
@@ -299,9 +309,70 @@ class Method:
     """The network that answers for task `task`."""
     raise NotImplementedError
 
+  def scoring_network(self, params: Params, state: State, task: int) -> Network:
+    """`network`'s outputs in shapes that stay the same over the run where
+    the method can keep them (one compilation of scoring per run)."""
+    return self.network(params, state, task)
+
+  def context(self, context: Context) -> Context:
+    """The context `learn_task` trains through (the runner's by default)."""
+    return context
+
 
 class Sequential(Method):
-  """One `ConvClassifier` trunk, a head per task, timestamped inference."""
+  """One `ConvClassifier` trunk, a head per task, timestamped inference.
+
+  When the run's tasks are known (`head_sizes`), phases train and scoring
+  runs the tree in its capacity slots (`mcl.continual.slots`): every head
+  allocated up front and, for a method that grows units, spare units per
+  layer, so neither a new head nor a growth within capacity compiles the
+  step or the scoring again.
+
+  Attributes:
+    capacity_factor: None for a method whose layers never grow; else the
+      first allocation of a layer's slots, times its initial width
+      (`slots.capacity`).
+    pads: False for a method whose penalty holds a module of the compact
+      widths (it trains unpadded).
+  """
+
+  capacity_factor: float | None = None
+  pads = True
+
+  def slots(self, params: Params) -> slots.Slots | None:
+    """The slots of `params`, or None when the run's tasks are unknown."""
+    if not self.head_sizes:
+      return None
+    model = ConvClassifier(**dataclasses.asdict(self.widths), head_sizes=())
+    initial = dict(
+      zip(
+        model.hidden_layers,
+        (*self.widths.conv_widths, *self.widths.dense_widths),
+        strict=True,
+      )
+    )
+    return slots.plan(
+      params,
+      model.hidden_layers,
+      initial,
+      self.head_sizes,
+      self.capacity_factor,
+    )
+
+  def context(self, context):
+    if not (self.pads and self.head_sizes):
+      return context
+    return slots.PaddedContext(context, self.slots)
+
+  def scoring_network(self, params, state, task):
+    run_slots = self.slots(params)
+    if run_slots is None:
+      return self.network(params, state, task)
+    padded = slots.timestamped(
+      slots.pad(params, run_slots),
+      slots.unit_mask(state["timestamps"], run_slots, task),
+    )
+    return Network(ConvClassifier.from_params(padded), padded, task)
 
   def init(self, key, task):
     model = ConvClassifier(

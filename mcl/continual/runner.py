@@ -19,6 +19,7 @@ the parameters of each task's network, and the matrix as text; at the end,
 (`mcl.report.plot_run`).
 """
 
+import json
 import os
 import time
 
@@ -84,7 +85,9 @@ class _Experiment:
     self.records = builder and (
       f"{builder.name}/{builder.builder_config.name}/{builder.version}"
     )
-    self.method = METHODS[config.method].from_config(config, self.input_shape)
+    self.method = METHODS[config.method].from_config(
+      config, self.input_shape, tuple(t.num_classes for t in self.tasks)
+    )
     self.fit_config = method.FitConfig(**config.train.fit)
     # Read after every phase and task: kept on the devices.
     self.test_sets = [
@@ -98,6 +101,9 @@ class _Experiment:
     self.checkpoints = checkpointing.TaskCheckpoints(
       os.path.join(workdir, "checkpoints")
     )
+    # Every finished task's checkpoint metadata, by task: results.json is
+    # assembled from it while the last checkpoint is still being written.
+    self.finished = {}
     self.writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0
     )
@@ -198,6 +204,9 @@ class _Experiment:
           "re-run with --fresh to start anew on the new data"
         )
       logging.info("Resuming after task %d from %s", last, self.workdir)
+      self.finished = {
+        j: self.checkpoints.metadata(j) for j in self.checkpoints.tasks()
+      }
       self.global_step = metadata["global_step"]
       return params, self.checkpoints.state(last), last + 1
     params, state = self.method.init(
@@ -212,15 +221,18 @@ class _Experiment:
     )
     return scoring.evaluate(network, self.test_sets[task.index]).accuracy
 
-  def networks(self, params, state, upto: int):
-    return [self.method.network(params, state, j) for j in range(upto + 1)]
+  def networks(self, params, state, upto: int, scoring: bool = False):
+    """Tasks 0..upto's networks (`scoring`: in the run's fixed shapes)."""
+    network = self.method.scoring_network if scoring else self.method.network
+    return [network(params, state, j) for j in range(upto + 1)]
 
   def write_results(self, params, state) -> dict:
-    """Rebuilds results.json from the checkpoints and the final network."""
-    done = self.checkpoints.tasks()
+    """Rebuilds results.json from the tasks' metadata and the final
+    network."""
+    done = sorted(self.finished)
     out = results.assemble(
       self.tasks,
-      [self.checkpoints.metadata(j) for j in done],
+      [self.finished[j] for j in done],
       capacity.capacity(self.networks(params, state, done[-1]), params),
       self.config,
       joint=self.method.joint,
@@ -266,7 +278,7 @@ class _Experiment:
     """The untrained network of `task` (new head or column; for task 0 the
     initialisation): test accuracy (forward transfer; None for task 0)
     and validation loss (the bar a learnt task must get under)."""
-    network = self.method.network(params, state, task.index)
+    network = self.method.scoring_network(params, state, task.index)
 
     def evaluate(clips):
       return scoring.evaluate(network, clips)
@@ -281,7 +293,7 @@ class _Experiment:
   def learnt(self, params, state, task: tasks.Task, zero_shot: dict) -> dict:
     """Whether `task` was learnt: its validation loss right after training
     is below its untrained network's (`zero_shot`); logged when not."""
-    network = self.method.network(params, state, task.index)
+    network = self.method.scoring_network(params, state, task.index)
     loss = scoring.evaluate(network, self.validation_sets[task.index]).loss
     if loss >= zero_shot["validation_loss"]:
       logging.warning(
@@ -308,7 +320,7 @@ class _Experiment:
     self.task = task
     self.task_stream = self.batches(task.index)
     params, state, record = self.method.learn_task(
-      self, params, state, task, rng
+      self.method.context(self), params, state, task, rng
     )
     learnt = (
       {} if zero_shot is None else self.learnt(params, state, task, zero_shot)
@@ -322,14 +334,19 @@ class _Experiment:
         models.get_model_class(self.method.model_name).from_params(params)
       ),
       **scoring.after_task(
-        self.networks(params, state, task.index),
+        self.networks(params, state, task.index, scoring=True),
         self.tasks[: task.index + 1],
         self.test_sets,
         self.validation_sets,
       ),
       "zero_shot_accuracy": zero_shot and zero_shot["accuracy"],
       **learnt,
-      "random_init_accuracy": self.random_init_accuracy(task),
+      # b_j is read by forward transfer only: tasks 1.., sequential runs.
+      "random_init_accuracy": (
+        self.random_init_accuracy(task)
+        if task.index and not self.method.joint
+        else None
+      ),
       "global_step": self.global_step,
       "record": record,
     }
@@ -343,6 +360,9 @@ class _Experiment:
       np.round(metadata["accuracy_row"], 3).tolist(),
     )
     self.checkpoints.save(task.index, params, metadata, state)
+    # As read back from disk (lists, not tuples), so that a resumed run's
+    # results.json equals an uninterrupted one's.
+    self.finished[task.index] = json.loads(json.dumps(metadata))
     return params, state
 
 
