@@ -3,7 +3,8 @@
   python -m mcl.inspect --workdir=DIR [--task=N] [--diff=M]
 
 For task N (default: the last) of a run with unit timestamps (DEN and
-the sequential baselines) prints, per hidden layer, the units by
+the sequential baselines) prints, per hidden layer, the live units, the
+slots (capacity, `mcl.continual.slots`) that hold them, the units by
 timestamp, the share of exact zeros in the kernel, the units split at each
 task with their semantic drift, and the parameters each task's timestamped
 network uses. `--diff=M` compares the trees after tasks M and N: units
@@ -131,9 +132,12 @@ def format_report(params: dict, metadata: dict) -> str:
   timestamps = checkpointing.timestamps(metadata)
   heads = models.get_model_class(metadata["model"]).from_params(params).heads
   lines = [f"after task {metadata['task']}"]
+  slots = metadata.get("slots_per_layer") or {}
   for row in layer_report(params, timestamps):
+    held = slots.get(row["layer"])
+    capacity = f" of {held} slots" if held else ""
     lines.append(
-      f"  {row['layer']:>8}: {row['units']:4d} units, by timestamp "
+      f"  {row['layer']:>8}: {row['units']:4d} units{capacity}, by timestamp "
       f"{row['units_by_timestamp']}, {row['zero_share']:.1%} exact zeros"
     )
   record = metadata.get("record", {})

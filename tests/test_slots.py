@@ -235,3 +235,20 @@ def test_a_growing_den_run_compiles_each_phase_kind_once(
   # scoring's chunk logits one.
   assert 1 <= compilations["jit(_clip_log_probabilities)"] <= 2, compilations
   assert compilations["jit(_forward)"] <= 1, compilations
+
+
+def test_inspect_shows_live_units_in_their_slots(finished_run):
+  from mcl import inspect as mcl_inspect
+
+  config, workdir, results = finished_run
+  params, metadata = mcl_inspect.load(workdir)
+  assert metadata["slots_per_layer"] == {
+    "conv_0": 8,
+    "conv_1": 16,
+    "dense_0": 16,
+  }
+  report = mcl_inspect.format_report(params, metadata)
+  units = results["units_per_layer"][-1]["conv_0"]
+  assert f"conv_0: {units:4d} units of 8 slots, by timestamp" in report
+  # The checkpoint holds the live units only: free slots are not saved.
+  assert params["conv_0"]["bias"].shape == (units,)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcl.continual import method
+from mcl.continual import data, method
 from mcl.models import ProgressiveNet, head_name
 from mcl.models.progressive_net import column_of
 
@@ -70,13 +70,41 @@ class STL(Columns):
 
   lateral = False
 
+  def learn_task(self, context, params, state, task, rng):
+    """Trains column `task` alone, as column 0 of a one-column network:
+    the loss reads no other column, so this is the same fit, in shapes
+    that are the same at every task (one compilation of the step)."""
+    del rng
+    j = task.index
+    result = context.phase(
+      _column(params, j),
+      method.ones(_column(params, j)),
+      "train",
+      batches=data.with_task(context.batches(j), 0),
+      heads=(0,),
+      validation={0: context.validation(j)},
+    )
+    trained = {
+      n.replace("_col0", f"_col{j}"): g
+      for n, g in result.params.items()
+      if n != head_name(0)
+    }
+    trained[head_name(j)] = result.params[head_name(0)]
+    record = method.phase_record(train=result)
+    return {**params, **trained}, state, record
+
   def network(self, params, state, task):
     del state
-    # Column `task` alone, renamed to column 0.
-    sub = {
-      n.replace(f"_col{task}", "_col0"): g
-      for n, g in params.items()
-      if column_of(n) == task and n != head_name(task)
-    }
-    sub[head_name(0)] = params[head_name(task)]
+    sub = _column(params, task)
     return method.Network(ProgressiveNet.from_params(sub), sub, 0)
+
+
+def _column(params: dict, task: int) -> dict:
+  """Column `task` and its head alone, renamed to column 0 and head 0."""
+  sub = {
+    n.replace(f"_col{task}", "_col0"): g
+    for n, g in params.items()
+    if column_of(n) == task and n != head_name(task)
+  }
+  sub[head_name(0)] = params[head_name(task)]
+  return sub

@@ -395,10 +395,13 @@ class Sequential(Method):
     return params, state
 
   def architecture_record(self, params, state):
+    """Timestamps, live units and (when padded) slots of every layer."""
     timestamps = state["timestamps"]
+    run_slots = self.slots(params)
     return {
       "timestamps": {k: v.tolist() for k, v in timestamps.items()},
       "units_per_layer": surgery.widths(params, tuple(timestamps)),
+      "slots_per_layer": run_slots and run_slots.capacities,
     }
 
   def network(self, params, state, task):
