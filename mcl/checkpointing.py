@@ -126,12 +126,9 @@ class TaskCheckpoints:
   def save(
     self, task: int, params: Params, metadata: dict, state: dict | None = None
   ) -> None:
-    """Starts writing task `task`'s checkpoint and returns (Orbax's async
-    save: training goes on while it is written).
-
-    The checkpoint is sealed once on disk: at the next save, read or
-    `close`, whichever comes first (`wait`). The trees must not be
-    mutated afterwards (surgery builds new ones).
+    """Writes task `task`'s checkpoint, waits until it is on disk and
+    seals it (`wait`). Not left asynchronous: a full disk must fail here,
+    in the save, before TensorBoard's writer meets it.
 
     Raises:
       OSError, seals.CheckpointError: the previous save failed.
@@ -148,6 +145,7 @@ class TaskCheckpoints:
       self._manager.save(task, args=ocp.args.Composite(**items), force=True)
     except (OSError, ValueError) as e:
       self._fail(task, e)
+    self.wait()
 
   def wait(self) -> None:
     """Waits until the last save is on disk, then seals it.
