@@ -1,5 +1,5 @@
 """DEN on FMA medium: eight task-incremental pairs of its 16 top genres
-(`mcl.tasks.FMA_GENRE_PAIRS`), the dataset's own train/validation/test
+(`mcl.datasets.tasks.FMA_GENRE_PAIRS`), the dataset's own train/validation/test
 split; the GTZAN config's runner, backbone and method sections
 (`--config.method=<name>` runs any baseline). Put the manual download in
 `data.manual_dir` (README).
@@ -8,8 +8,7 @@ split; the GTZAN config's runner, backbone and method sections
 import ml_collections
 
 from configs import gtzan
-from mcl import tasks
-from mcl.datasets import fma
+from mcl.datasets import fma, tasks
 
 
 def get_config() -> ml_collections.ConfigDict:

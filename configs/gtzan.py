@@ -1,13 +1,13 @@
 """Five GTZAN genre pairs, task-incremental, fold 0 held out; DEN by default.
 
-Every method of `mcl.continual.runner.METHODS` runs on this config with
+Every method of `mcl.experiments.continual.METHODS` runs on this config with
 `--config.method=<name>`; each reads its own section (den, l2, ewc, lwf,
 replay) and shares data, backbone and training budget.
 """
 
 import ml_collections
 
-from mcl import tasks
+from mcl.datasets import tasks
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   # only warns.
   config.data.allow_empty_classes = False
 
-  # Log-mel front end (mcl.audio.FeatureConfig): 16 kHz, n_fft 512,
+  # Log-mel front end (mcl.features.audio.FeatureConfig): 16 kHz, n_fft 512,
   # hop 256 samples, 128 mels up to 8 kHz, dB.
   config.features = ml_collections.ConfigDict()
   config.features.sample_rate = 16_000
@@ -42,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.features.top_db = 80.0
   config.features.min_seconds = 3.0
   config.features.silence_db = -80.0  # Peak level: digital silence only.
-  config.features.front_end = "log_mel"  # or "vggish" (mcl.audio)
+  config.features.front_end = "log_mel"  # or "vggish" (mcl.features.audio)
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "conv_classifier"

@@ -10,8 +10,7 @@ baseline. Put the manual download in `data.manual_dir` (README).
 import ml_collections
 
 from configs import gtzan
-from mcl import tasks
-from mcl.datasets import magnatagatune
+from mcl.datasets import magnatagatune, tasks
 
 
 def get_config() -> ml_collections.ConfigDict:

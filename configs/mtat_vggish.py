@@ -15,7 +15,7 @@ but one chunk per clip: the input is the whole clip.
 import ml_collections
 
 from configs import mtat_tagging
-from mcl import audio
+from mcl.features import audio
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -3,13 +3,13 @@
   .venv/bin/python launch/benchmark_compiles.py --config=configs/gtzan.py \
     --config.train.fit.max_steps=20 --workdir=/tmp/bench_den
 
-Runs `mcl.continual.runner.run` into a fresh `--workdir` and prints:
+Runs `mcl.experiments.continual.run` into a fresh `--workdir` and prints:
 
 - compilations: XLA backend compilations (jax's
   "/jax/core/compile/backend_compile_duration" events) in all, of
   `train_step` alone, and their seconds; the ten functions compiled most;
 - run: wall seconds, optimizer steps of all phases and their steps/s;
-- bare: steps/s of `mcl.train.train_step` alone on the run's batch shape
+- bare: steps/s of `mcl.trainer.train.train_step` alone on the run's batch shape
   and the initial backbone (all-ones mask, no term; after a warm-up), and
   the run's steps/s over it (the share of a run's time its steps get).
 
@@ -30,9 +30,10 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 
-from mcl import optimizer, train  # noqa: E402
-from mcl.continual import data, runner  # noqa: E402
+from mcl.datasets import task_data as data
+from mcl.experiments import continual as runner  # noqa: E402
 from mcl.models import ConvClassifier  # noqa: E402
+from mcl.trainer import optimizer, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/gtzan.py")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/benchmark_compiles", "Wiped.")

@@ -5,7 +5,7 @@
 
 Prints, per round and as medians:
 
-- `step`: examples/s of `mcl.train.train_step` on random inputs of the
+- `step`: examples/s of `mcl.trainer.train.train_step` on random inputs of the
   model's shape (batch `--batch_size`), after a compile-and-warm-up phase;
   for "gtzan" the continual step (GTZAN backbone of `configs/gtzan.py`,
   three-class head, all-ones mask, Adam 1e-3), for a zoo model the tagging
@@ -14,7 +14,7 @@ Prints, per round and as medians:
   (`launch/torch_twin.py`, in its own process; only when torch is
   installed, never a dependency), rounds alternating with the JAX ones,
   and the ratio JAX / torch;
-- `fit` (gtzan only): steps/s inside `mcl.fit.fit` for a continual phase
+- `fit` (gtzan only): steps/s inside `mcl.trainer.fit.fit` for a continual phase
   (`--fit_steps` steps, validation every 10 steps on 8 clips x 8 chunks,
   the GTZAN fold's size) over the bare step's steps/s.
 
@@ -35,9 +35,10 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 
-from mcl import models, optimizer, train  # noqa: E402
+from mcl import models
 from mcl.continual import method  # noqa: E402
 from mcl.models import inputs  # noqa: E402
+from mcl.trainer import optimizer, train  # noqa: E402
 
 _MODEL = flags.DEFINE_enum(
   "model", "gtzan", ["gtzan", *sorted(inputs.PAPER_INPUTS)], "Network."

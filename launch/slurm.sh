@@ -6,7 +6,7 @@
 #     --workdir=/shared/runs/scnn --config.data.manual_dir=/shared/mtat
 #
 # srun starts one task per GPU; each runs `python -m mcl.main`, which calls
-# `jax.distributed.initialize()` (mcl.parallel.initialize: SLURM_NTASKS > 1),
+# `jax.distributed.initialize()` (mcl.trainer.parallel.initialize: SLURM_NTASKS > 1),
 # joins the ("data",) mesh over every GPU of every node and feeds its rows
 # of each global batch. The workdir and the records' data_dir must be on a
 # file system every node sees; the global batch (config.train.batch_size)

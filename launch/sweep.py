@@ -7,7 +7,7 @@ their command lines, then aggregates the finished runs into tables and plots.
   .venv/bin/python launch/sweep.py --protocol=configs/sweeps/gtzan_protocol.py \
       --budget=cpu --seeds=0,1 --root=runs/protocol_cpu [--print_only]
 
-A protocol (`mcl.protocol`) runs in three stages: its tuning runs, the
+A protocol (`mcl.analysis.protocol`) runs in three stages: its tuning runs, the
 per-fold selection on validation figures (`<root>/selection.md`), then the
 final runs with the selected values; the report of `<root>/final`
 (`results.md`, `paired.md`, `results.csv`, plots) lies beside the
@@ -38,7 +38,8 @@ from absl import app, flags, logging
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_HERE))
 
-from mcl import errors, protocol, report, sweep  # noqa: E402
+from mcl.analysis import protocol, report, sweep  # noqa: E402
+from mcl.runtime import errors  # noqa: E402
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep definition file.")
 _PROTOCOL = flags.DEFINE_string(

@@ -9,9 +9,9 @@ logging to `<workdir>/log.txt`) and answers one JSON line on stdout,
 evaluation sets' compiled functions and every compiled step stay in the
 process for the next run: a GTZAN run started in a fresh process spends
 about 9 s importing and 6 s on its evaluation sets before its first step.
-A run that raises is logged with its traceback (a `mcl.errors.UserError`,
-e.g. a setting out of range, as its one line) and answered ok=false; the
-worker goes on with the next.
+A run that raises is logged with its traceback (a
+`mcl.runtime.errors.UserError`, e.g. a setting out of range, as its one line)
+and answered ok=false; the worker goes on with the next.
 """
 
 import json
@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import logging  # noqa: E402
 
-from mcl import errors, experiments  # noqa: E402
+from mcl import experiments  # noqa: E402
+from mcl.runtime import errors
 
 
 def main():

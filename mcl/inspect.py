@@ -19,8 +19,10 @@ import os
 import numpy as np
 from absl import app, flags
 
-from mcl import checkpointing, errors, logs, models
+from mcl import models
 from mcl.continual import surgery, timestamped
+from mcl.runtime import errors, logs
+from mcl.trainer import checkpointing
 
 
 def load(workdir: str, task: int | None = None) -> tuple[dict, dict]:
@@ -31,7 +33,7 @@ def load(workdir: str, task: int | None = None) -> tuple[dict, dict]:
     task: the task whose checkpoint to read; None for the last.
 
   Raises:
-    mcl.errors.UserError: no checkpoint, or none for `task`.
+    mcl.runtime.errors.UserError: no checkpoint, or none for `task`.
   """
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):

@@ -3,18 +3,19 @@
   python -m mcl.main --config=configs/gtzan.py --workdir=DIR
 
 `config.experiment` picks the experiment: "continual" (a method over a task
-sequence, `mcl.continual.runner`) or "tagging" (one model on the
-MagnaTagATune top-50 benchmark, `mcl.tagging.experiment`). Config values
+sequence, `mcl.experiments.continual`) or "tagging" (one model on the
+MagnaTagATune top-50 benchmark, `mcl.experiments.tagging`). Config values
 are overridden on the command line, e.g.
 `--config.data.fold=2 --config.den.k=8`. A workdir holds one run: a
-re-run there with other settings is refused (`mcl.workdir`) unless
+re-run there with other settings is refused (`mcl.runtime.workdir`) unless
 `--fresh` moves the old run aside.
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from mcl import errors, experiments
+from mcl import experiments
+from mcl.runtime import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file.", lock_config=True

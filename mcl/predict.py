@@ -5,7 +5,7 @@
 Each file is decoded and featurised with the run's own settings (its
 `config.json`: sample rate, log-mel, chunk length, chunks per clip) and
 scored at clip level exactly as the run's evaluation scores a test clip:
-evenly spaced chunks, chunk probabilities averaged (`mcl.evaluation`).
+evenly spaced chunks, chunk probabilities averaged (`mcl.trainer.evaluation`).
 
 - A continual run is read at the checkpoint after task I (default: its
   last finished task). Each task head j <= I gives the clip's
@@ -17,7 +17,7 @@ evenly spaced chunks, chunk probabilities averaged (`mcl.evaluation`).
   probability; the table shows the top-k.
 
 Folders are searched for files with an audio extension; anything else in
-them, and every file that fails `mcl.audio`'s checks (undecodable, too
+them, and every file that fails `mcl.features.audio`'s checks (undecodable, too
 short, silent, a NaN, infinite or absurdly loud sample, non-finite
 features), is listed as skipped with the reason, and the batch goes on.
 The table is printed, and written with every probability as
@@ -46,20 +46,17 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from mcl import (
-  atomic_files,
-  audio,
-  checkpointing,
-  errors,
-  evaluation,
-  input_pipeline,
-  logs,
-  models,
-)
 from mcl import inspect as run_inspect
-from mcl.continual import data, runner, scoring
+from mcl import models
+from mcl.continual import scoring
+from mcl.datasets import input_pipeline
+from mcl.datasets import task_data as data
+from mcl.experiments import continual as runner
+from mcl.features import audio
 from mcl.models import inputs as model_inputs
 from mcl.models import musicnn_checkpoint
+from mcl.runtime import atomic_files, errors, logs
+from mcl.trainer import checkpointing, evaluation
 
 # Scope of the class-incremental scores (heads concatenated).
 ALL = "all"
@@ -117,7 +114,7 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
   older than that file keep it in results.json).
 
   Raises:
-    mcl.errors.UserError: `workdir` is not a run folder.
+    mcl.runtime.errors.UserError: `workdir` is not a run folder.
   """
   for name, key in (("config.json", None), ("results.json", "config")):
     path = os.path.join(workdir, name)
@@ -133,7 +130,7 @@ def audio_files(paths: Sequence[str]) -> tuple[list[str], list[dict]]:
 
   Args:
     paths: files (taken whatever their extension) and folders (searched
-      recursively for `mcl.audio.AUDIO_EXTENSIONS`, sorted).
+      recursively for `mcl.features.audio.AUDIO_EXTENSIONS`, sorted).
 
   Returns:
     (files, skipped [{"path", "problem"}]).
@@ -317,8 +314,8 @@ def predict_pretrained(name: str, paths: Sequence[str]) -> PredictionSet:
   docstring); scope "tags", the workdir field "pretrained:<name>".
 
   Raises:
-    mcl.errors.UserError: unknown name, or no path.
-    mcl.errors.MissingDataError: the musicnn package is not installed.
+    mcl.runtime.errors.UserError: unknown name, or no path.
+    mcl.runtime.errors.MissingDataError: the musicnn package is not installed.
   """
   return _score_files(_Pretrained(name), f"pretrained:{name}", paths)
 
@@ -343,7 +340,7 @@ def predict(
     The predictions and the skipped files.
 
   Raises:
-    mcl.errors.UserError: not a run folder, not a run on audio, no such
+    mcl.runtime.errors.UserError: not a run folder, not a run on audio, no such
       checkpoint or head (or either asked of a tagging run), or no path.
   """
   if not paths:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from mcl import audio
+from mcl.features import audio
 from tests.conftest import GTZAN, MTAT_CLIP
 
 CONFIG = audio.FeatureConfig()

@@ -2,9 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcl import checkpointing
 from mcl.continual import surgery
 from mcl.models import ConvClassifier
+from mcl.trainer import checkpointing
 
 
 def test_checkpoint_restores_into_grown_shapes(tmp_path):

@@ -1,7 +1,7 @@
 """Bad settings stop a run at the boundary: one line, exit 2, nothing run.
 
 Each case goes through the entry point's error handling in-process
-(`mcl.errors.usage_errors` around `mcl.experiments.run`, as `mcl.main`
+(`mcl.runtime.errors.usage_errors` around `mcl.experiments.run`, as `mcl.main`
 does), with the override parsed as `--config.<key>=<value>` is on the
 command line.
 """
@@ -16,8 +16,12 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from mcl import config_checks, errors, experiments, protocol, tasks
-from mcl.continual import data
+from mcl import experiments
+from mcl.analysis import protocol
+from mcl.datasets import task_data as data
+from mcl.datasets import tasks
+from mcl.experiments import config_checks
+from mcl.runtime import errors
 
 # ml_collections loads config files with importlib's load_module.
 pytestmark = pytest.mark.filterwarnings(
@@ -27,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
 TEST_CONFIG = os.path.join(CONFIGS, "test.py")
 TAGGING_CONFIG = os.path.join(CONFIGS, "mtat_fcn.py")
-FEATURES_CONFIG = os.path.join(CONFIGS, "gtzan_features_dnn.py")
+FEATURES_CONFIG = os.path.join(CONFIGS, "gtzan_feature_dnn.py")
 DIGITS_CONFIG = os.path.join(CONFIGS, "permuted_digits.py")
 
 # The issue's list (tasks, batch sizes, fit budget, chunks, DEN's k, seed)

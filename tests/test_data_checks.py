@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from configs import test as test_config
-from mcl import errors
-from mcl.continual import data
+from mcl.datasets import task_data as data
+from mcl.runtime import errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,8 +96,11 @@ def test_main_prints_a_one_line_error_without_traceback(
   assert done.returncode == 2
   assert "Traceback" not in done.stderr
   last = done.stderr.strip().splitlines()[-1]
-  assert last == (  # Caught by mcl.config_checks, before any record.
-    "error: tasks=(('blues',),): task 0 ('blues',) has 1 class(es); each "
-    "task needs at least 2"
+  assert (
+    last
+    == (  # Caught by mcl.experiments.config_checks, before any record.
+      "error: tasks=(('blues',),): task 0 ('blues',) has 1 class(es); each "
+      "task needs at least 2"
+    )
   )
   assert not os.path.exists(tmp_path / "tfds")

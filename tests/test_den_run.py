@@ -7,9 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from mcl import checkpointing, train
-from mcl.continual import data, runner
+from mcl.datasets import task_data as data
+from mcl.experiments import continual as runner
 from mcl.models import ConvClassifier
+from mcl.trainer import checkpointing, train
 
 
 def _matrices(results):

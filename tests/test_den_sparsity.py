@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcl import fit, optimizer, train
 from mcl.continual import den, masks, sparsity, surgery
 from mcl.models import ConvClassifier, head_name
+from mcl.trainer import fit, optimizer, train
 
 FRAMES, MELS = 16, 8
 

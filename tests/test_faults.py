@@ -16,17 +16,11 @@ import time
 
 import pytest
 
-from mcl import (
-  atomic_files,
-  checkpoint_seals,
-  checkpointing,
-  errors,
-  experiments,
-  models,
-  predict,
-)
-from mcl import workdir as run_folder
-from mcl.continual import data
+from mcl import experiments, models, predict
+from mcl.datasets import task_data as data
+from mcl.runtime import atomic_files, errors
+from mcl.runtime import workdir as run_folder
+from mcl.trainer import checkpoint_seals, checkpointing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Figures of results.json that a resumed run must reproduce exactly.

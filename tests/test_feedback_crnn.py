@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from mcl import audio
+from mcl.features import audio
 from mcl.models import feedback_crnn
 from tests import conftest, few_steps
 

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from mcl import audio, errors, track_features
 from mcl.datasets import fma, fma_metadata
+from mcl.features import audio, track_features
+from mcl.runtime import errors
 from tests import conftest
 
 FEATURES = dataclasses.replace(fma.FEATURES, n_mels=32)
@@ -289,10 +290,10 @@ def test_features_csv_in_another_column_order_is_an_error(manual_dir, tmp_path):
 def test_network_on_fmas_features_reads_the_features_config(
   metadata_only_dir, tmp_path
 ):
-  from configs import fma_features_dnn
-  from mcl import track_dnn
+  from configs import fma_feature_dnn
+  from mcl.experiments import feature_dnn as track_dnn
 
-  config = fma_features_dnn.get_config()
+  config = fma_feature_dnn.get_config()
   config.data.manual_dir = metadata_only_dir
   config.data.data_dir = str(tmp_path / "tfds")
   config.model.hidden = (8,)
@@ -348,7 +349,7 @@ def test_genre_training_on_fma_scores_tracks_from_segments(
 
 def test_continual_runner_reads_fma_genres(manual_dir, tmp_path):
   from configs import fma_den
-  from mcl.continual import data
+  from mcl.datasets import task_data as data
 
   config = fma_den.get_config()
   config.data.manual_dir = manual_dir

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcl import optimizer, train
 from mcl.continual import gpm, masks, surgery
 from mcl.models import ConvClassifier
+from mcl.trainer import optimizer, train
 
 CONV = dict(conv=(3, 4), dense=(5,))
 MLP = dict(conv=(), dense=(6, 5))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mcl import audio, input_pipeline
-from mcl.datasets import labelled_folders
+from mcl.datasets import input_pipeline, labelled_folders
+from mcl.features import audio
 
 
 @pytest.fixture(scope="module")

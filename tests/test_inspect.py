@@ -3,10 +3,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcl import checkpointing, errors
 from mcl import inspect as mcl_inspect
 from mcl.continual import surgery
 from mcl.models import ConvClassifier
+from mcl.runtime import errors
+from mcl.trainer import checkpointing
 
 
 def _save(checkpoints, task, params, stamps, record):

@@ -6,8 +6,8 @@ import pytest
 import soundfile
 import tensorflow_datasets as tfds
 
-from mcl import audio
 from mcl.datasets import labelled_folders
+from mcl.features import audio
 from tests import test_audio
 
 FEATURES = audio.FeatureConfig(n_mels=32)

@@ -5,7 +5,7 @@ import os
 
 from absl import logging
 
-from mcl import logs
+from mcl.runtime import logs
 
 
 def _record(path, level):
@@ -14,7 +14,9 @@ def _record(path, level):
 
 def test_only_own_info_passes_until_verbosity_is_raised():
   handler = logging.get_absl_handler()
-  own = os.path.join(os.path.dirname(logs.__file__), "fit.py")
+  own = os.path.join(
+    os.path.dirname(logs.__file__), os.pardir, "trainer", "fit.py"
+  )
   library = "/venv/lib/python3.11/site-packages/orbax/checkpoint/manager.py"
   # set_verbosity sets the absl logger's level; restore the level itself
   # (NOTSET under pytest), not a verbosity, or later tests lose INFO.

@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from mcl import audio, input_pipeline
-from mcl.datasets import magnatagatune, mtat_annotations
+from mcl.datasets import input_pipeline, magnatagatune, mtat_annotations
+from mcl.features import audio
 from tests import conftest
 
 SPLIT_DIR = os.path.join(conftest.SHARED_DATA, "mtat_sample", "split")

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from mcl import tasks
 from mcl.continual import (
   baselines,
   columns,
@@ -16,6 +15,7 @@ from mcl.continual import (
   regularisers,
   replay,
 )
+from mcl.datasets import tasks
 from mcl.models import ConvClassifier
 
 FRAMES, MELS = 16, 8

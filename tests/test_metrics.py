@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mcl import metrics
+from mcl.trainer import metrics
 
 R = [
   [0.9, None, None],

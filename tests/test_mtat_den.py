@@ -4,7 +4,8 @@ over real GTZAN recordings laid out as MTAT (`mtat_from_gtzan` fixture).
 
 from configs import mtat_den
 from configs import test as test_config
-from mcl.continual import data, runner
+from mcl.datasets import task_data as data
+from mcl.experiments import continual as runner
 from tests import conftest
 
 

@@ -2,7 +2,7 @@
 
 Each test starts the same worker as one process with two CPU devices and
 as two processes with one device each, joined by `jax.distributed` through
-a loopback coordinator (`mcl.parallel.initialize` reads
+a loopback coordinator (`mcl.trainer.parallel.initialize` reads
 JAX_COORDINATOR_ADDRESS). Both layouts partition the step over a 2-device
 `("data",)` mesh; in the second every process feeds only its rows of each
 global batch. The workers print their figures as JSON.
@@ -20,11 +20,11 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 _CONTINUAL = textwrap.dedent(
   """
   import json, sys
-  from mcl import parallel
+  from mcl.trainer import parallel
   parallel.initialize()
   import jax
   from configs import permuted_digits
-  from mcl.continual import runner
+  from mcl.experiments import continual as runner
 
   config = permuted_digits.tiny(permuted_digits.get_config())
   config.method = "den"
@@ -39,10 +39,10 @@ _CONTINUAL = textwrap.dedent(
 _TAGGING = textwrap.dedent(
   """
   import json, sys
-  from mcl import parallel
+  from mcl.trainer import parallel
   parallel.initialize()
   import jax, numpy as np
-  from mcl import evaluation, fit, train
+  from mcl.trainer import evaluation, fit, train
   from tests import test_tagging as t
 
   assert jax.device_count() == 2, jax.devices()

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from mcl import audio
+from mcl.features import audio
 from mcl.models import musicnn_checkpoint, pons_musicnn
 from tests.conftest import MTAT_CLIP
 

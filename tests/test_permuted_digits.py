@@ -11,8 +11,9 @@ import tensorflow_datasets as tfds
 from sklearn import datasets as sk_datasets
 
 from configs import permuted_digits as digits_config
-from mcl.continual import data, runner
 from mcl.datasets import permuted_digits
+from mcl.datasets import task_data as data
+from mcl.experiments import continual as runner
 from mcl.models import ConvClassifier, ProgressiveNet
 
 

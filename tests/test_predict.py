@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mcl import checkpointing, errors, experiments, metrics, predict
+from mcl import experiments, predict
 from mcl import inspect as run_inspect
-from mcl.continual import data, runner, scoring
+from mcl.continual import scoring
+from mcl.datasets import task_data as data
+from mcl.experiments import continual as runner
+from mcl.runtime import errors
+from mcl.trainer import checkpointing, metrics
 from tests import test_audio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

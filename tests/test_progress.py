@@ -2,7 +2,7 @@
 
 import pytest
 
-from mcl import progress
+from mcl.trainer import progress
 
 
 class Clock:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mcl import protocol, sweep
+from mcl.analysis import protocol, sweep
 
 GRIDS = {
   "stl": [{"method": "stl"}],

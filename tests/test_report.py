@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from mcl import report, sweep
+from mcl.analysis import report, sweep
 
 
 def _results(accuracy, bwt, nonzero, tasks=2):

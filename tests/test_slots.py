@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 
 from configs import permuted_digits as digits_config
-from mcl import optimizer, train
-from mcl.continual import (
-  regularisers,
-  runner,
-  slots,
-  sparsity,
-  surgery,
-  timestamped,
-)
+from mcl.continual import regularisers, slots, sparsity, surgery, timestamped
+from mcl.experiments import continual as runner
 from mcl.models import ConvClassifier, head_name
+from mcl.trainer import optimizer, train
 
 LAYERS = ("conv_0", "conv_1", "dense_0")
 SHAPE = (3, 12, 10)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mcl import statistics
+from mcl.analysis import statistics
 
 # Ten (fold, seed) runs of two methods, accuracies on 4-clip tasks.
 DEN = [0.75, 0.80, 0.70, 0.85, 0.90, 0.65, 0.75, 0.80, 0.95, 0.70]

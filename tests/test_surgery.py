@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcl import optimizer, train
 from mcl.continual import masks, regularisers, sparsity, surgery, timestamped
 from mcl.models import ConvClassifier
+from mcl.trainer import optimizer, train
 
 FRAMES, MELS = 16, 8
 

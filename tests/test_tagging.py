@@ -10,8 +10,15 @@ import optax
 import pytest
 from clu import metric_writers
 
-from mcl import checkpoint_seals, evaluation, fit, metrics, recipe, train
-from mcl import checkpointing as checkpoints
+from mcl.trainer import (
+  checkpoint_seals,
+  evaluation,
+  fit,
+  metrics,
+  recipe,
+  train,
+)
+from mcl.trainer import checkpointing as checkpoints
 
 FEATURES, N_TAGS, CHUNKS, BATCH = 8, 4, 3, 16
 RNG = jax.random.key(0)

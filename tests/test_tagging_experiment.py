@@ -8,15 +8,11 @@ import numpy as np
 import pytest
 
 from configs import mtat_short_chunk_cnn
-from mcl import (
-  errors,
-  evaluation,
-  experiments,
-  input_pipeline,
-  metrics,
-  predict,
-)
-from mcl.tagging import experiment
+from mcl import experiments, predict
+from mcl.datasets import input_pipeline
+from mcl.experiments import tagging as experiment
+from mcl.runtime import errors
+from mcl.trainer import evaluation, metrics
 from tests.conftest import MTAT_FOLDERS, MTAT_GENRES
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from mcl import errors, tasks
+from mcl.datasets import tasks
+from mcl.runtime import errors
 
 LABELS = ["blues", "classical", "country", "disco", "hiphop"]
 

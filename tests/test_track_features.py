@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from configs import gtzan_features_dnn
-from mcl import audio, track_dnn, track_features
+from configs import gtzan_feature_dnn
 from mcl.datasets import track_table
+from mcl.experiments import feature_dnn as track_dnn
+from mcl.features import audio, track_features
 
 
 def test_columns_follow_the_features_csv_layout():
@@ -45,7 +46,7 @@ def test_features_of_a_real_excerpt(gtzan_dir):
 
 
 def test_network_beats_chance_on_held_out_folds(tiny_audio_dir, tmp_path):
-  config = gtzan_features_dnn.get_config()
+  config = gtzan_feature_dnn.get_config()
   config.data.source_dir = tiny_audio_dir
   config.data.data_dir = str(tmp_path / "tables")
   config.data.test_folds = (0, 1, 2, 3, 4)

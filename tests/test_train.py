@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcl import optimizer, train
 from mcl.continual import method, regularisers, sparsity
 from mcl.models import ConvClassifier
+from mcl.trainer import optimizer, train
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 FRAMES, MELS = 16, 8
@@ -74,7 +74,7 @@ _SHARDED = textwrap.dedent(
   """
   import jax, jax.numpy as jnp, numpy as np
   import flax.linen as nn
-  from mcl import optimizer, parallel, train
+  from mcl.trainer import optimizer, parallel, train
   from tests import test_train as t
 
   assert jax.device_count() == 8, jax.devices()

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcl import audio, errors
 from mcl.datasets import magnatagatune
+from mcl.experiments import tagging as experiment
+from mcl.features import audio
 from mcl.models import harmonic_cnn, vggish, vggish_checkpoint
-from mcl.tagging import experiment
+from mcl.runtime import errors
 from tests import conftest
 from tests.test_magnatagatune import manual_dir  # noqa: F401 - fixture
 

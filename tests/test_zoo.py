@@ -12,7 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from mcl import audio, models
+from mcl import models
+from mcl.features import audio
 from mcl.models import inputs, layers
 from tests import conftest, few_steps
 

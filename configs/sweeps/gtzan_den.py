@@ -8,7 +8,7 @@ The tuned comparison of every method is `configs/sweeps/gtzan_protocol.py`.
 """
 
 from configs.sweeps import gtzan_protocol
-from mcl import sweep
+from mcl.analysis import sweep
 
 # label -> config overrides of configs/gtzan.py: the protocol's rows at
 # their grids' first (default) configuration, untuned.

@@ -3,7 +3,7 @@
   .venv/bin/python launch/sweep.py --protocol=configs/sweeps/gtzan_protocol.py \
       --budget=cpu --seeds=0,1 --root=runs/protocol_cpu
 
-`mcl.protocol` runs it: each grid's K = 2 configurations on every fold
+`mcl.analysis.protocol` runs it: each grid's K = 2 configurations on every fold
 (tuning seed 0), the per-fold choice by final average validation accuracy,
 then every row below on every fold and seed with the chosen values. With
 seed 0 among the final seeds, a grid's own row on seed 0 is its selected
@@ -27,12 +27,12 @@ rather than tuned; so are issue 21's den_before_21, den_recal and den_gpm
 (den_split_topk tunes its k).
 """
 
-from mcl import protocol
+from mcl.analysis import protocol
 
 BUDGETS = {
   # The 150-step phases (validation every 10, patience 5) of
   # configs/gtzan.py, spelt out so that a root of the other budget is
-  # never taken for this one (`mcl.sweep.finished`).
+  # never taken for this one (`mcl.analysis.sweep.finished`).
   "default": {"train.fit.max_steps": 150, "train.fit.patience": 5},
   # What fits this project's 2-core CPU: 40-step phases, patience 3.
   "cpu": {"train.fit.max_steps": 40, "train.fit.patience": 3},

@@ -8,7 +8,7 @@ The seed varies initialisation and batch order; the tasks (permutations)
 are fixed by `data.permutation_seed`.
 """
 
-from mcl import sweep
+from mcl.analysis import sweep
 
 # label -> config overrides of configs/permuted_digits.py.
 VARIANTS = {

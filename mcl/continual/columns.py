@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcl.continual import data, method
+from mcl.continual import method
+from mcl.datasets import task_data as data
 from mcl.models import ProgressiveNet, head_name
 from mcl.models.progressive_net import column_of
 

@@ -56,7 +56,6 @@ import dataclasses
 
 import numpy as np
 
-from mcl import train
 from mcl.continual import (
   anchors,
   gpm,
@@ -69,6 +68,7 @@ from mcl.continual import (
   timestamped,
 )
 from mcl.models import head_name
+from mcl.trainer import train
 
 EXPANSIONS = ("dynamic", "constant")
 SHARED_UNITS = ("retrain", "frozen")

@@ -21,7 +21,7 @@ Three pieces, pure and jit-free except the last:
 - `layer_inputs`: R of every hidden layer of a `ConvClassifier` on a batch;
 - `update_bases`: the memory update of Eq. 5-9 / Algorithm 1, with
   `pad_bases` for layers whose input grew since (DEN adds units);
-- `projection`: a proximal `mcl.train.Term` that keeps the accumulated
+- `projection`: a proximal `mcl.trainer.train.Term` that keeps the accumulated
   change W - W_ref of each layer orthogonal to M.
 """
 
@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcl import train
 from mcl.models import ConvClassifier
+from mcl.trainer import train
 
 Params = dict
 Bases = dict  # layer name -> float32 [rows, k], orthonormal columns
@@ -345,9 +345,9 @@ def projection(
       freezes are kept either way, at the cost of exactness.
 
   Returns:
-    proximal(params, trainable, metric) for `mcl.train.Phase`; its arrays
-    (bases per row pattern, W_ref) are arguments, so phases with new bases
-    of the same shapes reuse the compiled step.
+    proximal(params, trainable, metric) for `mcl.trainer.train.Phase`; its
+    arrays (bases per row pattern, W_ref) are arguments, so phases with new
+    bases of the same shapes reuse the compiled step.
 
   Raises:
     ValueError: a basis does not have the layer's rows.

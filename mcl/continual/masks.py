@@ -1,7 +1,7 @@
 """Which entries of a parameter tree a DEN phase may train.
 
 A trainable mask is a pytree like the parameters with 0./1. entries (see
-`mcl.train.train_step`). The masks are built from per-unit rules on the
+`mcl.trainer.train.train_step`). The masks are built from per-unit rules on the
 chain of hidden layers described in `mcl.continual.surgery`: selective
 retraining's sub-network, found by breadth-first search from a new head,
 and the weights that touch the units of the current task. Pure numpy,

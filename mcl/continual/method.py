@@ -22,10 +22,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mcl import evaluation, fit, parallel, tasks, train
-from mcl import recipe as recipes
 from mcl.continual import slots, surgery, timestamped
+from mcl.datasets import tasks
 from mcl.models import ConvClassifier, head_name
+from mcl.trainer import evaluation, fit, parallel, train
+from mcl.trainer import recipe as recipes
 
 Params = dict
 State = dict  # name -> numpy array or nested dict of them
@@ -42,7 +43,7 @@ class Network:
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
-  """Budget of one training phase (`mcl.recipe.continual`).
+  """Budget of one training phase (`mcl.trainer.recipe.continual`).
 
   Attributes:
     learning_rate: Adam step size.
@@ -139,7 +140,8 @@ def fit_phase(
     "accuracy" (means over the heads) before and after.
 
   Raises:
-    mcl.train.NonFiniteLossError: the training loss became NaN or infinite.
+    mcl.trainer.train.NonFiniteLossError: the training loss became NaN or
+      infinite.
   """
 
   def evaluate(variables):

@@ -1,7 +1,7 @@
-"""Penalties that protect old tasks, as `mcl.train.Term`s.
+"""Penalties that protect old tasks, as `mcl.trainer.train.Term`s.
 
-Each returns a `mcl.train.Term`: a static function (names and shapes only)
-and its array arguments (anchors, Fishers, coefficients), called as
+Each returns a `mcl.trainer.train.Term`: a static function (names and shapes
+only) and its array arguments (anchors, Fishers, coefficients), called as
 `penalty(params, batch, logits) -> scalar` inside the jitted step. A new
 task's anchors or coefficients are new arguments, not new constants, so
 they reuse the compiled step and the jit cache holds none of them.
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcl import train
+from mcl.trainer import train
 
 Params = dict
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
-from mcl import metrics, tasks
+from mcl.datasets import tasks
+from mcl.trainer import metrics
 
 
 def _mean(values) -> float | None:
@@ -31,7 +32,7 @@ def assemble(
   Args:
     task_list: the task sequence.
     checkpoint_metadata: metadata of every finished task checkpoint, in
-      task order (keys written by `mcl.continual.runner`).
+      task order (keys written by `mcl.experiments.continual`).
     capacity: {"params_per_task", "nonzero_params_per_task",
       "total_params", "total_nonzero_params"} of the last network.
     config: the experiment config.
@@ -91,7 +92,7 @@ def assemble(
     ),
     "forgetting": metrics.forgetting(square) if sequential else None,
     # Tasks whose validation loss after training was not below their
-    # untrained network's (`mcl.continual.runner`).
+    # untrained network's (`mcl.experiments.continual`).
     "unlearnt_tasks": [
       j for j in finished if by_task[j].get("learnt") is False
     ],

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mcl import evaluation, metrics, tasks
 from mcl.continual import method
+from mcl.datasets import tasks
+from mcl.trainer import evaluation, metrics
 
 
 @dataclasses.dataclass(frozen=True)

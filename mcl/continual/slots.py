@@ -35,8 +35,8 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from mcl import train
 from mcl.models import head_name
+from mcl.trainer import train
 
 Params = dict
 

@@ -5,8 +5,8 @@ task 1; Eq. 3, the new head) and group sparsity (l2,1, dynamic expansion),
 applied as proximal steps after each optimizer step so that weights become
 exact zeros. A proximal step soft-thresholds by step size x lambda. With
 Adam the step size is per coordinate, lr / (sqrt(v_i) + eps) (v the
-bias-corrected second moment, `mcl.optimizer.AdamMetric`), so the thresholds
-here are lambda times that step size, lambda in gradient units (the
+bias-corrected second moment, `mcl.trainer.optimizer.AdamMetric`), so the
+thresholds here are lambda times that step size, lambda in gradient units (the
 proximal map under Adam's diagonal metric; Yun et al., NeurIPS 2021). What
 follows:
 
@@ -33,8 +33,8 @@ approximation). Two kinds of group:
 
 Only kernels are penalised by L1; biases only as members of unit groups.
 Every map leaves entries whose trainable mask is 0 untouched. Each is a
-`mcl.train.Term` whose strengths (and unit masks) are array arguments, so
-phases with other strengths reuse the compiled step.
+`mcl.trainer.train.Term` whose strengths (and unit masks) are array arguments,
+so phases with other strengths reuse the compiled step.
 """
 
 import dataclasses
@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from mcl import train
+from mcl.trainer import train
 
 Params = dict
 

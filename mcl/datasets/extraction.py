@@ -1,7 +1,7 @@
 """Parallel featurisation of audio files, shared by the manual-download
 builders (MagnaTagATune, FMA) and the track-feature tables.
 
-Files are decoded and featurised (`mcl.audio`) in spawn-started worker
+Files are decoded and featurised (`mcl.features.audio`) in spawn-started worker
 processes (forking a process that holds TensorFlow's threads can hang),
 in windows of `WINDOW` files: `Executor.map` submits its whole input at
 once, so finished features would pile up in memory if the record writer
@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 import tqdm
 from absl import logging
 
-from mcl import audio
+from mcl.features import audio
 
 # Files given to the worker processes at a time.
 WINDOW = 512

@@ -15,10 +15,10 @@ top genres, sorted by name), in the dataset's own `set/split`:
                    audio at all.
 
 Audio configs decode each clip once (16 kHz mono; header durations are not
-trusted), store its log-mel (`mcl.audio`) and, when asked, its waveform as
-16-bit PCM. Decoding runs in parallel worker processes with a progress
-bar. Clips that cannot be featurised (FMA ships several empty, truncated
-or undecodable MP3s) are skipped, logged and listed in the dataset's
+trusted), store its log-mel (`mcl.features.audio`) and, when asked, its
+waveform as 16-bit PCM. Decoding runs in parallel worker processes with a
+progress bar. Clips that cannot be featurised (FMA ships several empty,
+truncated or undecodable MP3s) are skipped, logged and listed in the dataset's
 `metadata.json` under "skipped"; so are tracks without a features row.
 """
 
@@ -32,8 +32,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mcl import audio, errors, track_features
 from mcl.datasets import extraction, fma_metadata
+from mcl.features import audio, track_features
+from mcl.runtime import errors
 
 _VERSION = tfds.core.Version("1.0.0")
 SPLITS = ("train", "validation", "test")
@@ -262,7 +263,7 @@ def label_names(manual_dir: str, subset: str) -> list[str]:
     The subset's top genres, sorted: the records' label names.
 
   Raises:
-    mcl.errors.MissingDataError: `fma_metadata/tracks.csv` is missing.
+    mcl.runtime.errors.MissingDataError: `fma_metadata/tracks.csv` is missing.
   """
   path = fma_metadata.metadata_path(manual_dir, fma_metadata.TRACKS)
   if not os.path.exists(path):
@@ -285,7 +286,7 @@ def build(
   `info.features["label"].names`, the subset's top genres sorted by name),
   "track_id" (int64) and either "log_mel" (float32 [frames, n_mels], dB;
   frames = 1 + samples // hop_length at 16 kHz) or, for a precomputed
-  config, "features" (float32 [518], `mcl.track_features.columns()`
+  config, "features" (float32 [518], `mcl.features.track_features.columns()`
   order); with `config.waveform` also "waveform" (int16 [samples] PCM at
   16 kHz; divide by 32767 for [-1, 1]). Splits: train, validation, test.
 
@@ -302,9 +303,9 @@ def build(
     FMA genre id of each label.
 
   Raises:
-    mcl.errors.MissingDataError: (a FileNotFoundError) the manual
+    mcl.runtime.errors.MissingDataError: (a FileNotFoundError) the manual
       directory lacks a piece; the message says what to put where.
-    mcl.errors.UserError: a malformed metadata file (e.g. features.csv
+    mcl.runtime.errors.UserError: a malformed metadata file (e.g. features.csv
       columns not in FMA's order, a top genre of tracks.csv that
       genres.csv lacks); the message names the file.
   """

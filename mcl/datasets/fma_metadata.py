@@ -29,7 +29,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from mcl import errors, track_features
+from mcl.features import track_features
+from mcl.runtime import errors
 
 METADATA_DIR = "fma_metadata"
 TRACKS = "tracks.csv"
@@ -112,7 +113,7 @@ def check_manual_dir(manual_dir: str, subset: str, precomputed: bool):
     precomputed: the build reads `features.csv` instead of audio.
 
   Raises:
-    mcl.errors.MissingDataError: (a FileNotFoundError) the message lists
+    mcl.runtime.errors.MissingDataError: (a FileNotFoundError) the message lists
       every missing file or folder with its full path and where to
       download it.
   """
@@ -157,8 +158,8 @@ def read_tracks(path: str) -> Tracks:
     The split, subset and top genre of every track.
 
   Raises:
-    mcl.errors.MissingDataError: the file is missing.
-    mcl.errors.UserError: a needed column is missing, or a track id,
+    mcl.runtime.errors.MissingDataError: the file is missing.
+    mcl.runtime.errors.UserError: a needed column is missing, or a track id,
       split or subset is malformed; the message names the file.
   """
   _require_file(path)
@@ -202,8 +203,8 @@ def read_top_genres(path: str) -> dict[str, int]:
     {title: genre_id} of the top-level genres, e.g. {"Rock": 12, ...}.
 
   Raises:
-    mcl.errors.MissingDataError: the file is missing.
-    mcl.errors.UserError: its header is not FMA's; the message names the
+    mcl.runtime.errors.MissingDataError: the file is missing.
+    mcl.runtime.errors.UserError: its header is not FMA's; the message names the
       file.
   """
   _require_file(path)
@@ -227,13 +228,13 @@ def read_features(path: str) -> tuple[np.ndarray, np.ndarray]:
 
   Returns:
     track_ids int64 [tracks] and features float32 [tracks, 518], columns
-    in `mcl.track_features.columns()` order.
+    in `mcl.features.track_features.columns()` order.
 
   Raises:
-    mcl.errors.MissingDataError: the file is missing.
-    mcl.errors.UserError: its columns differ from
-      `mcl.track_features.columns()` (names or order), or a value is not a
-      number; the message names the file.
+    mcl.runtime.errors.MissingDataError: the file is missing.
+    mcl.runtime.errors.UserError: its columns differ from
+      `mcl.features.track_features.columns()` (names or order), or a value is
+      not a number; the message names the file.
   """
   _require_file(path)
   table = pd.read_csv(path, index_col=0, header=[0, 1, 2])
@@ -250,7 +251,7 @@ def read_features(path: str) -> tuple[np.ndarray, np.ndarray]:
     )
     raise errors.UserError(
       f"{path}: {len(found)} columns, not FMA's {len(expected)} in "
-      "mcl.track_features.columns() order; first difference at column "
+      "mcl.features.track_features.columns() order; first difference at column "
       f"{where + 1}: {found[where] if where < len(found) else 'none'} where "
       f"{expected[where] if where < len(expected) else 'none'} is expected"
     )

@@ -1,8 +1,8 @@
 """TFDS builder for a folder of labelled audio: `<root>/<label>/<clip>.<ext>`.
 
 This is the GTZAN layout. Each clip is decoded once, turned into a log-mel
-spectrogram (`mcl.audio`) and stored with its label and clip id. Clips are
-assigned to folds deterministically, stratified by label: within a label the
+spectrogram (`mcl.features.audio`) and stored with its label and clip id. Clips
+are assigned to folds deterministically, stratified by label: within a label the
 clips are sorted by file name and clip r goes to fold r % num_folds. A clip
 is never split across folds, and a clip that fails to decode keeps the fold
 numbering of the others unchanged. Each fold is a TFDS split `fold<k>`.
@@ -10,8 +10,8 @@ numbering of the others unchanged. Each fold is a TFDS split `fold<k>`.
 Every file of the folder that does not become a record is in the build
 report (the dataset's `metadata.json`, and the log) with the reason: an
 extension libsndfile does not decode, a file outside any `<label>/` folder
-or in a sub-folder of one, or an `mcl.audio.AudioError` (undecodable, too
-short, digital silence, a NaN, infinite or absurdly loud sample,
+or in a sub-folder of one, or an `mcl.features.audio.AudioError` (undecodable,
+too short, digital silence, a NaN, infinite or absurdly loud sample,
 non-finite features).
 
 The records are named by the folder's path, its content (every file's
@@ -29,7 +29,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mcl import audio, errors
+from mcl.features import audio
+from mcl.runtime import errors
 
 # 1.1.0: the build report lists every file that is not a record.
 # 1.2.0: the name's digest covers the folder's content (1.1.0 records of a
@@ -61,7 +62,7 @@ class Folder:
     source_dir: the folder, as given to `scan`; the paths below start
       with it.
     clips: {label: [path, ...]}, both sorted, for every sub-folder with at
-      least one file of an extension in `mcl.audio.AUDIO_EXTENSIONS`.
+      least one file of an extension in `mcl.features.audio.AUDIO_EXTENSIONS`.
     ignored: [{"path", "problem"}] of every other file, sorted by path.
   """
 
@@ -91,7 +92,7 @@ def scan(source_dir: str) -> Folder:
     The folder's clips and ignored files.
 
   Raises:
-    mcl.errors.UserError: the folder does not exist, or no sub-folder
+    mcl.runtime.errors.UserError: the folder does not exist, or no sub-folder
       holds audio.
   """
   if not os.path.isdir(source_dir):
@@ -191,7 +192,7 @@ def make_config(
     The builder config.
 
   Raises:
-    mcl.errors.UserError: `num_folds` < 2.
+    mcl.runtime.errors.UserError: `num_folds` < 2.
   """
   source_dir = os.path.abspath(folder.source_dir)
   if num_folds < 2:
@@ -333,7 +334,7 @@ def build(
     The prepared builder; `skipped_clips(builder)` is its build report.
 
   Raises:
-    mcl.errors.UserError: see `make_config` and `scan`.
+    mcl.runtime.errors.UserError: see `make_config` and `scan`.
   """
   features = features or audio.FeatureConfig()
   # One scan names the build and lists its clips, so the records hold

@@ -19,8 +19,8 @@ Builder configs:
           same folder split.
 
 Each clip is decoded once (16 kHz mono; header durations are not trusted),
-its log-mel stored (`mcl.audio`) and, when asked, its waveform as 16-bit
-PCM. Decoding and feature extraction run in parallel worker processes
+its log-mel stored (`mcl.features.audio`) and, when asked, its waveform as
+16-bit PCM. Decoding and feature extraction run in parallel worker processes
 with a progress bar. Clips that cannot be featurised (missing, empty,
 corrupt, shorter than the length rule) are skipped, logged and listed in
 the dataset's `metadata.json` under "skipped".
@@ -36,8 +36,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mcl import audio, errors
 from mcl.datasets import extraction, mtat_annotations
+from mcl.features import audio
+from mcl.runtime import errors
 
 _VERSION = tfds.core.Version("1.0.0")
 # The seed paper's MTAT genre scenario; all are among the top-50 tags.
@@ -264,7 +265,7 @@ def build(
     and, for top50, `info.metadata["tags"]` the tag of each label column.
 
   Raises:
-    mcl.errors.MissingDataError: (a FileNotFoundError) the manual
+    mcl.runtime.errors.MissingDataError: (a FileNotFoundError) the manual
       directory lacks a piece; the message says what to put where.
     ValueError: a malformed label file or an unknown genre.
   """

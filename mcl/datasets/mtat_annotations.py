@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from mcl import errors
+from mcl.runtime import errors
 
 ANNOTATIONS = "annotations_final.csv"
 MP3_DIR = "mp3"
@@ -121,7 +121,7 @@ def split_of(mp3_path: str) -> str:
 
 
 def check_manual_dir(manual_dir: str) -> None:
-  """Raises `mcl.errors.MissingDataError` (a FileNotFoundError) saying
+  """Raises `mcl.runtime.errors.MissingDataError` (a FileNotFoundError) saying
   exactly what is missing and where."""
   missing = []
   if not os.path.isfile(os.path.join(manual_dir, ANNOTATIONS)):

@@ -18,7 +18,7 @@ different seeds (initialisation and batch order) learn the same tasks.
 
 An image is stored under the key "inputs" as a [rows, columns] array that
 the models read as [frames, bins]: the continual runner, the trainer,
-replay and EWC need no image-specific path. See `mcl.continual.data` for
+replay and EWC need no image-specific path. See `mcl.datasets.task_data` for
 the batch layouts.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from sklearn import datasets as sk_datasets
 
-from mcl import tasks
+from mcl.datasets import tasks
 
 NUM_CLASSES = 10
 DIGITS = tuple(str(d) for d in range(NUM_CLASSES))
@@ -230,7 +230,7 @@ class _EvalBatches(Sequence):
 
 
 class PermutedImages:
-  """`mcl.continual.data.TaskData` of the permuted-image tasks.
+  """`mcl.datasets.task_data.TaskData` of the permuted-image tasks.
 
   Attributes:
     splits: the unpermuted images, {"train", "validation", "test"}.

@@ -1,4 +1,5 @@
-"""FMA's 518 track features (`mcl.track_features`) of a labelled folder.
+"""FMA's 518 track features (`mcl.features.track_features`) of a labelled
+folder.
 
 Every clip of a `<label>/<clip>` folder (`labelled_folders.scan`, the same
 stratified folds as the log-mel records, `labelled_folders.assign_folds`)
@@ -19,8 +20,8 @@ import numpy as np
 import soundfile
 from absl import logging
 
-from mcl import audio, track_features
 from mcl.datasets import extraction, labelled_folders
+from mcl.features import audio, track_features
 
 # 2: chroma CQT/CENS with 12 bins per octave (version 1 misread the CQT).
 _VERSION = 2
@@ -84,7 +85,7 @@ def build(
     The table.
 
   Raises:
-    mcl.errors.UserError: the folder is missing or holds no audio.
+    mcl.runtime.errors.UserError: the folder is missing or holds no audio.
   """
   source_dir = os.path.abspath(source_dir)
   folder = labelled_folders.scan(source_dir)

@@ -1,6 +1,5 @@
 """Flax linen models, chosen by name from an explicit registry."""
 
-from mcl import errors
 from mcl.models.cnnsa import CNNSA
 from mcl.models.conv_classifier import ConvClassifier, head_name
 from mcl.models.crnn import CRNN
@@ -12,6 +11,7 @@ from mcl.models.progressive_net import ProgressiveNet
 from mcl.models.sample_cnn import SampleCNN, SampleCNNSE
 from mcl.models.short_chunk import ShortChunkCNN, ShortChunkResNet
 from mcl.models.vggish import VGGishAutoPool
+from mcl.runtime import errors
 
 MODELS = {
   "conv_classifier": ConvClassifier,
@@ -38,7 +38,8 @@ def get_model_class(name: str):
   """The model class registered as `name`.
 
   Raises:
-    mcl.errors.UserError: unknown name; the message lists the known ones.
+    mcl.runtime.errors.UserError: unknown name; the message lists the known
+      ones.
   """
   if name not in MODELS:
     raise errors.UserError(f"unknown model {name!r}; known: {sorted(MODELS)}")

@@ -1,7 +1,7 @@
 """A fully connected network on track-level features: the MLP baseline of
 Defferrard et al., "FMA: a dataset for music analysis" (ISMIR 2017), on
-its 518 features (`mcl.track_features`): sigmoid hidden layers, a softmax
-output over the genres (the softmax is in the loss).
+its 518 features (`mcl.features.track_features`): sigmoid hidden layers, a
+softmax output over the genres (the softmax is in the loss).
 
 The paper gives no widths; two hidden layers of 256 with dropout are our
 choice. Inputs are standardised by the caller (statistics of the

@@ -23,8 +23,8 @@ import os
 
 import numpy as np
 
-from mcl import errors
 from mcl.models import pons_musicnn
+from mcl.runtime import errors
 
 CHECKPOINTS = ("MTT_musicnn", "MSD_musicnn", "MTT_vgg", "MSD_vgg")
 INSTALL = "pip install --no-deps musicnn==0.1.0 (or bash launch/setup.sh)"
@@ -90,8 +90,8 @@ def package_folder() -> str:
   """The installed `musicnn` package's folder (found, not imported).
 
   Raises:
-    mcl.errors.MissingDataError: the package is not installed (the message
-      gives the install command).
+    mcl.runtime.errors.MissingDataError: the package is not installed (the
+      message gives the install command).
   """
   spec = importlib.util.find_spec("musicnn")
   if spec is None or not spec.submodule_search_locations:
@@ -105,8 +105,8 @@ def checkpoint_folder(name: str) -> str:
   """`<package>/<name>/`, checked.
 
   Raises:
-    mcl.errors.UserError: `name` is not one of `CHECKPOINTS`.
-    mcl.errors.MissingDataError: the package or the checkpoint's files
+    mcl.runtime.errors.UserError: `name` is not one of `CHECKPOINTS`.
+    mcl.runtime.errors.MissingDataError: the package or the checkpoint's files
       are missing.
   """
   if name not in CHECKPOINTS:
@@ -172,7 +172,7 @@ def load(name: str) -> Pretrained:
     [B, 187, 96] musicnn log-mel patches gives the checkpoint's logits.
 
   Raises:
-    mcl.errors.UserError, mcl.errors.MissingDataError: see
+    mcl.runtime.errors.UserError, mcl.runtime.errors.MissingDataError: see
       `checkpoint_folder`.
   """
   from tensorflow.python.training import py_checkpoint_reader

@@ -5,7 +5,7 @@ pretrained audio embedding.
   architectures for large-scale audio classification" (ICASSP 2017), as
   the release's `vggish_slim.py` defines it: six 3x3 convs (64, 128, 256,
   256, 512, 512) with four 2x2 max pools over a 96 x 64 log-mel patch
-  (0.96 s, `mcl.audio.vggish_log_mel`), fc 4096-4096 with ReLU, and a
+  (0.96 s, `mcl.features.audio.vggish_log_mel`), fc 4096-4096 with ReLU, and a
   linear 128-d embedding; then, as the release's postprocessor does,
   PCA (`pca` parameters) and clipping to [-2, 2], without the 8-bit
   quantisation. Its weights come from the published checkpoint
@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mcl import audio
+from mcl.features import audio
 from mcl.models import layers
 
 # Parameter names of the convs and dense layers, in order.

@@ -14,8 +14,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mcl import errors
 from mcl.models import vggish
+from mcl.runtime import errors
 
 CHECKPOINT = "vggish_model.ckpt"
 PCA_PARAMS = "vggish_pca_params.npz"
@@ -46,8 +46,8 @@ def load(directory: str) -> dict:
     float32 [128, 128], "pca_means": float32 [128]}, numpy arrays.
 
   Raises:
-    mcl.errors.MissingDataError: a file is missing (the message says where
-      to download it).
+    mcl.runtime.errors.MissingDataError: a file is missing (the message says
+      where to download it).
   """
   checkpoint = os.path.join(directory, CHECKPOINT)
   pca_path = os.path.join(directory, PCA_PARAMS)
@@ -89,8 +89,8 @@ def into(variables: dict, directory: str, path=("vggish",)) -> dict:
     A new variables dict (the others unchanged).
 
   Raises:
-    mcl.errors.MissingDataError: see `load`.
-    mcl.errors.UserError: the model's VGGish widths differ from the
+    mcl.runtime.errors.MissingDataError: see `load`.
+    mcl.runtime.errors.UserError: the model's VGGish widths differ from the
       checkpoint's (the message names the first parameter that differs).
   """
   current = variables["params"]

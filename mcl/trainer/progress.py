@@ -86,7 +86,7 @@ class RunProgress:
     return after * task + (task - elapsed)
 
   def start_phase(self, name: str, step_budget: int) -> Callable[[int], None]:
-    """Begins a phase; returns the per-step callback for `mcl.fit.fit`.
+    """Begins a phase; returns the per-step callback for `mcl.trainer.fit.fit`.
 
     Args:
       name: the phase's name in the line (e.g. "selective").

@@ -1,11 +1,11 @@
 """Update directions of the one step, and Adam's metric for proximal steps.
 
-`mcl.train.train_step` scales the direction of `direction(...)` by
+`mcl.trainer.train.train_step` scales the direction of `direction(...)` by
 -learning_rate, the rate being an array argument; `direction` is cached,
 so every phase or stage of one kind passes the same (static) object and
 reuses the compiled step. A continual phase trains with Adam (fresh state
 per phase); Won et al.'s tagging recipe with Adam, then Nesterov SGD, both
-with torch's coupled weight decay (`mcl.recipe.won_2020`). A
+with torch's coupled weight decay (`mcl.trainer.recipe.won_2020`). A
 proximal step after Adam's update (DEN's L1 and group lasso,
 `mcl.continual.sparsity`) takes its thresholds in Adam's own per-coordinate
 step sizes, read from the optimizer state by `adam_metric`.

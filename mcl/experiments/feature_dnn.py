@@ -1,20 +1,20 @@
 """Genre classification from FMA's 518 track features: a fully connected
 network (`mcl.models.feature_dnn`) beside scikit-learn references.
 
-`config.experiment = "track_features"`, two sources
+`config.experiment = "feature_dnn"`, two sources
 (`config.data.source`):
 
 - "labelled_folders": the features of a `<label>/<clip>` folder come from
   `mcl.datasets.track_table` (computed once, cached), split by folds: for
   each test fold f in `config.data.test_folds`, validation is fold f + 1
-  and training the rest (`mcl.tasks.fold_split`);
+  and training the rest (`mcl.datasets.tasks.fold_split`);
 - "fma": FMA's own precomputed features (`fma_metadata/features.csv`, the
   `<subset>_features` config of `mcl.datasets.fma`) in the dataset's
   train/validation/test split.
 
 Inputs are
 standardised with the training split's mean and standard deviation. The
-network trains with the one fit (`mcl.fit.fit`, Adam, early stopping on
+network trains with the one fit (`mcl.trainer.fit.fit`, Adam, early stopping on
 the validation loss) and the best variables are tested. The references,
 fitted on the same standardised training split: scikit-learn's
 `MLPClassifier` (logistic hidden units, the same widths, Adam for 500
@@ -35,9 +35,10 @@ from absl import logging
 from clu import metric_writers
 from sklearn import neural_network, svm
 
-from mcl import atomic_files, errors, evaluation, fit, recipe, tasks, train
-from mcl.datasets import fma, track_table
+from mcl.datasets import fma, tasks, track_table
 from mcl.models import feature_dnn
+from mcl.runtime import atomic_files, errors
+from mcl.trainer import evaluation, fit, recipe, train
 
 
 def _labelled_folders(config):
@@ -86,7 +87,7 @@ def _batches(x, y, batch_size: int, seed: int):
   """Endless shuffled minibatches {"inputs", "label"}, seeded.
 
   Raises:
-    mcl.errors.UserError: fewer training clips than one batch.
+    mcl.runtime.errors.UserError: fewer training clips than one batch.
   """
   if len(y) < batch_size:
     raise errors.UserError(
@@ -177,7 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Every test fold of `config.data.test_folds`; writes results.json.
 
   Args:
-    config: see `configs/gtzan_features_dnn.py`, `configs/fma_features_dnn.py`.
+    config: see `configs/gtzan_feature_dnn.py`, `configs/fma_feature_dnn.py`.
     workdir: output folder (a resumable fit per split, results.json).
 
   Returns:
@@ -185,8 +186,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     figures}, "mean": {"dnn", "mlp", "svm"}}.
 
   Raises:
-    mcl.errors.UserError: a bad data setting (missing folder, folds).
-    mcl.errors.MissingDataError: FMA's metadata is not in place.
+    mcl.runtime.errors.UserError: a bad data setting (missing folder, folds).
+    mcl.runtime.errors.MissingDataError: FMA's metadata is not in place.
   """
   if config.data.source == "fma":
     labels, clips, skipped, splits = _fma(config)

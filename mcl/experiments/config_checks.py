@@ -2,7 +2,7 @@
 
 `validate(config)` runs first in `mcl.experiments.run`, before a workdir
 file is written, a record built or a step taken: a setting out of its
-range is one `mcl.errors.UserError` line naming the key, the value and
+range is one `mcl.runtime.errors.UserError` line naming the key, the value and
 what is allowed, e.g. `train.batch_size=0: must be an integer >= 1`,
 instead of a traceback from TensorFlow, optax or the fit loop after
 minutes of work (or a run that silently computes nonsense).
@@ -16,8 +16,8 @@ Names are checked against the registries that use them (`METHODS`,
 `MODELS`, `SOURCES`, ...), never a copy of their keys.
 
 What needs data stays where the data is read: unknown class names
-(`mcl.tasks.make_tasks`, against the dataset's labels), classes without
-clips and chunks longer than the shortest clip (`mcl.continual.data`).
+(`mcl.datasets.tasks.make_tasks`, against the dataset's labels), classes without
+clips and chunks longer than the shortest clip (`mcl.datasets.task_data`).
 The library's own guards (`tasks.fold_split`, `recipe.Stage`, `DENConfig`)
 stay too, for callers that do not come through `validate`.
 """
@@ -31,10 +31,14 @@ from typing import Protocol
 import jax
 import ml_collections
 
-from mcl import audio, errors, models, optimizer
-from mcl.continual import data as continual_data
-from mcl.continual import den, runner
+from mcl import models
+from mcl.continual import den
+from mcl.datasets import task_data as continual_data
+from mcl.experiments import continual as runner
+from mcl.features import audio
 from mcl.models import inputs
+from mcl.runtime import errors
+from mcl.trainer import optimizer
 
 _MISSING = object()
 # The form `tasks` takes, shown when it has another.
@@ -84,7 +88,7 @@ class Integer:
     at_least: the smallest value.
     below: a key whose (integer) value is an exclusive upper bound.
     over_devices: also a multiple of `jax.device_count()`: a global batch
-      sharded on its leading axis over every device (`mcl.parallel`).
+      sharded on its leading axis over every device (`mcl.trainer.parallel`).
   """
 
   at_least: int
@@ -152,7 +156,7 @@ class Name:
   """A key of a registry (or a member of a tuple of names).
 
   Attributes:
-    known: the registry itself, e.g. `mcl.continual.runner.METHODS`.
+    known: the registry itself, e.g. `mcl.experiments.continual.METHODS`.
   """
 
   known: Collection[str]
@@ -244,8 +248,8 @@ class Folds:
 
 @dataclasses.dataclass(frozen=True)
 class Stages:
-  """`mcl.recipe.Stage`s as (optimizer, learning rate, epochs): at least
-  one, the optimizer a `mcl.optimizer.DIRECTIONS` name, the rate finite
+  """`mcl.trainer.recipe.Stage`s as (optimizer, learning rate, epochs): at least
+  one, the optimizer a `mcl.trainer.optimizer.DIRECTIONS` name, the rate finite
   and > 0, the epochs (patience) an integer >= 1."""
 
   def problem(self, value, config):
@@ -295,7 +299,7 @@ COMMON: dict[str, Rule] = {
 }
 # Evaluation pads its batches to a multiple of the devices.
 EVALUATION: dict[str, Rule] = {"train.eval_batch_size": Integer(at_least=1)}
-# The log-mel front end (`mcl.audio.FeatureConfig`).
+# The log-mel front end (`mcl.features.audio.FeatureConfig`).
 FEATURES: dict[str, Rule] = {
   "features.front_end": Name(audio.FRONT_ENDS),
   "features.sample_rate": Integer(at_least=1),
@@ -308,7 +312,7 @@ FEATURES: dict[str, Rule] = {
   "features.min_seconds": Real(at_least=0),
   "features.silence_db": Real(),
 }
-# A one-stage early-stopped fit (`mcl.recipe.continual`).
+# A one-stage early-stopped fit (`mcl.trainer.recipe.continual`).
 FIT: dict[str, Rule] = {
   "train.fit.learning_rate": Real(above=0),
   "train.fit.max_steps": Integer(at_least=1),
@@ -392,7 +396,7 @@ TRACK_FEATURES: dict[str, Rule] = {
 SCHEMAS: Mapping[str, Mapping[str, Rule]] = {
   "continual": CONTINUAL,
   "tagging": TAGGING,
-  "track_features": TRACK_FEATURES,
+  "feature_dnn": TRACK_FEATURES,
 }
 # Rules over several keys at once, per experiment.
 JOINT_RULES = {"continual": (_replayed_batches,)}
@@ -437,8 +441,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     config: an experiment config (`configs/*.py` with overrides).
 
   Raises:
-    mcl.errors.UserError: an unknown experiment, or settings out of their
-      range; one line that names each with its value and what is allowed,
+    mcl.runtime.errors.UserError: an unknown experiment, or settings out of
+      their range; one line that names each with its value and what is allowed,
       e.g. "train.batch_size=0: must be an integer >= 1".
   """
   found = problems(config)

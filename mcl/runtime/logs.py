@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 # Folders whose INFO records are mcl's own: the package and its scripts.
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OWN = (
   _PACKAGE + os.sep,
   os.path.join(os.path.dirname(_PACKAGE), "launch") + os.sep,

@@ -15,7 +15,7 @@ import librosa
 import numpy as np
 import soundfile
 
-from mcl import errors
+from mcl.runtime import errors
 
 # File extensions of libsndfile's formats. Left out: RAW (headerless: its
 # sample format cannot be read from the file) and MAT4/MAT5 (.mat files

@@ -2,9 +2,9 @@
 or on FMA's top genres (Kim & Nam 2019).
 
 Builds (or reuses) the records of the manual download (`benchmark`),
-trains the model with the staged recipe (`mcl.fit.fit`: batches of random
-chunks, one validation pass per epoch, best variables by validation loss),
-then scores those best variables on the test split (evenly spaced chunks
+trains the model with the staged recipe (`mcl.trainer.fit.fit`: batches of
+random chunks, one validation pass per epoch, best variables by validation
+loss), then scores those best variables on the test split (evenly spaced chunks
 per clip, clip probabilities averaged: sigmoids for tags, softmaxes for a
 genre, i.e. track-level prediction from segment predictions) and writes
 `<workdir>/results.json`. A re-run with the same workdir resumes from the
@@ -23,21 +23,13 @@ import tensorflow_datasets as tfds
 from absl import logging
 from clu import metric_writers
 
-from mcl import (
-  atomic_files,
-  audio,
-  errors,
-  evaluation,
-  fit,
-  input_pipeline,
-  models,
-  parallel,
-  progress,
-  train,
-)
-from mcl import recipe as recipes
-from mcl.datasets import fma, magnatagatune
+from mcl import models
+from mcl.datasets import fma, input_pipeline, magnatagatune
+from mcl.features import audio
 from mcl.models import inputs, vggish_checkpoint
+from mcl.runtime import atomic_files, errors
+from mcl.trainer import evaluation, fit, parallel, progress, train
+from mcl.trainer import recipe as recipes
 
 # Model name -> (variables, folder) -> variables with published weights
 # (here, not in the model registry: the converter reads TF checkpoints).
@@ -53,7 +45,7 @@ class Benchmark:
     splits: (train, validation, test) split names.
     target: the batch key of the targets: "tags" (multi-hot) or "label".
     names: tag or class names, in output order.
-    loss: the training loss (`mcl.train`).
+    loss: the training loss (`mcl.trainer.train`).
   """
 
   builder: object
@@ -84,8 +76,8 @@ def benchmark(config: ml_collections.ConfigDict) -> Benchmark:
   Nam 2019), in the dataset's own split.
 
   Raises:
-    mcl.errors.MissingDataError: the manual download is incomplete.
-    mcl.errors.UserError: an unknown source.
+    mcl.runtime.errors.MissingDataError: the manual download is incomplete.
+    mcl.runtime.errors.UserError: an unknown source.
   """
   features = audio.FeatureConfig(**config.features)
   waveform = config.input.feature == "waveform"
@@ -156,9 +148,9 @@ def load_pretrained(config: ml_collections.ConfigDict, model, variables):
   names a folder (`PRETRAINED` of the model reads it).
 
   Raises:
-    mcl.errors.UserError: weights for a model that takes none, or none for
-      a model that needs them (`model.needs_pretrained`: a frozen part).
-    mcl.errors.MissingDataError: files missing from the folder.
+    mcl.runtime.errors.UserError: weights for a model that takes none, or none
+      for a model that needs them (`model.needs_pretrained`: a frozen part).
+    mcl.runtime.errors.MissingDataError: files missing from the folder.
   """
   if not config.model.pretrained:
     if getattr(model, "needs_pretrained", False):
@@ -203,12 +195,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     macro ROC-AUC and PR-AUC, parameter count, steps, best pass.
 
   Raises:
-    mcl.errors.MissingDataError: the manual download or the pretrained
+    mcl.runtime.errors.MissingDataError: the manual download or the pretrained
       weights are incomplete (checked before any record is built).
-    mcl.errors.UserError: FMA's subset has another number of genres than
+    mcl.runtime.errors.UserError: FMA's subset has another number of genres than
       `config.data.num_tags` (also before any record).
     ValueError: unknown model, or a bad data or recipe setting.
-    mcl.train.NonFiniteLossError: training diverged (state saved under
+    mcl.trainer.train.NonFiniteLossError: training diverged (state saved under
       `<workdir>/nonfinite`).
   """
   os.makedirs(workdir, exist_ok=True)
@@ -246,7 +238,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
 
   # Each process reads its own shard of the training records and yields
-  # its rows of every global batch (`mcl.parallel`).
+  # its rows of every global batch (`mcl.trainer.parallel`).
   rows = parallel.process_rows(config.train.batch_size)
   train_split = (
     tfds.split_for_jax_process(train_name)

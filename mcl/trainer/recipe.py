@@ -1,9 +1,9 @@
 """Training schedules as data: stages, budgets, and the two in use.
 
 A `Recipe` is a tuple of `Stage`s (update direction, learning rate,
-patience) with the shared optimizer settings and the budget; `mcl.fit.fit`
-runs it. A continual phase is `continual(...)`: one Adam stage, early
-stopped. Won et al.'s tagging schedule is `won_2020`.
+patience) with the shared optimizer settings and the budget;
+`mcl.trainer.fit.fit` runs it. A continual phase is `continual(...)`: one Adam
+stage, early stopped. Won et al.'s tagging schedule is `won_2020`.
 
 Won, Ferraro, Bogdanov & Serra, "Evaluation of CNN-based automatic music
 tagging models" (SMC 2020), reference code
@@ -12,7 +12,7 @@ Adam (lr 1e-4), then SGD with Nesterov momentum 0.9 at 1e-3, 1e-4 and
 1e-5, each with torch's coupled weight decay 1e-4; every switch reloads the
 best model so far.
 
-Where `mcl.fit` differs from solver.py: solver.py never resets
+Where `mcl.trainer.fit` differs from solver.py: solver.py never resets
 its drop counter on improvement, so its stages are fixed lengths (80 Adam
 epochs, 20 + 20 SGD epochs, then SGD at 1e-5 until epoch 200); set
 `Recipe.patience_resets_on_improvement=False` for that. Its SGD momentum
@@ -28,7 +28,7 @@ import dataclasses
 
 import optax
 
-from mcl import optimizer
+from mcl.trainer import optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Stage:
   """One stage of a recipe.
 
   Attributes:
-    optimizer: an `mcl.optimizer.direction` name: "adam" or "sgd"
+    optimizer: an `mcl.trainer.optimizer.direction` name: "adam" or "sgd"
       (Nesterov momentum).
     learning_rate: step size.
     patience: drop-counter value (validation passes) that ends the stage.
@@ -116,7 +116,7 @@ def continual(
 def stage_direction(
   stage: Stage, recipe: Recipe
 ) -> optax.GradientTransformation:
-  """The stage's `mcl.optimizer.direction` with the recipe's decay (one
+  """The stage's `mcl.trainer.optimizer.direction` with the recipe's decay (one
   cached object per kind, so stages of one kind share a compiled step)."""
   return optimizer.direction(
     stage.optimizer, recipe.weight_decay, recipe.momentum

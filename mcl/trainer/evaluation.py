@@ -7,11 +7,11 @@ Won et al., "Evaluation of CNN-based automatic music tagging models" (SMC
 2020), whose `get_validation_score` averages the model's outputs. The loss
 is the cross-entropy of those clip probabilities (categorical or binary);
 the scores are accuracy, or macro ROC-AUC and PR-AUC over tags
-(`mcl.metrics`).
+(`mcl.trainer.metrics`).
 
 The forward pass is one jitted function per model and head; the clips of a
 batch are padded to a multiple of the devices and sharded on the
-`("data",)` mesh (`mcl.parallel`), its outputs replicated back. Log
+`("data",)` mesh (`mcl.trainer.parallel`), its outputs replicated back. Log
 probabilities come from log-softmaxes / log-sigmoids through a
 log-sum-exp over chunks, so they stay finite when an output saturates.
 """
@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mcl import metrics, parallel
+from mcl.trainer import metrics, parallel
 
 Variables = dict
 

@@ -29,7 +29,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from mcl import atomic_files, errors
+from mcl.runtime import atomic_files, errors
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
@@ -100,7 +100,7 @@ def open_run(
       only).
 
   Raises:
-    mcl.errors.UserError: `workdir` is a file or cannot be created,
+    mcl.runtime.errors.UserError: `workdir` is a file or cannot be created,
       another process holds it, its config.json is missing or unreadable
       while it holds run state, or it holds a run of another fingerprint (the
       message lists the differing keys with both values).

@@ -1,11 +1,11 @@
 """The experiments mcl runs, and what a process does before running them.
 
 `config.experiment` picks one: "continual" (a method over a task sequence,
-`mcl.continual.runner`), "tagging" (one model on the MagnaTagATune
-top-50 benchmark, `mcl.tagging.experiment`) or "track_features" (a
-network on FMA's 518 track features, `mcl.track_dnn`). `mcl.main` runs one per
-process; `launch/sweep_worker.py` runs many in one process (imports,
-records and compiled steps are paid once).
+`mcl.experiments.continual`), "tagging" (one model on the MagnaTagATune
+top-50 benchmark, `mcl.experiments.tagging`) or "feature_dnn" (a
+network on FMA's 518 track features, `mcl.experiments.feature_dnn`). `mcl.main`
+runs one per process; `launch/sweep_worker.py` runs many in one process
+(imports, records and compiled steps are paid once).
 """
 
 import importlib.util
@@ -16,15 +16,15 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from mcl import config_checks, logs, parallel, track_dnn
-from mcl import workdir as run_folder
-from mcl.continual import runner
-from mcl.tagging import experiment
+from mcl.experiments import config_checks, continual, feature_dnn, tagging
+from mcl.runtime import logs
+from mcl.runtime import workdir as run_folder
+from mcl.trainer import parallel
 
 EXPERIMENTS = {
-  "continual": runner.run,
-  "tagging": experiment.run,
-  "track_features": track_dnn.run,
+  "continual": continual.run,
+  "tagging": tagging.run,
+  "feature_dnn": feature_dnn.run,
 }
 
 
@@ -70,7 +70,7 @@ def run(
 ) -> dict:
   """Runs `config.experiment` in `workdir`; returns its results.json.
 
-  The run takes its workdir first (`mcl.workdir.open_run`): a lock, and
+  The run takes its workdir first (`mcl.runtime.workdir.open_run`): a lock, and
   config.json, the run's fingerprint, written before anything is computed
   (what `mcl.predict` reads to featurise new audio as the run did). A
   re-run into a workdir of another fingerprint is refused; one of the same
@@ -82,9 +82,9 @@ def run(
     fresh: move a previous run of `workdir` aside and start anew.
 
   Raises:
-    mcl.errors.UserError: a setting out of its range or an unknown name
-      (`mcl.config_checks`, before anything is written), a busy workdir,
-      or one that holds a run of other settings (and whatever the
+    mcl.runtime.errors.UserError: a setting out of its range or an unknown name
+      (`mcl.experiments.config_checks`, before anything is written), a busy
+      workdir, or one that holds a run of other settings (and whatever the
       experiment raises).
   """
   config_checks.validate(config)

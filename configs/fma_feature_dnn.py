@@ -8,11 +8,11 @@ their MLP on medium). Needs only `fma_metadata/` in `data.manual_dir`
 
 import ml_collections
 
-from configs import gtzan_features_dnn
+from configs import gtzan_feature_dnn
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = gtzan_features_dnn.get_config()
+  config = gtzan_feature_dnn.get_config()
   config.data = ml_collections.ConfigDict()
   config.data.source = "fma"
   config.data.manual_dir = "data/fma"

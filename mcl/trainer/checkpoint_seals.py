@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from mcl import atomic_files, errors
+from mcl.runtime import atomic_files, errors
 
 CHECKSUMS = "checksums.json"
 

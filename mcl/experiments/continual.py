@@ -9,14 +9,14 @@ results.json needs) and rewrites `<workdir>/results.json`. A re-run with the
 same workdir resumes after the last checkpointed task; every random stream
 is derived from (seed, task), so a resumed run equals an uninterrupted one.
 
-What a user sees: a progress line per phase (`mcl.progress`: task i/T,
+What a user sees: a progress line per phase (`mcl.trainer.progress`: task i/T,
 steps/s, the whole run's ETA); in TensorBoard, besides every phase's
 losses (x: global step), after each task i (x: i) the test accuracy of
 every task so far (`continual/test_accuracy/task<j>`, column j of the
 accuracy matrix), the average accuracy, BWT, class-incremental accuracy,
 the parameters of each task's network, and the matrix as text; at the end,
 `accuracy_matrix.png` and `capacity.png` beside results.json
-(`mcl.report.plot_run`).
+(`mcl.analysis.report.plot_run`).
 """
 
 import json
@@ -29,22 +29,12 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 
-from mcl import (
-  atomic_files,
-  checkpointing,
-  errors,
-  evaluation,
-  models,
-  progress,
-  report,
-  tasks,
-  train,
-)
+from mcl import models
+from mcl.analysis import report
 from mcl.continual import (
   baselines,
   capacity,
   columns,
-  data,
   den,
   joint,
   method,
@@ -52,6 +42,10 @@ from mcl.continual import (
   results,
   scoring,
 )
+from mcl.datasets import task_data as data
+from mcl.datasets import tasks
+from mcl.runtime import atomic_files, errors
+from mcl.trainer import checkpointing, evaluation, progress, train
 
 METHODS: dict[str, type[method.Method]] = {
   "den": den.DEN,
@@ -378,7 +372,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The content of `<workdir>/results.json`.
 
   Raises:
-    mcl.errors.UserError: unknown method or model, or a bad task or data
+    mcl.runtime.errors.UserError: unknown method or model, or a bad task or data
       setting.
     train.NonFiniteLossError: training diverged; the state at that point
       is saved under `<workdir>/nonfinite`.

@@ -16,15 +16,17 @@ or when the loss or a term's function changes.
   entries stay bit-identical.
 - Optimizer: the state's `tx` gives the update's direction (Adam's
   m / (sqrt(v) + eps), or Nesterov momentum) and the step scales it by
-  -learning_rate. `tx` is built once per kind (`mcl.optimizer.direction`),
-  so phases with other rates share one compiled step.
-- Proximal: receives Adam's diagonal metric (`mcl.optimizer.AdamMetric`),
-  so DEN's thresholds are taken in the optimizer's per-coordinate steps.
+  -learning_rate. `tx` is built once per kind
+  (`mcl.trainer.optimizer.direction`), so phases with other rates share one
+  compiled step.
+- Proximal: receives Adam's diagonal metric
+  (`mcl.trainer.optimizer.AdamMetric`), so DEN's thresholds are taken in the
+  optimizer's per-coordinate steps.
 - Losses: `TaskCrossEntropy` (a head per task, each example on its own
   task's head: replay and joint training mix tasks) and
   `TagBinaryCrossEntropy` (multi-label tagging, Won et al. 2020).
 - Devices: the step is one `jax.jit`; with the batch a global array sharded
-  on a `("data",)` mesh and the state replicated (`mcl.parallel`), XLA
+  on a `("data",)` mesh and the state replicated (`mcl.trainer.parallel`), XLA
   partitions it and all-reduces the gradients.
 """
 
@@ -39,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mcl import optimizer
+from mcl.trainer import optimizer
 
 Params = dict
 Batch = dict[str, jax.Array]
@@ -71,7 +73,7 @@ class TrainState:
     opt_state: the optimizer state of `tx`.
     model: the network (static): `apply(variables, x, train=True,
       mutable=["batch_stats"], rngs={"dropout": key})`.
-    tx: the update direction (static), from `mcl.optimizer.direction`.
+    tx: the update direction (static), from `mcl.trainer.optimizer.direction`.
   """
 
   step: jax.Array

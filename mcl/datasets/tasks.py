@@ -11,7 +11,7 @@ split (MagnaTagATune) uses its own train/valid/test.
 import dataclasses
 from collections.abc import Sequence
 
-from mcl import errors
+from mcl.runtime import errors
 
 GTZAN_GENRE_PAIRS = (
   ("blues", "classical"),
@@ -90,7 +90,7 @@ def make_tasks(
     The tasks, in order.
 
   Raises:
-    mcl.errors.UserError: an unknown class name, a task with fewer than
+    mcl.runtime.errors.UserError: an unknown class name, a task with fewer than
       two distinct classes, a class twice in one task, or a class in more
       than one task.
   """
@@ -140,7 +140,7 @@ def fold_split(test_fold: int, num_folds: int) -> DataSplit:
     The split over the TFDS splits `fold<k>`.
 
   Raises:
-    mcl.errors.UserError: out-of-range fold or fewer than three folds.
+    mcl.runtime.errors.UserError: out-of-range fold or fewer than three folds.
   """
   if num_folds < 3:
     raise errors.UserError(f"need at least 3 folds, got {num_folds}")

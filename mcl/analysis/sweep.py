@@ -11,7 +11,7 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 
-from mcl import errors
+from mcl.runtime import errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +84,8 @@ def finished(root: str, run: Run) -> bool:
   """True when the run's results.json has every task done.
 
   Raises:
-    mcl.errors.UserError: the folder holds a run of another config (an override
-      differs from the config stored in its results.json), e.g. a root
+    mcl.runtime.errors.UserError: the folder holds a run of another config (an
+      override differs from the config stored in its results.json), e.g. a root
       reused with another budget or an edited grid.
   """
   path = os.path.join(workdir(root, run), "results.json")

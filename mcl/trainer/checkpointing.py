@@ -7,7 +7,7 @@ timestamps, EWC anchors and Fishers, replay memory). The metadata is read
 first and the restore target rebuilt from it with `jax.eval_shape`, so a
 checkpoint restores into the grown shapes it was saved with.
 
-A resumable fit (`RunCheckpoints`, `mcl.fit`) keeps three folders in its
+A resumable fit (`RunCheckpoints`, `mcl.trainer.fit`) keeps three folders in its
 workdir, each an `ocp.CheckpointManager` with a pytree item
 (`StandardSave`) and a JSON metadata item (`JsonSave`):
 
@@ -27,7 +27,7 @@ Every checkpoint is sealed once Orbax has finished it: `checksums.json` in
 its folder holds the SHA-256 of each of its files. Opening one checks the
 seal first, so a flipped byte, a truncated or deleted file, or a
 checkpoint whose writer was killed before the seal is a `CheckpointError`
-(`mcl.checkpoint_seals`) naming the folder and the problem, never a
+(`mcl.trainer.checkpoint_seals`) naming the folder and the problem, never a
 library traceback or silently wrong weights. `TaskCheckpoints.resumable`
 moves damaged task checkpoints aside (to `<directory>.damaged/`) and says
 from which task a run resumes;
@@ -45,7 +45,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from mcl import checkpoint_seals as seals
+from mcl.trainer import checkpoint_seals as seals
 
 Params = dict
 

@@ -2,9 +2,9 @@
 excerpts, five test folds, beside scikit-learn's MLP and SVM.
 
 The FMA paper's feature baseline (Defferrard et al. 2017) on GTZAN's
-10 genres: features from `mcl.track_features` (computed once, cached in
+10 genres: features from `mcl.features.track_features` (computed once, cached in
 `data.data_dir`), standardised on the training folds; each test fold f has
-validation fold f + 1 (`mcl.track_dnn`).
+validation fold f + 1 (`mcl.experiments.feature_dnn`).
 """
 
 import ml_collections
@@ -12,11 +12,11 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.experiment = "track_features"
+  config.experiment = "feature_dnn"
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = "labelled_folders"  # or "fma" (fma_features_dnn)
+  config.data.source = "labelled_folders"  # or "fma" (fma_feature_dnn)
   config.data.source_dir = "../shared/data/gtzan_excerpts"
   config.data.data_dir = "runs/tfds"
   config.data.num_folds = 5

@@ -4,8 +4,8 @@ A sweep's runs live in `<root>/<label>/<run>/results.json` (label: a
 method or ablation, run: e.g. `fold0_seed0`). For every label, each metric
 is reduced to mean ± sample standard deviation (ddof=1; 0 for one run)
 over its runs, with a 95 % bootstrap interval of the mean
-(`mcl.statistics`). Capacity is reported relative to STL: a run's nonzero
-parameters divided by those of the `stl` run with the same run name.
+(`mcl.analysis.statistics`). Capacity is reported relative to STL: a run's
+nonzero parameters divided by those of the `stl` run with the same run name.
 `paired.md` compares DEN with every other label on the runs both have
 (paired differences, Wilcoxon signed-rank p-values).
 """
@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mcl import atomic_files, statistics
+from mcl.analysis import statistics
+from mcl.runtime import atomic_files
 
 # (results.json key or derived name, column title).
 METRICS = (
@@ -72,7 +73,7 @@ def _derived(results: dict, stl: dict | None) -> dict:
 class Summary(NamedTuple):
   """A metric over a label's runs: mean, sample std (ddof=1; 0 for one
   run), count of defined values, and the 95 % bootstrap interval of the
-  mean (`mcl.statistics`)."""
+  mean (`mcl.analysis.statistics`)."""
 
   mean: float
   std: float

@@ -8,7 +8,7 @@ process or a full disk leaves the old file or none, never half of one. A
 temporary left by a killed process ends in `TEMPORARY_SUFFIX` and is
 removed by `remove_temporaries` when the next run starts in that folder.
 
-A full disk, or any other failed write, is a `mcl.errors.UserError`
+A full disk, or any other failed write, is a `mcl.runtime.errors.UserError`
 naming the path, printed as one line by the entry points.
 """
 
@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from typing import IO
 
-from mcl import errors
+from mcl.runtime import errors
 
 TEMPORARY_SUFFIX = ".partial"
 

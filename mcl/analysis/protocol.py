@@ -4,7 +4,7 @@ Every method with hyper-parameters gets the same number K of declared
 configurations (`Protocol.grids`). The protocol is nested over the folds:
 for each test fold f, each configuration is trained once (the tuning
 seed) on the run of fold f (training folds f+2..f+4, validation fold f+1,
-`mcl.tasks.fold_split`) and scored by its validation figures only; the
+`mcl.datasets.tasks.fold_split`) and scored by its validation figures only; the
 configuration with the best score on fold f is the one whose test figures
 fold f reports. So no test fold decides the configuration that is tested
 on it.
@@ -34,7 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mcl import atomic_files, errors, sweep
+from mcl.analysis import sweep
+from mcl.runtime import atomic_files, errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Protocol:
     tuning_seed: seed of the tuning runs.
 
   Raises:
-    mcl.errors.UserError: a variant names an unknown grid, a grid is
+    mcl.runtime.errors.UserError: a variant names an unknown grid, a grid is
       empty, the grids with more than one configuration differ in size,
       or no seed.
   """
@@ -187,7 +188,7 @@ def select(protocol: Protocol, root: str) -> Selection:
   Reads only `validation_figures` of each tuning run's results.json.
 
   Raises:
-    mcl.errors.UserError: a tuning run has not finished (names some).
+    mcl.runtime.errors.UserError: a tuning run has not finished (names some).
   """
   missing = [
     sweep.workdir(root, r)
@@ -259,7 +260,7 @@ def make_links(links: Mapping[str, str]) -> None:
     links: {final run folder: tuning run folder}.
 
   Raises:
-    mcl.errors.UserError: a final folder exists as a real folder.
+    mcl.runtime.errors.UserError: a final folder exists as a real folder.
   """
   for path, target in links.items():
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -358,7 +359,7 @@ def prepare_final(protocol: Protocol, root: str) -> tuple[Selection, FinalPlan]:
   links the first-seed final runs; returns the selection and the plan.
 
   Raises:
-    mcl.errors.UserError: a tuning run has not finished.
+    mcl.runtime.errors.UserError: a tuning run has not finished.
   """
   selection = select(protocol, root)
   write_selection(protocol, selection, root)

@@ -31,8 +31,16 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mcl import audio, errors, input_pipeline, tasks
-from mcl.datasets import fma, labelled_folders, magnatagatune, permuted_digits
+from mcl.datasets import (
+  fma,
+  input_pipeline,
+  labelled_folders,
+  magnatagatune,
+  permuted_digits,
+  tasks,
+)
+from mcl.features import audio
+from mcl.runtime import errors
 
 # Split names of `TaskData.eval_batches`.
 SPLITS = ("train", "validation", "test")
@@ -122,8 +130,8 @@ def build_dataset(config: ml_collections.ConfigDict):
 
   Raises:
     ValueError: not an audio source (and see the builders' `build`).
-    mcl.errors.MissingDataError: an incomplete MagnaTagATune or FMA manual
-      directory.
+    mcl.runtime.errors.MissingDataError: an incomplete MagnaTagATune or FMA
+      manual directory.
   """
   features = audio.FeatureConfig(**config.features)
   if config.data.source == "labelled_folders":
@@ -174,7 +182,7 @@ def label_names(config: ml_collections.ConfigDict) -> list[str]:
   MagnaTagATune: `config.data.genres`; FMA: the subset's top genres.
 
   Raises:
-    mcl.errors.UserError: the folder is missing or holds no audio.
+    mcl.runtime.errors.UserError: the folder is missing or holds no audio.
   """
   if config.data.source == "labelled_folders":
     return labelled_folders.scan(config.data.source_dir).labels
@@ -245,7 +253,7 @@ def check_classes(
     allow_empty: log a warning instead of raising.
 
   Raises:
-    mcl.errors.UserError: some class has no clip in some split (each is
+    mcl.runtime.errors.UserError: some class has no clip in some split (each is
       named with its task and split), unless `allow_empty`.
   """
   empty = [
@@ -284,8 +292,8 @@ def check_chunk_length(
       `sample_rate / hop_length`).
 
   Raises:
-    mcl.errors.UserError: `data.chunk_seconds` is above the length of some
-      clip; the message names the shortest clips with their lengths (s).
+    mcl.runtime.errors.UserError: `data.chunk_seconds` is above the length of
+      some clip; the message names the shortest clips with their lengths (s).
   """
   wanted = {label for task in task_list for label in task.class_ids}
   lengths = [
@@ -315,7 +323,7 @@ def check_chunk_length(
 
 class AudioTaskData:
   """`TaskData` of a prepared log-mel builder: random-chunk training,
-  evenly spaced evaluation chunks (`mcl.input_pipeline`).
+  evenly spaced evaluation chunks (`mcl.datasets.input_pipeline`).
 
   Attributes:
     builder: the prepared TFDS builder.
@@ -329,7 +337,7 @@ class AudioTaskData:
     (`check_classes`) and their lengths (`check_chunk_length`).
 
     Raises:
-      mcl.errors.UserError: a bad task or data setting, found before any
+      mcl.runtime.errors.UserError: a bad task or data setting, found before any
         record is built (`tasks.make_tasks`), or a class without clips in
         a split or a clip shorter than a chunk (after).
     """

@@ -1,10 +1,10 @@
 """The one fit loop: staged, early-stopped, resumable, sharded.
 
-A fit runs an `mcl.recipe.Recipe`, a tuple of `Stage`s (update
+A fit runs an `mcl.trainer.recipe.Recipe`, a tuple of `Stage`s (update
 direction, learning rate, patience) with a budget of validation passes.
-Every pass takes up to `eval_every` steps of `mcl.train.train_step` from
+Every pass takes up to `eval_every` steps of `mcl.trainer.train.train_step` from
 `train_batches(pass)`, then scores the state with `evaluate` (a
-clip-level validation loss and scores, `mcl.evaluation`). The best
+clip-level validation loss and scores, `mcl.trainer.evaluation`). The best
 variables are those of the pass with the lowest validation loss (with
 `score_initial`, the starting variables count as pass -1). A stage ends
 when its drop counter reaches its patience; the next stage restarts from
@@ -15,14 +15,15 @@ the fit stops.
   improvement (`recipe.continual`); Won et al.'s tagging schedule is four
   stages (`recipe.won_2020`).
 - Resume: with a `workdir`, the state, the best variables and the progress
-  are saved after every pass (`mcl.checkpointing.RunCheckpoints`); called
-  again on the same workdir, the fit continues from the latest save, and
+  are saved after every pass (`mcl.trainer.checkpointing.RunCheckpoints`);
+  called again on the same workdir, the fit continues from the latest save, and
   equals an uninterrupted one when `train_batches(pass)` depends only on
   its argument (dropout keys are `fold_in(rng, step)`).
-- Non-finite loss: the fit stops with `mcl.train.NonFiniteLossError`;
+- Non-finite loss: the fit stops with `mcl.trainer.train.NonFiniteLossError`;
   with a workdir the state is saved under `<workdir>/nonfinite` first.
 - Devices: batches become global arrays sharded over the `("data",)` mesh
-  and the state is replicated (`mcl.parallel`); `evaluate` shards its own.
+  and the state is replicated (`mcl.trainer.parallel`); `evaluate` shards its
+  own.
 - Cost: the pass's training loss is summed on device and read once per
   pass; the best variables are kept as device copies.
 """
@@ -38,8 +39,8 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 
-from mcl import checkpointing, parallel, train
-from mcl import recipe as recipes
+from mcl.trainer import checkpointing, parallel, train
+from mcl.trainer import recipe as recipes
 
 Variables = dict
 
@@ -243,7 +244,7 @@ def fit(
     evaluate: variables -> `Evaluation` of the validation clips.
     recipe: stages and budget; a resume must use the same one, except for
       `max_evals`.
-    loss: `loss(outputs, batch) -> scalar` (`mcl.train` losses).
+    loss: `loss(outputs, batch) -> scalar` (`mcl.trainer.train` losses).
     rng: key of the run; dropout uses `fold_in(rng, step)`.
     trainable: 0./1. mask like the params, or None to train everything.
     penalty: added to the loss, or None.
@@ -255,15 +256,15 @@ def fit(
       `step_offset + step`.
     step_offset: added to the step on the writer's x axis.
     name: prefix of the scalars and log lines.
-    mesh: the `("data",)` mesh (`mcl.parallel.data_mesh()` when None).
+    mesh: the `("data",)` mesh (`mcl.trainer.parallel.data_mesh()` when None).
     on_step: called with the step count after every step (e.g.
-      `mcl.progress.RunProgress.start_phase`), or None.
+      `mcl.trainer.progress.RunProgress.start_phase`), or None.
 
   Returns:
     The best variables, their validation figures and the history.
 
   Raises:
-    mcl.train.NonFiniteLossError: a pass's training loss was NaN or
+    mcl.trainer.train.NonFiniteLossError: a pass's training loss was NaN or
       infinite (saved under `<workdir>/nonfinite` when there is a workdir).
     ValueError: `train_batches` yielded no batch, a global batch does not
       divide over the devices, or the workdir's run used another schedule.
