@@ -48,10 +48,9 @@ from absl import app, flags
 
 from mcl import inspect as run_inspect
 from mcl import models
-from mcl.continual import scoring
+from mcl.continual import registry, scoring
 from mcl.datasets import input_pipeline
 from mcl.datasets import task_data as data
-from mcl.experiments import continual as runner
 from mcl.features import audio
 from mcl.models import inputs as model_inputs
 from mcl.models import musicnn_checkpoint
@@ -168,7 +167,7 @@ class _Continual:
         f"--task={task}: the checkpoint after task {self.checkpoint} has "
         f"heads 0..{self.checkpoint}"
       )
-    method = runner.METHODS[config.method].from_config(
+    method = registry.METHODS[config.method].from_config(
       config, tuple(metadata["input_shape"])
     )
     checkpoints = checkpointing.TaskCheckpoints(

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from mcl.continual import registry
 from mcl.datasets import task_data as data
 from mcl.experiments import continual as runner
 from mcl.models import ConvClassifier
@@ -118,7 +119,7 @@ def method_runs(tmp_path_factory, tiny_audio_dir, tiny_data_dir):
   from configs import test as test_config
 
   out = {}
-  for name in runner.METHODS:
+  for name in registry.METHODS:
     config = test_config.get_config()
     config.data.source_dir = tiny_audio_dir
     config.data.data_dir = tiny_data_dir
@@ -128,7 +129,7 @@ def method_runs(tmp_path_factory, tiny_audio_dir, tiny_data_dir):
   return out
 
 
-@pytest.mark.parametrize("name", sorted(runner.METHODS))
+@pytest.mark.parametrize("name", sorted(registry.METHODS))
 def test_every_method_writes_complete_results(method_runs, name):
   _, _, results = method_runs[name]
   assert results["method"] == name and results["finished_tasks"] == 2

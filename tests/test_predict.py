@@ -12,9 +12,8 @@ import tensorflow_datasets as tfds
 
 from mcl import experiments, predict
 from mcl import inspect as run_inspect
-from mcl.continual import scoring
+from mcl.continual import registry, scoring
 from mcl.datasets import task_data as data
-from mcl.experiments import continual as runner
 from mcl.runtime import errors
 from mcl.trainer import checkpointing, metrics
 from tests import test_audio
@@ -43,7 +42,7 @@ def test_predict_equals_the_runs_evaluation_clip_by_clip(run):
   config, workdir, results = run
   task_data = data.build(config)
   params, metadata = run_inspect.load(workdir)
-  method = runner.METHODS[config.method].from_config(
+  method = registry.METHODS[config.method].from_config(
     config, tuple(metadata["input_shape"])
   )
   checkpoints = checkpointing.TaskCheckpoints(

@@ -12,7 +12,7 @@ The schema is declarative: per experiment (`SCHEMAS`, keyed like
 small frozen dataclass whose fields are the allowed range. A key the
 config does not have is not checked (permuted digits have no `tasks`, FMA
 configs no `data.fold`), so one table serves every config of its kind.
-Names are checked against the registries that use them (`METHODS`,
+Names are checked against the registries that use them (`registry.METHODS`,
 `MODELS`, `SOURCES`, ...), never a copy of their keys.
 
 What needs data stays where the data is read: unknown class names
@@ -32,9 +32,8 @@ import jax
 import ml_collections
 
 from mcl import models
-from mcl.continual import den
+from mcl.continual import den, registry
 from mcl.datasets import task_data as continual_data
-from mcl.experiments import continual as runner
 from mcl.features import audio
 from mcl.models import inputs
 from mcl.runtime import errors
@@ -156,7 +155,7 @@ class Name:
   """A key of a registry (or a member of a tuple of names).
 
   Attributes:
-    known: the registry itself, e.g. `mcl.experiments.continual.METHODS`.
+    known: the registry itself, e.g. `mcl.continual.registry.METHODS`.
   """
 
   known: Collection[str]
@@ -324,7 +323,7 @@ CONTINUAL: dict[str, Rule] = {
   **EVALUATION,
   **FEATURES,
   **FIT,
-  "method": Name(runner.METHODS),
+  "method": Name(registry.METHODS),
   # Recorded only: each method builds its own module.
   "model.name": Name(models.MODELS),
   "model.widths.conv_widths": Widths(),

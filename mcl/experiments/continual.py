@@ -31,33 +31,12 @@ from clu import metric_writers
 
 from mcl import models
 from mcl.analysis import report
-from mcl.continual import (
-  baselines,
-  capacity,
-  columns,
-  den,
-  joint,
-  method,
-  replay,
-  results,
-  scoring,
-)
+from mcl.continual import capacity, method, results, scoring
+from mcl.continual.registry import METHODS
 from mcl.datasets import task_data as data
 from mcl.datasets import tasks
 from mcl.runtime import atomic_files, errors
 from mcl.trainer import checkpointing, evaluation, progress, train
-
-METHODS: dict[str, type[method.Method]] = {
-  "den": den.DEN,
-  "stl": columns.STL,
-  "progressive": columns.Progressive,
-  "joint": joint.Joint,
-  "finetune": baselines.FineTune,
-  "l2": baselines.L2,
-  "ewc": baselines.EWC,
-  "lwf": baselines.LwF,
-  "replay": replay.Replay,
-}
 
 
 class _Experiment:
@@ -365,7 +344,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Args:
     config: an experiment config (see `configs/gtzan.py`);
-      `config.method` picks the method from `METHODS`.
+      `config.method` picks the method from `mcl.continual.registry.METHODS`.
     workdir: output folder: checkpoints/, TensorBoard events, results.json.
 
   Returns:
