@@ -2,9 +2,10 @@
 
 BUILD_NOTES.md's `## Layout` block names every module of the package; the
 README's names every package folder. No module over `MAX_FILE_LINES`, no
-function over `MAX_FUNCTION_LINES` (a model's `__call__` aside: a network
-reads best as one forward pass), and the top level of the package holds
-only its public face and the command-line tools.
+function over `MAX_FUNCTION_LINES` besides its docstring (a model's
+`__call__` aside: a network reads best as one forward pass), and the top
+level of the package holds only its public face and the command-line
+tools.
 """
 
 import ast
@@ -82,6 +83,9 @@ def _long_functions(path):
       continue
     start = min([d.lineno for d in node.decorator_list] + [node.lineno])
     length = node.end_lineno - start + 1
+    first = node.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+      length -= first.end_lineno - first.lineno + 1  # The docstring.
     if length > MAX_FUNCTION_LINES:
       yield f"{path}:{node.lineno} {node.name} ({length} lines)"
 

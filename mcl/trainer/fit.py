@@ -1,36 +1,34 @@
 """The one fit loop: staged, early-stopped, resumable, sharded.
 
-A fit runs an `mcl.trainer.recipe.Recipe`, a tuple of `Stage`s (update
-direction, learning rate, patience) with a budget of validation passes.
-Every pass takes up to `eval_every` steps of `mcl.trainer.train.train_step` from
+A fit runs an `mcl.trainer.recipe.Recipe` (stages of update direction,
+learning rate and patience; a budget of passes and steps). Every pass
+takes up to `eval_every` steps of `mcl.trainer.train.train_step` from
 `train_batches(pass)`, then scores the state with `evaluate` (a
-clip-level validation loss and scores, `mcl.trainer.evaluation`). The best
-variables are those of the pass with the lowest validation loss (with
-`score_initial`, the starting variables count as pass -1). A stage ends
-when its drop counter reaches its patience; the next stage restarts from
-the best variables with a fresh optimizer state; after the last stage
-the fit stops.
+clip-level validation loss and scores, `mcl.trainer.evaluation`); the
+best variables are those of the lowest validation loss (with
+`score_initial`, the starting ones count as pass -1). The stage and
+patience rule is `mcl.trainer.schedule.advance`; a new stage restarts
+from the best variables with a fresh optimizer state.
 
 - A continual phase is a one-stage Adam recipe whose patience resets on
   improvement (`recipe.continual`); Won et al.'s tagging schedule is four
   stages (`recipe.won_2020`).
 - Resume: with a `workdir`, the state, the best variables and the progress
   are saved after every pass (`mcl.trainer.checkpointing.RunCheckpoints`);
-  called again on the same workdir, the fit continues from the latest save, and
-  equals an uninterrupted one when `train_batches(pass)` depends only on
-  its argument (dropout keys are `fold_in(rng, step)`).
+  called again on the same workdir, the fit continues from the latest
+  save (`mcl.trainer.resume`), and equals an uninterrupted one when
+  `train_batches(pass)` depends only on its argument (dropout keys are
+  `fold_in(rng, step)`).
 - Non-finite loss: the fit stops with `mcl.trainer.train.NonFiniteLossError`;
   with a workdir the state is saved under `<workdir>/nonfinite` first.
 - Devices: batches become global arrays sharded over the `("data",)` mesh
-  and the state is replicated (`mcl.trainer.parallel`); `evaluate` shards its
-  own.
+  and the state is replicated (`mcl.trainer.parallel`); `evaluate`
+  shards its own.
 - Cost: the pass's training loss is summed on device and read once per
   pass; the best variables are kept as device copies.
 """
 
 import dataclasses
-import json
-import math
 from collections.abc import Callable, Iterator, Mapping
 
 import jax
@@ -39,7 +37,7 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 
-from mcl.trainer import checkpointing, parallel, train
+from mcl.trainer import checkpointing, parallel, resume, schedule, train
 from mcl.trainer import recipe as recipes
 
 Variables = dict
@@ -57,31 +55,6 @@ class Evaluation:
 
   loss: float
   scores: Mapping[str, float | None]
-
-
-@dataclasses.dataclass(frozen=True)
-class PassRecord:
-  """One validation pass.
-
-  Attributes:
-    index: 0-based pass number over the fit.
-    step: optimizer steps done after the pass, over all stages.
-    stage: index of the stage that trained it.
-    learning_rate: that stage's step size.
-    train_loss: mean training loss over the pass's steps.
-    validation_loss: clip-level validation loss.
-    scores: the evaluation's other figures.
-    improved: the validation loss was the lowest so far.
-  """
-
-  index: int
-  step: int
-  stage: int
-  learning_rate: float
-  train_loss: float
-  validation_loss: float
-  scores: dict
-  improved: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +79,7 @@ class FitResult:
   scores: dict
   best_pass: int
   steps: int
-  history: tuple[PassRecord, ...]
+  history: tuple[schedule.PassRecord, ...]
   initial_validation_loss: float | None = None
 
   @property
@@ -114,87 +87,8 @@ class FitResult:
     return self.variables["params"]
 
 
-@dataclasses.dataclass
-class _Progress:
-  """Where a fit stands between passes; saved as the checkpoint metadata."""
-
-  passes: int = 0
-  stage: int = 0
-  drop_counter: int = 0
-  best_pass: int = -1
-  best_loss: float = math.inf
-  best_scores: dict = dataclasses.field(default_factory=dict)
-  initial_loss: float | None = None
-  stopped: bool = False
-  history: list[PassRecord] = dataclasses.field(default_factory=list)
-
-  @classmethod
-  def from_json(cls, metadata: dict) -> "_Progress":
-    fields = {f.name for f in dataclasses.fields(cls)}
-    progress = cls(**{k: v for k, v in metadata.items() if k in fields})
-    progress.history = [PassRecord(**r) for r in progress.history]
-    return progress
-
-
-def _schedule(recipe: recipes.Recipe) -> dict:
-  """The recipe as JSON without `max_evals`, which a resume may raise."""
-  schedule = dataclasses.asdict(recipe)
-  del schedule["max_evals"]
-  return json.loads(json.dumps(schedule))
-
-
-def _state_tree(state: train.TrainState) -> dict:
-  return {
-    "step": state.step,
-    "params": state.params,
-    "batch_stats": state.batch_stats,
-    "opt_state": state.opt_state,
-  }
-
-
-def _host_variables(variables: Variables) -> Variables:
-  return jax.device_get(
-    {
-      "params": variables["params"],
-      "batch_stats": variables.get("batch_stats", {}),
-    }
-  )
-
-
-def _start(model, variables, recipe, checkpoints, mesh):
-  """The state, best variables and progress: fresh, or from `latest/`."""
-  initial = _host_variables(variables)
-  tx = recipes.stage_direction(recipe.stages[0], recipe)
-  if checkpoints is None or checkpoints.latest_passes() is None:
-    state = train.TrainState.create(model, initial, tx)
-    return parallel.replicate(state, mesh), initial, _Progress()
-  metadata = checkpoints.latest_metadata()
-  if metadata["schedule"] != _schedule(recipe):
-    raise ValueError(
-      f"the workdir's run used {metadata['schedule']}, not {_schedule(recipe)}"
-    )
-  progress = _Progress.from_json(metadata)
-  tx = recipes.stage_direction(recipe.stages[progress.stage], recipe)
-  target = {
-    "state": _state_tree(train.TrainState.create(model, initial, tx)),
-    "best": initial,
-  }
-  tree, _ = checkpoints.restore_latest(target)
-  state = train.TrainState.create(model, tree["state"], tx).replace(
-    step=jnp.asarray(tree["state"]["step"], jnp.int32),
-    opt_state=jax.tree.map(jnp.asarray, tree["state"]["opt_state"]),
-  )
-  logging.info(
-    "resuming after pass %d, stage %d, step %d",
-    progress.passes,
-    progress.stage,
-    int(state.step),
-  )
-  return parallel.replicate(state, mesh), tree["best"], progress
-
-
 def _train_pass(state, batches, phase, rng, steps, mesh, report):
-  """Up to `steps` steps; returns the state, mean training loss, count."""
+  """Up to `steps` steps; returns the state and the mean training loss."""
   first_step = int(state.step)
   total, count = jnp.zeros([]), 0
   for batch in batches:
@@ -209,7 +103,7 @@ def _train_pass(state, batches, phase, rng, steps, mesh, report):
       break
   if not count:
     raise ValueError("the training batch iterator yielded no batch")
-  return state, float(total) / count, count
+  return state, float(total) / count
 
 
 def fit(
@@ -274,109 +168,41 @@ def fit(
   if checkpoints is not None:
     checkpoints.discard_damaged_latest()
   try:
-    state, best, progress = _start(model, variables, recipe, checkpoints, mesh)
+    state, best, progress = resume.start(
+      model, variables, recipe, checkpoints, mesh
+    )
     if score_initial and not progress.history:
       result = evaluate(state.variables)
-      progress.initial_loss = progress.best_loss = result.loss
-      progress.best_scores = dict(result.scores)
+      progress = progress.scored_initial(result.loss, result.scores)
     best = parallel.replicate(best, mesh)  # Device copies of the best.
-    # The phase's terms reach the devices once; only the rate is per stage.
-    terms = parallel.replicate((trainable, penalty, proximal), mesh)
-    report = on_step or (lambda step: None)
-    while (
-      progress.passes < recipe.max_evals
-      and not progress.stopped
-      and int(state.step) < recipe.step_budget
-    ):
-      stage = recipe.stages[progress.stage]
-      phase = train.Phase(
-        learning_rate=jnp.float32(stage.learning_rate),
-        trainable=terms[0],
-        penalty=terms[1],
-        proximal=terms[2],
-        loss=loss,
-      )
-      steps = min(recipe.eval_every, recipe.step_budget - int(state.step))
-      state, train_loss, _ = _train_pass(
-        state,
-        train_batches(progress.passes),
-        phase,
-        rng,
-        steps,
-        mesh,
-        report,
-      )
-      steps_done = int(state.step)
-      if not math.isfinite(train_loss):
-        if workdir:
-          directory = checkpointing.save_nonfinite(
-            workdir,
-            steps_done,
-            {"state": _state_tree(state)},
-            {"pass": progress.passes, "stage": progress.stage},
-          )
-          logging.error("non-finite loss; state saved to %s", directory)
-        raise train.NonFiniteLossError(steps_done, jax.device_get(state.params))
-      result = evaluate(state.variables)
-      record = PassRecord(
-        index=progress.passes,
-        step=steps_done,
-        stage=progress.stage,
-        learning_rate=stage.learning_rate,
-        train_loss=train_loss,
-        validation_loss=result.loss,
-        scores=dict(result.scores),
-        improved=result.loss < progress.best_loss,
-      )
-      _log_pass(record, name, writer, step_offset)
-      progress.history.append(record)
-      progress.passes += 1
+    passes = _Passes(
+      train_batches,
+      evaluate,
+      recipe,
+      loss,
+      rng,
+      # The phase's terms reach the devices once; only the rate is per stage.
+      parallel.replicate((trainable, penalty, proximal), mesh),
+      mesh,
+      on_step or (lambda step: None),
+      workdir,
+      (name, writer, step_offset),
+    )
+    while schedule.running(progress, int(state.step), recipe):
+      state, record = passes.run(state, progress)
+      previous, progress = progress, schedule.advance(progress, record, recipe)
       if record.improved:
         # Copies: the next step donates the state's buffers.
         best = jax.tree.map(jnp.copy, state.variables)
         best.setdefault("batch_stats", {})
-        progress.best_pass, progress.best_loss = record.index, result.loss
-        progress.best_scores = dict(result.scores)
         if checkpoints:
           checkpoints.save_best(
             progress.passes, best, dataclasses.asdict(record)
           )
-      if record.improved and recipe.patience_resets_on_improvement:
-        progress.drop_counter = 0
-      else:
-        progress.drop_counter += 1
-      if progress.drop_counter >= stage.patience:
-        if progress.stage + 1 == len(recipe.stages):
-          progress.stopped = True
-        else:
-          progress.stage += 1
-          progress.drop_counter = 0
-          next_stage = recipe.stages[progress.stage]
-          state = parallel.replicate(
-            train.TrainState.create(
-              model,
-              jax.device_get(best),
-              recipes.stage_direction(next_stage, recipe),
-              step=int(state.step),
-            ),
-            mesh,
-          )
-          logging.info(
-            "%s: stage %d: %s at lr %g from the best pass %d",
-            name,
-            progress.stage,
-            next_stage.optimizer,
-            next_stage.learning_rate,
-            progress.best_pass,
-          )
+      if progress.stage != previous.stage:
+        state = _next_stage(model, state, best, recipe, progress, mesh, name)
       if checkpoints:
-        metadata = dataclasses.asdict(progress)
-        metadata["schedule"] = _schedule(recipe)
-        checkpoints.save_latest(
-          progress.passes,
-          {"state": _state_tree(state), "best": best},
-          metadata,
-        )
+        resume.save_latest(checkpoints, state, best, progress, recipe)
   finally:
     if checkpoints:
       checkpoints.close()
@@ -390,17 +216,89 @@ def fit(
     progress.best_scores,
   )
   return FitResult(
-    variables=_host_variables(best),
+    variables=resume.host_variables(best),
     validation_loss=progress.best_loss,
     scores=progress.best_scores,
     best_pass=progress.best_pass,
     steps=int(state.step),
-    history=tuple(progress.history),
+    history=progress.history,
     initial_validation_loss=progress.initial_loss,
   )
 
 
-def _log_pass(record: PassRecord, name, writer, step_offset) -> None:
+@dataclasses.dataclass(frozen=True)
+class _Passes:
+  """What every validation pass of one fit shares (`fit`'s arguments)."""
+
+  train_batches: Callable[[int], Iterator[Mapping[str, np.ndarray]]]
+  evaluate: Callable[[Variables], Evaluation]
+  recipe: recipes.Recipe
+  loss: Callable
+  rng: jax.Array
+  terms: tuple  # (trainable, penalty, proximal), on the devices.
+  mesh: jax.sharding.Mesh
+  report: Callable[[int], None]
+  workdir: str | None
+  log: tuple  # (name, writer, step_offset) of `_log_pass`.
+
+  def run(self, state, progress: schedule.Progress):
+    """Trains one pass and scores it; returns the state and its record."""
+    stage = self.recipe.stages[progress.stage]
+    phase = train.Phase(
+      learning_rate=jnp.float32(stage.learning_rate),
+      trainable=self.terms[0],
+      penalty=self.terms[1],
+      proximal=self.terms[2],
+      loss=self.loss,
+    )
+    state, train_loss = _train_pass(
+      state,
+      self.train_batches(progress.passes),
+      phase,
+      self.rng,
+      schedule.pass_steps(int(state.step), self.recipe),
+      self.mesh,
+      self.report,
+    )
+    resume.stop_if_nonfinite(train_loss, state, progress, self.workdir)
+    result = self.evaluate(state.variables)
+    record = schedule.PassRecord(
+      index=progress.passes,
+      step=int(state.step),
+      stage=progress.stage,
+      learning_rate=stage.learning_rate,
+      train_loss=train_loss,
+      validation_loss=result.loss,
+      scores=dict(result.scores),
+      improved=result.loss < progress.best_loss,
+    )
+    _log_pass(record, *self.log)
+    return state, record
+
+
+def _next_stage(model, state, best, recipe, progress, mesh, name):
+  """A fresh optimizer of the new stage, from the best variables so far."""
+  stage = recipe.stages[progress.stage]
+  logging.info(
+    "%s: stage %d: %s at lr %g from the best pass %d",
+    name,
+    progress.stage,
+    stage.optimizer,
+    stage.learning_rate,
+    progress.best_pass,
+  )
+  return parallel.replicate(
+    train.TrainState.create(
+      model,
+      jax.device_get(best),
+      recipes.stage_direction(stage, recipe),
+      step=int(state.step),
+    ),
+    mesh,
+  )
+
+
+def _log_pass(record: schedule.PassRecord, name, writer, step_offset) -> None:
   logging.info(
     "%s: pass %d (stage %d, lr %g), step %d: train loss %.4f, validation "
     "loss %.4f %s%s",
