@@ -1,6 +1,6 @@
 """Five GTZAN genre pairs, task-incremental, fold 0 held out; DEN by default.
 
-Every method of `mcl.experiments.continual.METHODS` runs on this config with
+Every method of `mcl.continual.registry.METHODS` runs on this config with
 `--config.method=<name>`; each reads its own section (den, l2, ewc, lwf,
 replay) and shares data, backbone and training budget.
 """

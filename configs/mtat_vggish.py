@@ -15,14 +15,14 @@ but one chunk per clip: the input is the whole clip.
 import ml_collections
 
 from configs import mtat_tagging
-from mcl.features import audio
+from mcl.features import logmel
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = mtat_tagging.make("vggish")
   config.features.front_end = "vggish"
-  config.features.sample_rate = audio.VGGISH_SAMPLE_RATE
-  config.features.n_mels = audio.VGGISH_BANDS
+  config.features.sample_rate = logmel.VGGISH_SAMPLE_RATE
+  config.features.n_mels = logmel.VGGISH_BANDS
   config.model.pretrained = "data/vggish"
   config.model.widths.fine_tune = False
   config.train.eval_chunks = 1  # One chunk is the whole clip.

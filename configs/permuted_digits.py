@@ -5,7 +5,7 @@ scikit-learn's 8x8 digits, one fixed pixel permutation per task (task 0
 unpermuted), a 10-way head per task, the reference code's 312-128
 multilayer perceptron. `--config.data.source=mnist` runs the same on TFDS
 MNIST (28x28, downloaded into `data.data_dir`). Every method of
-`mcl.experiments.continual.METHODS` runs with `--config.method=<name>`.
+`mcl.continual.registry.METHODS` runs with `--config.method=<name>`.
 The tasks come from the data source: there is no `config.tasks`.
 """
 

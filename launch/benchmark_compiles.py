@@ -3,7 +3,7 @@
   .venv/bin/python launch/benchmark_compiles.py --config=configs/gtzan.py \
     --config.train.fit.max_steps=20 --workdir=/tmp/bench_den
 
-Runs `mcl.experiments.continual.run` into a fresh `--workdir` and prints:
+Runs `mcl.experiments.continual.runner.run` into a fresh `--workdir` and prints:
 
 - compilations: XLA backend compilations (jax's
   "/jax/core/compile/backend_compile_duration" events) in all, of
@@ -30,8 +30,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 
-from mcl.datasets import task_data as data
-from mcl.experiments import continual as runner  # noqa: E402
+from mcl.datasets import from_config
+from mcl.experiments.continual import runner  # noqa: E402
 from mcl.models import ConvClassifier  # noqa: E402
 from mcl.trainer import optimizer, train  # noqa: E402
 
@@ -97,7 +97,7 @@ def main(argv):
     for record in out["task_records"]
     for phase in record["phases"].values()
   )
-  input_shape = data.build(config).input_shape
+  input_shape = from_config.build(config).input_shape
   bare = _bare_steps_per_second(config, input_shape)
   print(
     f"compilations: {run_compiles} in all, {run_seconds:.1f} s; "

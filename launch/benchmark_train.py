@@ -36,7 +36,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 
 from mcl import models
-from mcl.continual import method  # noqa: E402
+from mcl.continual import method, phase  # noqa: E402
 from mcl.models import inputs  # noqa: E402
 from mcl.trainer import optimizer, train  # noqa: E402
 
@@ -139,12 +139,12 @@ def _fit_rate(state, data, steps):
     while True:
       yield host
 
-  config = method.FitConfig(1e-3, steps, 10, patience=steps)
+  config = phase.FitConfig(1e-3, steps, 10, patience=steps)
   params = jax.device_get(state.params)
   args = (model, params, method.ones(params), (0,))
-  method.fit_phase(*args, batches(), validation, config)  # Compile.
+  phase.fit_phase(*args, batches(), validation, config)  # Compile.
   start = time.perf_counter()
-  result = method.fit_phase(*args, batches(), validation, config)
+  result = phase.fit_phase(*args, batches(), validation, config)
   return result.steps / (time.perf_counter() - start)
 
 

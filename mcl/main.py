@@ -3,7 +3,7 @@
   python -m mcl.main --config=configs/gtzan.py --workdir=DIR
 
 `config.experiment` picks the experiment: "continual" (a method over a task
-sequence, `mcl.experiments.continual`) or "tagging" (one model on the
+sequence, `mcl.experiments.continual.runner`) or "tagging" (one model on the
 MagnaTagATune top-50 benchmark, `mcl.experiments.tagging`). Config values
 are overridden on the command line, e.g.
 `--config.data.fold=2 --config.den.k=8`. A workdir holds one run: a

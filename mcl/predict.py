@@ -22,7 +22,8 @@ short, silent, a NaN, infinite or absurdly loud sample, non-finite
 features), is listed as skipped with the reason, and the batch goes on.
 The table is printed, and written with every probability as
 `<output>.json` and `<output>.csv` (default `<workdir>/predictions`).
-From Python, `predict(workdir, paths)` returns the same `PredictionSet`.
+From Python, `mcl.experiments.prediction.predict(workdir, paths)` returns
+the same `PredictionSet`.
 
   python -m mcl.predict --pretrained=MTT_musicnn AUDIO... [--top_k=5]
 
@@ -31,348 +32,30 @@ of a run (`mcl.models.musicnn_checkpoint`): the file's musicnn log-mel
 cut into consecutive 3 s (187-frame) patches, as the package's extractor
 does, and each of the model's 50 tags averaged over the patches; the
 output defaults to `./predictions`. From Python:
-`predict_pretrained(name, paths)`.
+`mcl.experiments.prediction.predict_pretrained(name, paths)`.
 """
 
 import csv
-import dataclasses
-import json
 import os
-from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
-import ml_collections
-import numpy as np
 from absl import app, flags
 
-from mcl import inspect as run_inspect
-from mcl import models
-from mcl.continual import registry, scoring
-from mcl.datasets import input_pipeline
-from mcl.datasets import task_data as data
-from mcl.features import audio
-from mcl.models import inputs as model_inputs
+from mcl.experiments import prediction
 from mcl.models import musicnn_checkpoint
 from mcl.runtime import atomic_files, errors, logs
-from mcl.trainer import checkpointing, evaluation
-
-# Scope of the class-incremental scores (heads concatenated).
-ALL = "all"
-TAGS = "tags"
 
 
-@dataclasses.dataclass(frozen=True)
-class Scores:
-  """One clip's probabilities in one scope (a task head, "all" or "tags").
-
-  Attributes:
-    names: class or tag names, in output order.
-    probabilities: float64 [len(names)]; a softmax's (sums to 1) for a
-      head or "all", independent sigmoids' for "tags".
-  """
-
-  names: tuple[str, ...]
-  probabilities: np.ndarray
-
-  def top(self, k: int) -> list[tuple[str, float]]:
-    """The k most probable (name, probability), most probable first."""
-    order = np.argsort(-self.probabilities, kind="stable")[:k]
-    return [(self.names[i], float(self.probabilities[i])) for i in order]
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-  """What the run says of one file: {scope: Scores}, scopes in order
-  ("task0", "task1", ..., "all"; or "tags")."""
-
-  path: str
-  scores: dict[str, Scores]
-
-
-@dataclasses.dataclass(frozen=True)
-class PredictionSet:
-  """The outcome of `predict`.
-
-  Attributes:
-    workdir: the run, or "pretrained:<name>" for a shipped checkpoint.
-    checkpoint: the continual checkpoint used (task index), or None for a
-      tagging run.
-    predictions: one per decoded file, in input order.
-    skipped: [{"path", "problem"}] of files not scored.
-  """
-
-  workdir: str
-  checkpoint: int | None
-  predictions: list[Prediction]
-  skipped: list[dict[str, str]]
-
-
-def run_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run was started with (`<workdir>/config.json`; runs
-  older than that file keep it in results.json).
-
-  Raises:
-    mcl.runtime.errors.UserError: `workdir` is not a run folder.
-  """
-  for name, key in (("config.json", None), ("results.json", "config")):
-    path = os.path.join(workdir, name)
-    if os.path.exists(path):
-      with open(path) as f:
-        content = json.load(f)
-      return ml_collections.ConfigDict(content[key] if key else content)
-  raise errors.UserError(f"{workdir}: not a run folder (no config.json)")
-
-
-def audio_files(paths: Sequence[str]) -> tuple[list[str], list[dict]]:
-  """Files to score, and the files of the folders that are not audio.
-
-  Args:
-    paths: files (taken whatever their extension) and folders (searched
-      recursively for `mcl.features.audio.AUDIO_EXTENSIONS`, sorted).
-
-  Returns:
-    (files, skipped [{"path", "problem"}]).
-  """
-  files, skipped = [], []
-  for path in paths:
-    if not os.path.isdir(path):
-      files.append(path)  # A missing file is reported when decoded.
-      continue
-    for root, dirs, names in os.walk(path):
-      dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-      for name in sorted(names):
-        full = os.path.join(root, name)
-        extension = os.path.splitext(name)[1].lower()
-        if name.startswith("."):
-          continue
-        if extension in audio.AUDIO_EXTENSIONS:
-          files.append(full)
-        else:
-          skipped.append(
-            {"path": full, "problem": f"unsupported extension {extension!r}"}
-          )
-  return files, skipped
-
-
-class _Continual:
-  """The heads of a continual run's checkpoint after task `checkpoint`."""
-
-  def __init__(self, workdir, config, checkpoint: int | None, task: int | None):
-    params, metadata = run_inspect.load(workdir, checkpoint)
-    self.checkpoint = metadata["task"]
-    heads = range(self.checkpoint + 1)
-    if task is not None and task not in heads:
-      raise errors.UserError(
-        f"--task={task}: the checkpoint after task {self.checkpoint} has "
-        f"heads 0..{self.checkpoint}"
-      )
-    method = registry.METHODS[config.method].from_config(
-      config, tuple(metadata["input_shape"])
-    )
-    checkpoints = checkpointing.TaskCheckpoints(
-      os.path.join(workdir, "checkpoints")
-    )
-    state = checkpoints.state(self.checkpoint)
-    checkpoints.close()
-    self.networks = [method.network(params, state, j) for j in heads]
-    self.class_names = [tuple(group) for group in config.tasks]
-    self.heads = list(heads) if task is None else [task]
-    self.features = audio.FeatureConfig(**config.features)
-    self.chunk_length = data.chunk_frames(config)
-    self.num_chunks = config.data.eval_chunks
-
-  def inputs(self, path: str) -> np.ndarray:
-    log_mel = audio.file_log_mel(path, self.features)
-    return input_pipeline.evenly_spaced_chunks(
-      log_mel, self.chunk_length, self.num_chunks
-    )
-
-  def score(self, inputs: np.ndarray) -> dict[str, Scores]:
-    """inputs: float32 [1, K, frames, mels]."""
-    out = {}
-    for j in self.heads:
-      network = self.networks[j]
-      log_p, _ = evaluation.clip_log_probabilities(
-        network.model, {"params": network.params}, inputs, network.head
-      )
-      out[f"task{j}"] = Scores(self.class_names[j], np.exp(log_p[0]))
-    seen = tuple(
-      c for group in self.class_names[: len(self.networks)] for c in group
-    )
-    p = scoring.class_incremental_probabilities(self.networks, inputs)
-    out[ALL] = Scores(seen, p[0])
-    return out
-
-
-class _Tagging:
-  """The best variables of a tagging run, over its tags."""
-
-  def __init__(self, workdir, config):
-    results = os.path.join(workdir, "results.json")
-    if not os.path.exists(results):
-      raise errors.UserError(f"{workdir}: the tagging run has not finished")
-    with open(results) as f:
-      content = json.load(f)
-    if "tags" not in content:
-      raise errors.UserError(
-        f"{workdir} is a genre run (FMA); predict reads tagging runs"
-      )
-    self.tags = tuple(content["tags"])
-    self.spec = model_inputs.InputSpec(**config.input)
-    # JSON turned tuples into lists; module fields must stay hashable.
-    widths = {
-      k: tuple(v) if isinstance(v, list) else v
-      for k, v in config.model.widths.items()
-    }
-    self.model = models.get_model_class(config.model.name)(
-      **widths, num_classes=len(self.tags)
-    )
-    target = jax.eval_shape(
-      lambda: self.model.init(
-        jax.random.key(0), jnp.zeros((1, *self.spec.shape)), train=False
-      )
-    )
-    target = {
-      "params": target["params"],
-      "batch_stats": target.get("batch_stats", {}),
-    }
-    store = checkpointing.RunCheckpoints(workdir)
-    self.variables, _ = store.restore_best(target)
-    store.close()
-    self.features = audio.FeatureConfig(**config.features)
-    self.num_chunks = config.train.eval_chunks
-    self.checkpoint = None
-
-  def inputs(self, path: str) -> np.ndarray:
-    signal = audio.load_audio(path, self.features.sample_rate)
-    audio.check_audio(path, signal, self.features)
-    if self.spec.feature == "waveform":
-      # As stored and read back by the records (int16 PCM).
-      x = audio.to_pcm16(signal).astype(np.float32) / 32767.0
-    else:
-      x = audio.clip_features(path, signal, self.features)
-    return input_pipeline.evenly_spaced_chunks(
-      x, self.spec.length, self.num_chunks
-    )
-
-  def score(self, inputs: np.ndarray) -> dict[str, Scores]:
-    log_p, _ = evaluation.clip_log_probabilities(
-      self.model, self.variables, inputs, multi_label=True
-    )
-    return {TAGS: Scores(self.tags, np.exp(log_p[0]))}
-
-
-class _Pretrained:
-  """A musicnn package checkpoint, over its 50 tags."""
-
-  def __init__(self, name: str):
-    self.pretrained = musicnn_checkpoint.load(name)
-    self.features = audio.FeatureConfig(
-      front_end="musicnn", n_mels=audio.MUSICNN_BANDS
-    )
-    self.checkpoint = None
-    self.apply = jax.jit(
-      lambda x: jax.nn.sigmoid(
-        self.pretrained.model.apply(self.pretrained.variables, x, train=False)
-      )
-    )
-
-  def inputs(self, path: str) -> np.ndarray:
-    """float32 [patches, 187, 96]: consecutive patches, the rest dropped
-    (the package's `batch_data` without overlap)."""
-    spectrogram = audio.file_log_mel(path, self.features)
-    frames = audio.MUSICNN_PATCH_FRAMES
-    count = spectrogram.shape[0] // frames
-    return spectrogram[: count * frames].reshape(count, frames, -1)
-
-  def score(self, inputs: np.ndarray) -> dict[str, Scores]:
-    """inputs: float32 [1, patches, 187, 96]; the mean taggram."""
-    taggram = np.asarray(self.apply(inputs[0]), np.float64)
-    return {TAGS: Scores(self.pretrained.tags, taggram.mean(axis=0))}
-
-
-def _score_files(scorer, workdir: str, paths: Sequence[str]) -> PredictionSet:
-  """Every audio file of `paths` scored, or skipped with its problem."""
-  if not paths:
-    raise errors.UserError("give at least one audio file or folder")
-  files, skipped = audio_files(paths)
-  predictions = []
-  for path in files:
-    try:
-      chunks = np.asarray(scorer.inputs(path), np.float32)
-    except audio.AudioError as e:
-      skipped.append({"path": e.path, "problem": e.problem})
-      continue
-    predictions.append(Prediction(path, scorer.score(chunks[None])))
-  return PredictionSet(workdir, scorer.checkpoint, predictions, skipped)
-
-
-def predict_pretrained(name: str, paths: Sequence[str]) -> PredictionSet:
-  """Tags audio files with a shipped musicnn checkpoint (module
-  docstring); scope "tags", the workdir field "pretrained:<name>".
-
-  Raises:
-    mcl.runtime.errors.UserError: unknown name, or no path.
-    mcl.runtime.errors.MissingDataError: the musicnn package is not installed.
-  """
-  return _score_files(_Pretrained(name), f"pretrained:{name}", paths)
-
-
-def predict(
-  workdir: str,
-  paths: Sequence[str],
-  checkpoint: int | None = None,
-  task: int | None = None,
-) -> PredictionSet:
-  """Scores audio files with a finished run (see the module docstring).
-
-  Args:
-    workdir: the run folder (`mcl.main --workdir`).
-    paths: audio files and folders.
-    checkpoint: continual runs: the task whose checkpoint to use (None:
-      the last finished).
-    task: continual runs: the one head to report (None: every head up to
-      `checkpoint`); "all" is always reported.
-
-  Returns:
-    The predictions and the skipped files.
-
-  Raises:
-    mcl.runtime.errors.UserError: not a run folder, not a run on audio, no such
-      checkpoint or head (or either asked of a tagging run), or no path.
-  """
-  if not paths:
-    raise errors.UserError("give at least one audio file or folder")
-  config = run_config(workdir)
-  if config.experiment == "tagging":
-    if checkpoint is not None or task is not None:
-      raise errors.UserError(
-        f"{workdir} is a tagging run: --checkpoint and --task are for "
-        "continual runs"
-      )
-    scorer = _Tagging(workdir, config)
-  elif config.data.source not in ("labelled_folders", "magnatagatune"):
-    raise errors.UserError(
-      f"{workdir} learnt from {config.data.source!r}, not audio; predict "
-      "classifies recordings"
-    )
-  else:
-    scorer = _Continual(workdir, config, checkpoint, task)
-  return _score_files(scorer, workdir, paths)
-
-
-def table(result: PredictionSet, top_k: int = 3) -> str:
+def table(result: prediction.PredictionSet, top_k: int = 3) -> str:
   """The printed table: a row per file, a column per scope with the most
   probable class (or the `top_k` tags) and its probability."""
   if not result.predictions:
     return "no file scored"
   scopes = list(result.predictions[0].scores)
   rows = [["file", *scopes]]
-  for prediction in result.predictions:
-    cells = [prediction.path]
+  for item in result.predictions:
+    cells = [item.path]
     for scope in scopes:
-      best = prediction.scores[scope].top(top_k if scope == TAGS else 1)
+      best = item.scores[scope].top(top_k if scope == prediction.TAGS else 1)
       cells.append(", ".join(f"{name} {p:.3f}" for name, p in best))
     rows.append(cells)
   widths = [max(len(row[i]) for row in rows) for i in range(len(scopes) + 1)]
@@ -382,7 +65,7 @@ def table(result: PredictionSet, top_k: int = 3) -> str:
   )
 
 
-def write(result: PredictionSet, output: str) -> None:
+def write(result: prediction.PredictionSet, output: str) -> None:
   """`<output>.json` (everything) and `<output>.csv` (a row per file,
   scope and class: path, scope, name, probability, rank)."""
   content = {
@@ -420,10 +103,12 @@ def main(argv):
   if _PRETRAINED.value is not None:
     if _CHECKPOINT.value is not None or _TASK.value is not None:
       raise errors.UserError("--checkpoint and --task are for continual runs")
-    result = predict_pretrained(_PRETRAINED.value, argv[1:])
+    result = prediction.predict_pretrained(_PRETRAINED.value, argv[1:])
     output = _OUTPUT.value or "predictions"
   else:
-    result = predict(_WORKDIR.value, argv[1:], _CHECKPOINT.value, _TASK.value)
+    result = prediction.predict(
+      _WORKDIR.value, argv[1:], _CHECKPOINT.value, _TASK.value
+    )
     output = _OUTPUT.value or os.path.join(_WORKDIR.value, "predictions")
   if result.checkpoint is not None:
     print(f"checkpoint after task {result.checkpoint}")

@@ -18,8 +18,8 @@ from ml_collections import config_flags
 
 from mcl import experiments
 from mcl.analysis import protocol
+from mcl.datasets import from_config, tasks
 from mcl.datasets import task_data as data
-from mcl.datasets import tasks
 from mcl.experiments import config_checks
 from mcl.runtime import errors
 
@@ -286,13 +286,13 @@ def test_chunk_check_reads_only_the_tasks_clips(tiny_config):
   }
   tiny_config.data.chunk_seconds = 2.0  # 125 frames of 62.5 frames/s.
   with pytest.raises(errors.UserError) as raised:
-    data.check_chunk_length(task_list, clips, tiny_config)
+    from_config.check_chunk_length(task_list, clips, tiny_config)
   assert str(raised.value) == (
     "data.chunk_seconds=2.0: longer than 1 of the tasks' 3 clips, the "
     "shortest b/0 (1.6 s); must be <= 1.6 s (the shortest clip)"
   )
   tiny_config.data.chunk_seconds = 1.6  # 100 frames: c/0 is no task's.
-  data.check_chunk_length(task_list, clips, tiny_config)
+  from_config.check_chunk_length(task_list, clips, tiny_config)
 
 
 def _shipped_configs():

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from configs import test as test_config
-from mcl.datasets import task_data as data
+from mcl.datasets import from_config
 from mcl.runtime import errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,7 +50,7 @@ def test_task_mistakes_are_user_errors_before_any_record(
 ):
   data_dir = tmp_path / "tfds"
   with pytest.raises(errors.UserError, match=message):
-    data.build(_config(pop_with_two_clips, data_dir, tasks))
+    from_config.build(_config(pop_with_two_clips, data_dir, tasks))
   assert not data_dir.exists()  # Nothing was built.
 
 
@@ -64,7 +64,7 @@ def test_a_class_without_training_clips_is_named_before_training(
   )
   # Test fold 0, validation fold 1, training folds 2-4: pop has none.
   with pytest.raises(errors.UserError) as info:
-    data.build(config)
+    from_config.build(config)
   message = str(info.value)
   assert "'pop' (task 1) has no train clip (fold2+fold3+fold4)" in message
   assert "validation" not in message.split(".")[0]  # Only what is empty.
@@ -72,12 +72,12 @@ def test_a_class_without_training_clips_is_named_before_training(
 
   config.data.fold = 2  # Test fold 2 (no pop), validation fold 3 (none).
   with pytest.raises(errors.UserError) as info:
-    data.build(config)
+    from_config.build(config)
   assert "'pop' (task 1) has no validation clip (fold3)" in str(info.value)
   assert "'pop' (task 1) has no test clip (fold2)" in str(info.value)
 
   config.data.allow_empty_classes = True  # Proceeds, with a warning.
-  task_data = data.build(config)
+  task_data = from_config.build(config)
   assert [t.class_names for t in task_data.tasks][1] == ("metal", "pop")
 
 

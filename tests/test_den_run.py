@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mcl.continual import registry
-from mcl.datasets import task_data as data
-from mcl.experiments import continual as runner
+from mcl.datasets import from_config
+from mcl.experiments.continual import runner
 from mcl.models import ConvClassifier
 from mcl.trainer import checkpointing, train
 
@@ -63,7 +63,7 @@ def test_checkpoint_restores_the_grown_network(finished_run):
   checkpoints = checkpointing.TaskCheckpoints(
     os.path.join(workdir, "checkpoints")
   )
-  frames = data.chunk_frames(config)
+  frames = from_config.chunk_frames(config)
   params, metadata = checkpoints.restore(
     1,
     checkpointing.abstract_params(

@@ -107,7 +107,7 @@ def test_connection_group_step_zeroes_a_slice_and_the_search_drops_it():
 
 @dataclasses.dataclass
 class _SyntheticContext:
-  """A `method.Context` that trains a few Adam steps on a learnable toy
+  """A `phase.Context` that trains a few Adam steps on a learnable toy
   task and records every phase's input, mask and output."""
 
   learning_rate: float = 1e-2

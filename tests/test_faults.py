@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from mcl import experiments, models, predict
-from mcl.datasets import task_data as data
+from mcl import experiments, models
+from mcl.datasets import from_config
+from mcl.experiments import prediction
 from mcl.runtime import atomic_files, errors
 from mcl.runtime import workdir as run_folder
 from mcl.trainer import checkpoint_seals, checkpointing
@@ -228,7 +229,7 @@ DAMAGES = {
 
 
 def _abstract(config):
-  frames = data.chunk_frames(config)
+  frames = from_config.chunk_frames(config)
   return checkpointing.abstract_params(
     models.get_model_class("conv_classifier"),
     (1, frames, config.features.n_mels),
@@ -252,7 +253,7 @@ def test_a_damaged_checkpoint_is_named_and_moved_aside(
   checkpoints.close()
   clip = os.path.join(tiny_audio_dir, "blues", "blues.00000.wav")
   with pytest.raises(checkpoint_seals.CheckpointError, match=problem):
-    predict.predict(copy, [clip])  # Refused, not scored with bad weights.
+    prediction.predict(copy, [clip])  # Refused, not scored with bad weights.
   checkpoints = checkpointing.TaskCheckpoints(os.path.join(copy, "checkpoints"))
   assert checkpoints.resumable(_abstract(config), with_state=True) == 0
   assert checkpoints.tasks() == [0]

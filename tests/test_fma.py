@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from mcl.datasets import fma, fma_metadata
+from mcl.datasets import fma, fma_metadata, from_config
 from mcl.features import audio, track_features
 from mcl.runtime import errors
 from tests import conftest
@@ -349,7 +349,6 @@ def test_genre_training_on_fma_scores_tracks_from_segments(
 
 def test_continual_runner_reads_fma_genres(manual_dir, tmp_path):
   from configs import fma_den
-  from mcl.datasets import task_data as data
 
   config = fma_den.get_config()
   config.data.manual_dir = manual_dir
@@ -357,13 +356,13 @@ def test_continual_runner_reads_fma_genres(manual_dir, tmp_path):
   config.features.n_mels = FEATURES.n_mels
   config.tasks = (("Hip-Hop", "Jazz"),)
   with pytest.raises(errors.UserError, match=r"unknown classes \['Jazz'\]"):
-    data.build(config)
+    from_config.build(config)
   assert not (tmp_path / "tfds").exists()  # Checked before any record.
   # Hip-Hop is only in train, Rock in train and validation: each class is
   # named with every split it lacks.
   config.tasks = (("Hip-Hop", "Rock"),)
   with pytest.raises(errors.UserError) as info:
-    data.build(config)
+    from_config.build(config)
   assert str(info.value).startswith(
     "'Hip-Hop' (task 0) has no validation clip (validation); "
     "'Hip-Hop' (task 0) has no test clip (test); "

@@ -11,7 +11,7 @@ from mcl.continual import (
   baselines,
   columns,
   joint,
-  method,
+  phase,
   regularisers,
   replay,
 )
@@ -39,10 +39,10 @@ def _clips(task: int, n: int, chunks: int, seed: int) -> dict:
 
 
 class SyntheticContext:
-  """`method.Context` on synthetic data; records every training batch."""
+  """`phase.Context` on synthetic data; records every training batch."""
 
   learning_rate = 1e-2
-  fit_config = method.FitConfig(
+  fit_config = phase.FitConfig(
     learning_rate=1e-2, max_steps=4, eval_every=2, patience=2
   )
 
@@ -85,7 +85,7 @@ class SyntheticContext:
     model_class = (
       ConvClassifier if "conv_0" in params else columns.ProgressiveNet
     )
-    return method.fit_phase(
+    return phase.fit_phase(
       model_class.from_params(params), params, trainable,
       heads or (self.task,), recorded(),
       validation or {self.task: self.validation(self.task)},

@@ -4,8 +4,8 @@ over real GTZAN recordings laid out as MTAT (`mtat_from_gtzan` fixture).
 
 from configs import mtat_den
 from configs import test as test_config
-from mcl.datasets import task_data as data
-from mcl.experiments import continual as runner
+from mcl.datasets import from_config
+from mcl.experiments.continual import runner
 from tests import conftest
 
 
@@ -23,7 +23,7 @@ def test_den_learns_mtat_genre_tasks(mtat_from_gtzan, tmp_path):
   assert accuracy[0][1] is None and accuracy[1][1] is not None
   assert results["tasks"] == [["classical", "metal"], ["pop", "rock"]]
   assert len(results["units_per_layer"]) == 2
-  builder, split = data.build_dataset(config)
+  builder, split = from_config.audio_builder(config)
   assert split.test == "test" and split.validation == "valid"
   sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
   assert sizes == {"train": 24, "valid": 8, "test": 8}

@@ -24,7 +24,7 @@ _CONTINUAL = textwrap.dedent(
   parallel.initialize()
   import jax
   from configs import permuted_digits
-  from mcl.experiments import continual as runner
+  from mcl.experiments.continual import runner
 
   config = permuted_digits.tiny(permuted_digits.get_config())
   config.method = "den"
@@ -42,12 +42,15 @@ _TAGGING = textwrap.dedent(
   from mcl.trainer import parallel
   parallel.initialize()
   import jax, numpy as np
+  from mcl.datasets import input_pipeline
   from mcl.trainer import evaluation, fit, train
   from tests import test_tagging as t
 
   assert jax.device_count() == 2, jax.devices()
   model, data = t.TinyTagger(), t.Data()
-  rows = parallel.process_rows(t.BATCH)
+  rows = input_pipeline.process_slice(
+    t.BATCH, jax.process_index(), jax.process_count()
+  )
 
   def local(index):
     for batch in data.train_batches(index):

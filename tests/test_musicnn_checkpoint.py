@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from mcl.features import audio
+from mcl.features import audio, logmel
 from mcl.models import musicnn_checkpoint, pons_musicnn
 from tests.conftest import MTAT_CLIP
 
@@ -34,8 +34,8 @@ def patches():
   computed once so both networks see identical inputs."""
   if not os.path.exists(MTAT_CLIP):
     pytest.skip(f"real audio not found at {MTAT_CLIP}")
-  waveform = audio.load_audio(MTAT_CLIP, audio.MUSICNN_SAMPLE_RATE)
-  spectrogram = audio.musicnn_log_mel(waveform)
+  waveform = audio.load_audio(MTAT_CLIP, logmel.MUSICNN_SAMPLE_RATE)
+  spectrogram = logmel.musicnn_log_mel(waveform)
   frames = pons_musicnn.PATCH_FRAMES
   return np.stack(
     [spectrogram[i * frames : (i + 1) * frames] for i in range(3)]
@@ -161,8 +161,8 @@ def test_pretrained_predict_tags_the_mtat_clip_techno_and_skips_a_broken_file(
   tags = scored["scores"]["tags"]
   assert len(tags) == 50 and scored["predicted"]["tags"] == "techno"
   # The mean over the clip's nine patches of the port's taggram.
-  waveform = audio.load_audio(MTAT_CLIP, audio.MUSICNN_SAMPLE_RATE)
-  spectrogram = audio.musicnn_log_mel(waveform)
+  waveform = audio.load_audio(MTAT_CLIP, logmel.MUSICNN_SAMPLE_RATE)
+  spectrogram = logmel.musicnn_log_mel(waveform)
   count = spectrogram.shape[0] // pons_musicnn.PATCH_FRAMES
   pretrained = musicnn_checkpoint.load("MTT_musicnn")
   logits = pretrained.model.apply(

@@ -11,15 +11,14 @@ import tensorflow_datasets as tfds
 from sklearn import datasets as sk_datasets
 
 from configs import permuted_digits as digits_config
-from mcl.datasets import permuted_digits
-from mcl.datasets import task_data as data
-from mcl.experiments import continual as runner
+from mcl.datasets import from_config, permuted_digits
+from mcl.experiments.continual import runner
 from mcl.models import ConvClassifier, ProgressiveNet
 
 
 @pytest.fixture(scope="module")
 def digits():
-  return data.build(digits_config.get_config())
+  return from_config.build(digits_config.get_config())
 
 
 def test_permutations_are_fixed_by_the_seed_and_task_0_is_the_identity():
@@ -113,14 +112,14 @@ def test_unknown_source_and_bad_settings_are_clear_errors():
   config = digits_config.get_config()
   config.data.source = "cifar"
   with pytest.raises(ValueError, match="known: .*'permuted_digits'"):
-    data.build(config)
+    from_config.build(config)
   config = digits_config.get_config()
   config.data.num_tasks = 0
   with pytest.raises(ValueError, match="num_tasks"):
-    data.build(config)
+    from_config.build(config)
   config.data.source = "mnist"  # Fails before any download.
   with pytest.raises(ValueError, match="num_tasks"):
-    data.build(config)
+    from_config.build(config)
 
 
 def test_mnist_loads_through_tfds(tmp_path):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mcl import experiments, predict
+from mcl import experiments
 from mcl import inspect as run_inspect
 from mcl.continual import registry, scoring
-from mcl.datasets import task_data as data
+from mcl.datasets import from_config
+from mcl.experiments import prediction
 from mcl.runtime import errors
 from mcl.trainer import checkpointing, metrics
 from tests import test_audio
@@ -40,7 +41,7 @@ def _test_clips(config, task_data, task):
 
 def test_predict_equals_the_runs_evaluation_clip_by_clip(run):
   config, workdir, results = run
-  task_data = data.build(config)
+  task_data = from_config.build(config)
   params, metadata = run_inspect.load(workdir)
   method = registry.METHODS[config.method].from_config(
     config, tuple(metadata["input_shape"])
@@ -50,7 +51,7 @@ def test_predict_equals_the_runs_evaluation_clip_by_clip(run):
   )
   state = checkpoints.state(1)
   checkpoints.close()
-  out = predict.predict(workdir, [config.data.source_dir])
+  out = prediction.predict(workdir, [config.data.source_dir])
   assert out.checkpoint == 1 and not out.skipped
   by_path = {p.path: p for p in out.predictions}
   assert len(by_path) == 20  # Every clip of the folder, none skipped.
@@ -78,13 +79,13 @@ def test_predict_equals_the_runs_evaluation_clip_by_clip(run):
     assert metrics.accuracy(probabilities, labels) == pytest.approx(
       results["accuracy_matrix"][1][task.index]
     )
-    union_p += [by_path[p].scores[predict.ALL].probabilities for p in paths]
+    union_p += [by_path[p].scores[prediction.ALL].probabilities for p in paths]
     union_labels += list(labels + offset)
     offset += task.num_classes
   assert metrics.accuracy(
     np.stack(union_p), np.array(union_labels)
   ) == pytest.approx(results["final_class_incremental_accuracy"])
-  all_scores = out.predictions[0].scores[predict.ALL]
+  all_scores = out.predictions[0].scores[prediction.ALL]
   assert all_scores.names == ("blues", "classical", "metal", "pop")
   assert all_scores.probabilities.sum() == pytest.approx(1.0)
 
@@ -99,21 +100,21 @@ def test_predict_skips_and_names_bad_files(run, gtzan_dir, tmp_path):
   (folder / "notes.txt").write_text("not audio")
   missing = str(tmp_path / "absent.ogg")
 
-  out = predict.predict(workdir, [str(folder), missing], checkpoint=0)
+  out = prediction.predict(workdir, [str(folder), missing], checkpoint=0)
 
   assert [p.path for p in out.predictions] == [str(folder / "jazz.wav")]
   assert out.checkpoint == 0
-  assert list(out.predictions[0].scores) == ["task0", predict.ALL]
+  assert list(out.predictions[0].scores) == ["task0", prediction.ALL]
   problems = {os.path.basename(s["path"]): s["problem"] for s in out.skipped}
   assert problems["broken.mp3"].startswith("undecodable")
   assert "unsupported extension" in problems["notes.txt"]
   assert problems["absent.ogg"] == "file does not exist"
   with pytest.raises(errors.UserError, match="heads 0..1"):
-    predict.predict(workdir, [good], task=9)
+    prediction.predict(workdir, [good], task=9)
   with pytest.raises(errors.UserError, match="no checkpoint of task 5"):
-    predict.predict(workdir, [good], checkpoint=5)
+    prediction.predict(workdir, [good], checkpoint=5)
   with pytest.raises(errors.UserError, match="not a run folder"):
-    predict.predict(str(tmp_path), [good])
+    prediction.predict(str(tmp_path), [good])
 
 
 def test_predict_skips_damaged_float_wavs_and_goes_on(run, gtzan_dir, tmp_path):
@@ -125,12 +126,12 @@ def test_predict_skips_damaged_float_wavs_and_goes_on(run, gtzan_dir, tmp_path):
     os.path.join(gtzan_dir, g, f"{g}.00008.wav") for g in ("blues", "metal")
   ]
   # Good files before and after the damaged ones: the batch goes on.
-  out = predict.predict(
+  out = prediction.predict(
     workdir, [good[0], str(folder), damaged["loud_1e30.wav"], good[1]]
   )
   assert [p.path for p in out.predictions] == good
-  for prediction in out.predictions:
-    for scores in prediction.scores.values():
+  for scored in out.predictions:
+    for scores in scored.scores.values():
       assert np.all(np.isfinite(scores.probabilities))
       assert scores.probabilities.sum() == pytest.approx(1.0)
   problems = [(s["path"], s["problem"]) for s in out.skipped]

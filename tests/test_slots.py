@@ -11,7 +11,7 @@ import pytest
 
 from configs import permuted_digits as digits_config
 from mcl.continual import regularisers, slots, sparsity, surgery, timestamped
-from mcl.experiments import continual as runner
+from mcl.experiments.continual import runner
 from mcl.models import ConvClassifier, head_name
 from mcl.trainer import optimizer, train
 

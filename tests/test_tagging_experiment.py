@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from configs import mtat_short_chunk_cnn
-from mcl import experiments, predict
+from mcl import experiments
 from mcl.datasets import input_pipeline
+from mcl.experiments import prediction
 from mcl.experiments import tagging as experiment
 from mcl.runtime import errors
 from mcl.trainer import evaluation, metrics
@@ -73,9 +74,9 @@ def test_predict_tags_the_test_clips_as_the_run_scored_them(tiny_run):
     for i, folder in enumerate(MTAT_FOLDERS)
     if folder in "def"
   ]
-  out = predict.predict(workdir, paths)
+  out = prediction.predict(workdir, paths)
   assert len(out.predictions) == 8 and not out.skipped
-  scores = [p.scores[predict.TAGS] for p in out.predictions]
+  scores = [p.scores[prediction.TAGS] for p in out.predictions]
   assert scores[0].names == tuple(results["tags"])
   probabilities = np.stack([s.probabilities for s in scores])
   tags = np.array(
@@ -97,7 +98,7 @@ def test_predict_tags_the_test_clips_as_the_run_scored_them(tiny_run):
     os.path.join(config.data.manual_dir, "mp3", ex["mp3_path"].decode())
     for ex in builder.as_dataset(split="test").as_numpy_iterator()
   ]
-  scorer = predict._Tagging(workdir, config)
+  scorer = prediction._Tagging(workdir, config)
   evaluated = evaluation.evaluate_tags(
     scorer.model,
     scorer.variables,

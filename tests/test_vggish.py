@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from mcl.datasets import magnatagatune
 from mcl.experiments import tagging as experiment
-from mcl.features import audio
+from mcl.features import audio, logmel
 from mcl.models import harmonic_cnn, vggish, vggish_checkpoint
 from mcl.runtime import errors
 from tests import conftest
@@ -253,7 +253,7 @@ def test_builder_stores_vggish_frames_of_the_real_clip(
   features = dataclasses.replace(
     magnatagatune.FEATURES,
     front_end="vggish",
-    n_mels=audio.VGGISH_BANDS,
+    n_mels=logmel.VGGISH_BANDS,
   )
   builder = magnatagatune.build(
     manual_dir,
@@ -266,7 +266,7 @@ def test_builder_stores_vggish_frames_of_the_real_clip(
   # 465,984 samples: 1 + (465,984 - 400) // 160 = 2,910 frames, 30 patches.
   assert clip["log_mel"].shape == (2910, 64)
   np.testing.assert_allclose(
-    clip["log_mel"], audio.vggish_log_mel(waveform), atol=1e-5
+    clip["log_mel"], logmel.vggish_log_mel(waveform), atol=1e-5
   )
   assert builder.builder_config.name != "top50"  # Its own config.
   with pytest.raises(errors.UserError, match="n_mels 64"):

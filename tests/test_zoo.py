@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from mcl import models
-from mcl.features import audio
+from mcl.features import audio, logmel
 from mcl.models import inputs, layers
 from tests import conftest, few_steps
 
@@ -218,10 +218,10 @@ def mtat_waveform():
 def mtat_log_mels(mtat_waveform):
   """n_mels -> float32 [frames, n_mels] log-mel of the whole clip."""
   out = {
-    n: audio.log_mel(mtat_waveform, audio.FeatureConfig(n_mels=n))
+    n: logmel.log_mel(mtat_waveform, audio.FeatureConfig(n_mels=n))
     for n in (96, 128)
   }
-  out[64] = audio.vggish_log_mel(mtat_waveform)  # VGGish's own frames.
+  out[64] = logmel.vggish_log_mel(mtat_waveform)  # VGGish's own frames.
   return out
 
 

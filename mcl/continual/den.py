@@ -32,7 +32,7 @@ One call of `learn_task` is one iteration of Algorithm 1:
    left to act on);
 5. timestamped inference: `timestamped.timestamped_params`.
 
-Every phase is an early-stopped fit of the runner's `method.Context`; a
+Every phase is an early-stopped fit of the runner's `phase.Context`; a
 phase that never improves its validation loss returns its start, and the
 runner flags a task whose validation loss ends no lower than its untrained
 head's. Ablations (Yoon et al. 2018, Sec. 4.2) are switches of
@@ -58,17 +58,15 @@ import numpy as np
 
 from mcl.continual import (
   anchors,
+  den_steps,
   gpm,
-  masks,
   method,
+  phase,
   recalibration,
-  regularisers,
-  sparsity,
   surgery,
   timestamped,
 )
 from mcl.models import head_name
-from mcl.trainer import train
 
 EXPANSIONS = ("dynamic", "constant")
 SHARED_UNITS = ("retrain", "frozen")
@@ -164,7 +162,7 @@ class DENConfig:
 
 
 def learn_task(
-  context: method.Context,
+  context: phase.Context,
   params: surgery.Params,
   state: dict,
   task: int,
@@ -190,123 +188,33 @@ def learn_task(
     (|S| per layer), added, pruned and split; connection sparsity after
     task 0; old heads' recalibration offsets.
   """
-  timestamps = state["timestamps"]
-  layers = tuple(timestamps)
-  record = {"phases": {}}
-
-  def run(name, params, trainable, **kwargs):
-    result = context.phase(params, trainable, name, **kwargs)
-    record["phases"].update(method.phase_record(**{name: result})["phases"])
-    return result.params
-
-  if task == 0:
-    params = run(
-      "sparse",
-      params,
-      method.ones(params),
-      proximal=train.chain(
-        sparsity.l1(config.l1),
-        sparsity.connection_groups(config.group_lasso, layers),
-      ),
-    )
-    record["sparsity"] = sparsity.connection_sparsity(params, layers)
-    anchor, anchor_task = anchors.initial(params, layers)
-    state = {**state, "anchor": anchor, "anchor_task": anchor_task}
-    return params, _remember(context, params, state, task, config), record
-
-  head = head_name(task)
-  start_params, start_timestamps = params, timestamps
-  old_params = {n: g for n, g in params.items() if n != head}
-  heads = tuple(head_name(j) for j in range(task + 1))
-  anchor, anchor_task = state["anchor"], state["anchor_task"]
-  by_anchor = config.drift_reference == "anchor"
-  params = run(
-    "head",
-    params,
-    masks.new_unit_mask(params, timestamps, layers, task, head),
-    # L1 acts where the mask trains (here: head `task` alone); over every
-    # kernel, so the proximal term is the same at every task.
-    proximal=sparsity.l1(config.l1),
+  steps = den_steps.Steps(
+    context, config, task, tuple(state["timestamps"]), rng
   )
-  if config.shared_units == "frozen":
-    selected = {n: np.zeros_like(timestamps[n], bool) for n in layers}
-  elif config.selective_retraining:
-    selected = masks.select_subnetwork(params, layers, head)
-  else:
-    selected = {n: np.ones_like(timestamps[n], bool) for n in layers}
-  record["selected_units"] = {k: int(v.sum()) for k, v in selected.items()}
-  record["units_before"] = surgery.widths(params, layers)
-  if config.shared_units == "retrain":
-    trainable = masks.subnetwork_mask(params, layers, selected, head)
-    if not config.retrain_zeros:
-      trainable = masks.existing_connections(trainable, params, layers)
-    params = run(
-      "selective",
-      params,
-      trainable,
-      penalty=regularisers.l2_pull(
-        anchor if by_anchor else old_params,
-        config.l2,
-        names=layers,
-        keys=("kernel", "bias"),
-      ),
-      proximal=_projection(state, params, trainable, layers, config),
-    )
-  loss = _last_loss(record)
-  constant = config.expansion == "constant"
-  record["expanded"] = bool(constant or loss > config.tau)
-  if record["expanded"]:
-    params, timestamps = surgery.grow(
-      params, timestamps, layers, heads, config.k, task, rng,
-      outgoing_scale=config.outgoing_scale,
-    )  # fmt: skip
-    record["added_units"] = {n: config.k for n in layers}
-    l1 = sparsity.l1(config.l1)  # Where trainable: new units, head `task`.
-    params = run(
-      "expand",
-      params,
-      masks.new_unit_mask(params, timestamps, layers, task, head),
-      proximal=l1
-      if constant
-      else train.chain(
-        l1,
-        sparsity.unit_groups(
-          config.group_lasso, masks.units_of_task(timestamps, layers, task)
-        ),
-      ),
-    )
-    if not constant:
-      params, timestamps, removed = surgery.prune_dead_units(
-        params, timestamps, layers, heads, task
-      )
-      record["pruned_units"] = removed
-
-  split = {}
-  if config.split and config.shared_units == "retrain":
-    drift = (
-      anchors.drift(params, anchor, anchor_task, timestamps, layers)
-      if by_anchor
-      else None
-    )
-    params, timestamps, splits = surgery.split_units(
-      params, old_params, timestamps, layers, heads, task, config.sigma,
-      drift=drift, top_k=config.split_top_k,
-    )  # fmt: skip
-    record["splits"] = [dataclasses.asdict(s) for s in splits]
-    split = {s.layer: s.units for s in splits}
-    if splits:
-      params = run(
-        "split",
-        params,
-        masks.new_unit_mask(params, timestamps, layers, task, head),
-      )
+  if task == 0:
+    params, state = steps.sparse_training(params, state)
+    return params, _remember(context, params, state, task, config), steps.record
+  timestamps = state["timestamps"]
+  start = (params, timestamps)
+  old_params = {n: g for n, g in params.items() if n != steps.head}
+  params = steps.selective_retraining(params, timestamps, old_params, state)
+  params, timestamps = steps.dynamic_expansion(params, timestamps)
+  params, timestamps, split = steps.split_duplication(
+    params, timestamps, old_params, state
+  )
   if config.recalibrate:
-    params, record["recalibration"] = _recalibrate(
-      context, start_params, start_timestamps, params, timestamps, task
+    params, steps.record["recalibration"] = _recalibrate(
+      context, *start, params, timestamps, task
     )
-  record["units_after"] = surgery.widths(params, layers)
+  steps.record["units_after"] = surgery.widths(params, steps.layers)
   anchor, anchor_task = anchors.update(
-    anchor, anchor_task, params, timestamps, layers, task, split
+    state["anchor"],
+    state["anchor_task"],
+    params,
+    timestamps,
+    steps.layers,
+    task,
+    split,
   )
   state = {
     **state,
@@ -314,7 +222,7 @@ def learn_task(
     "anchor": anchor,
     "anchor_task": anchor_task,
   }
-  return params, _remember(context, params, state, task, config), record
+  return params, _remember(context, params, state, task, config), steps.record
 
 
 def _recalibrate(context, before, before_timestamps, params, timestamps, task):
@@ -335,15 +243,6 @@ def _recalibrate(context, before, before_timestamps, params, timestamps, task):
     params = recalibration.recalibrate(params, head_name(j), offset)
     offsets[head_name(j)] = offset.tolist()
   return params, offsets
-
-
-def _projection(state, params, trainable, layers, config):
-  """`den_gpm`: selective retraining's change kept orthogonal to the old
-  tasks' activation bases (within its trainable rows), or None."""
-  if config.projection == "none":
-    return None
-  bases = gpm.pad_bases(state["bases"], params, layers)
-  return gpm.projection(bases, params, layers, trainable)
 
 
 def _remember(context, params, state, task, config):
@@ -368,11 +267,6 @@ def _remember(context, params, state, task, config):
   bases = gpm.pad_bases(state.get("bases", {}), params, layers)
   bases = gpm.update_bases(bases, representations, config.gpm_threshold)
   return {**state, "bases": bases}
-
-
-def _last_loss(record: dict) -> float:
-  """Validation loss at the end of the latest phase."""
-  return list(record["phases"].values())[-1]["validation_loss"]
 
 
 class DEN(method.Sequential):

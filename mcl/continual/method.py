@@ -3,9 +3,10 @@
 A method owns a parameter tree and a state (numpy arrays, saved with every
 task checkpoint). Per task the runner calls `begin_task` (add the task's
 head or column; the untrained result gives the zero-shot score of forward
-transfer) and `learn_task` (train through a `Context`); it evaluates task j
-on `network(params, state, j)`. The runner knows the data, the method knows
-what to train, under which mask and with which penalty.
+transfer) and `learn_task` (train through a `phase.Context`); it
+evaluates task j on `network(params, state, j)`. The runner knows the
+data, the method knows what to train, under which mask and with which
+penalty.
 
 `Sequential` is the base of every method that grows one `ConvClassifier`
 trunk with a head per task; its state holds the units' timestamps (all 0
@@ -13,8 +14,7 @@ unless DEN adds units), and task j's network is its timestamped network.
 """
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mcl.continual import slots, surgery, timestamped
+from mcl import models
+from mcl.continual import phase, slots, surgery, timestamped
 from mcl.datasets import tasks
 from mcl.models import ConvClassifier, head_name
-from mcl.trainer import evaluation, fit, parallel, train
-from mcl.trainer import recipe as recipes
+from mcl.trainer import fit
 
 Params = dict
 State = dict  # name -> numpy array or nested dict of them
@@ -39,141 +39,6 @@ class Network:
   model: nn.Module
   params: Params
   head: int
-
-
-@dataclasses.dataclass(frozen=True)
-class FitConfig:
-  """Budget of one training phase (`mcl.trainer.recipe.continual`).
-
-  Attributes:
-    learning_rate: Adam step size.
-    max_steps: upper bound on optimizer steps.
-    eval_every: steps between validation passes (and loss checks).
-    patience: validation passes without improvement before stopping.
-  """
-
-  learning_rate: float
-  max_steps: int
-  eval_every: int
-  patience: int
-
-  def recipe(self) -> recipes.Recipe:
-    return recipes.continual(
-      self.learning_rate, self.max_steps, self.eval_every, self.patience
-    )
-
-
-class Context(Protocol):
-  """The runner's side: training data and the phase loop of one task."""
-
-  fit_config: FitConfig
-
-  def phase(
-    self,
-    params: Params,
-    trainable: Params,
-    name: str,
-    *,
-    penalty: train.Term | None = None,
-    proximal: train.Term | None = None,
-    batches: Iterator[dict[str, np.ndarray]] | None = None,
-    heads: tuple[int, ...] | None = None,
-    validation: Mapping[int, Sequence[dict]] | None = None,
-    fit_config: FitConfig | None = None,
-  ) -> fit.FitResult:
-    """`fit.fit` of the current task (defaults) or of given streams.
-
-    `batches` default to the current task's stream, `heads` to its head,
-    `validation` to its validation clips, `fit_config` to the run's.
-    """
-    ...
-
-  def batches(self, task: int) -> Iterator[dict[str, np.ndarray]]:
-    """A fresh seeded stream of task `task`'s training chunks."""
-    ...
-
-  def joint_batches(self) -> Iterator[dict[str, np.ndarray]]:
-    """A seeded stream of chunks from every task's training clips."""
-    ...
-
-  def validation(self, task: int) -> list[dict]:
-    """Task `task`'s validation batches."""
-    ...
-
-  def training_clips(self, task: int, num_chunks: int) -> list[dict]:
-    """Task `task`'s training clips as evenly spaced chunks (eval layout)."""
-    ...
-
-
-def fit_phase(
-  model: nn.Module,
-  params: Params,
-  trainable: Params,
-  heads: tuple[int, ...],
-  batches: Iterator[dict[str, np.ndarray]],
-  validation: Mapping[int, Sequence[dict]],
-  fit_config: FitConfig,
-  *,
-  penalty: train.Term | None = None,
-  proximal: train.Term | None = None,
-  **kwargs,
-) -> fit.FitResult:
-  """One phase: a one-stage Adam fit under a mask, early-stopped on the
-  mean clip-level validation loss over `validation`'s heads.
-
-  Args:
-    model: the network, widths matching `params`.
-    params: starting parameters; they count as the best pass until a
-      pass improves on their validation loss.
-    trainable: 0./1. mask like `params`.
-    heads: task ids that occur in the training batches.
-    batches: global training batches {"inputs", "label", "task"}, the same
-      stream in every process (each takes its rows).
-    validation: {head: its validation batches}.
-    fit_config: the budget.
-    penalty: added to the loss, or None.
-    proximal: applied after every update, or None.
-    **kwargs: `fit.fit`'s writer, step_offset and name.
-
-  Returns:
-    The best parameters (`result.params`), with validation loss and
-    "accuracy" (means over the heads) before and after.
-
-  Raises:
-    mcl.trainer.train.NonFiniteLossError: the training loss became NaN or
-      infinite.
-  """
-
-  def evaluate(variables):
-    results = [
-      evaluation.evaluate_labels(model, variables, clips, head)
-      for head, clips in validation.items()
-    ]
-    return fit.Evaluation(
-      float(np.mean([r.loss for r in results])),
-      {"accuracy": float(np.mean([r.accuracy for r in results]))},
-    )
-
-  def local_rows():
-    for batch in batches:
-      rows = parallel.process_rows(len(batch["label"]))
-      yield {k: v[rows] for k, v in batch.items()}
-
-  stream = local_rows()
-  return fit.fit(
-    model,
-    {"params": params},
-    lambda _: stream,
-    evaluate,
-    fit_config.recipe(),
-    loss=train.TaskCrossEntropy(tuple(heads)),
-    rng=jax.random.key(0),
-    trainable=trainable,
-    penalty=penalty,
-    proximal=proximal,
-    score_initial=True,
-    **kwargs,
-  )
 
 
 def ones(params: Params) -> Params:
@@ -254,6 +119,15 @@ class Method:
     self.settings = settings
     self.head_sizes = tuple(head_sizes)
 
+  @property
+  def model_class(self) -> type[nn.Module]:
+    """The module class of `model_name` (`mcl.models` registry)."""
+    return models.get_model_class(self.model_name)
+
+  def model(self, params: Params) -> nn.Module:
+    """The module that applies `params`: its widths read from the tree."""
+    return self.model_class.from_params(params)
+
   @classmethod
   def from_config(
     cls,
@@ -302,7 +176,12 @@ class Method:
     raise NotImplementedError
 
   def learn_task(
-    self, context: Context, params: Params, state: State, task: tasks.Task, rng
+    self,
+    context: phase.Context,
+    params: Params,
+    state: State,
+    task: tasks.Task,
+    rng,
   ) -> tuple[Params, State, dict]:
     """Trains task `task`; returns the tree, state and a JSON record."""
     raise NotImplementedError
@@ -316,7 +195,7 @@ class Method:
     the method can keep them (one compilation of scoring per run)."""
     return self.network(params, state, task)
 
-  def context(self, context: Context) -> Context:
+  def context(self, context: phase.Context) -> phase.Context:
     """The context `learn_task` trains through (the runner's by default)."""
     return context
 

@@ -2,7 +2,7 @@
 
 `METHODS` maps each name to its `mcl.continual.method.Method` class: DEN
 (Yoon et al., ICLR 2018) and the baselines it is compared with. The
-continual experiment (`mcl.experiments.continual`), the config checks and
+continual experiment (`mcl.experiments.continual.runner`), the config checks and
 `mcl.predict` look methods up here, so none of them imports another to
 find one.
 """

@@ -253,7 +253,7 @@ def timestamped(padded: Params, keep: Mapping[str, np.ndarray]) -> Params:
 
 
 class PaddedContext:
-  """A `method.Context` whose phases train the tree in its slots.
+  """A `phase.Context` whose phases train the tree in its slots.
 
   `phase` pads the parameters, the trainable mask (free slots 0) and the
   terms, trains every head's loss (`Slots.heads`), and returns the result

@@ -15,7 +15,8 @@ a prefix of every layer: timestamped inference slices that prefix and runs
 exactly the shapes and values the network had after task j.
 
 Functions here take numpy trees and return new ones; nothing is mutated,
-nothing is trained. They run between tasks, outside jit.
+nothing is trained. They run between tasks, outside jit, on the unit
+primitives of `mcl.continual.units` (consumers, appending, removing).
 """
 
 import dataclasses
@@ -23,103 +24,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from mcl.continual import units
+
 Params = dict
 Timestamps = dict  # layer name -> int32 [units]
-
-
-def _copy(params: Params) -> Params:
-  return {
-    name: {k: np.array(v) for k, v in layer.items()}
-    for name, layer in params.items()
-  }
-
-
-def consumers(
-  layers: Sequence[str], heads: Sequence[str], layer: str
-) -> tuple[str, ...]:
-  """Layers whose kernel rows are the units of `layer`."""
-  i = list(layers).index(layer)
-  return (layers[i + 1],) if i + 1 < len(layers) else tuple(heads)
 
 
 def widths(params: Params, layers: Sequence[str]) -> dict[str, int]:
   """Number of units of every hidden layer."""
   return {name: int(params[name]["bias"].shape[0]) for name in layers}
-
-
-def add_units(
-  params: Params,
-  layers: Sequence[str],
-  heads: Sequence[str],
-  layer: str,
-  incoming: np.ndarray,
-  bias: np.ndarray,
-  outgoing: Mapping[str, np.ndarray],
-) -> Params:
-  """Appends n units to `layer`.
-
-  Args:
-    params: the tree.
-    layers: hidden layer names, input to output.
-    heads: head names.
-    layer: the layer to grow.
-    incoming: [..., in, n] kernel columns of the new units.
-    bias: [n] their biases.
-    outgoing: {consumer: [..., n, out]} kernel rows of the new units in
-      every consumer of `layer`.
-
-  Returns:
-    A new tree with the units appended as the last columns of `layer` and
-    the last rows of its consumers.
-
-  Raises:
-    ValueError: a shape does not fit or a consumer is missing.
-  """
-  new = _copy(params)
-  kernel = new[layer]["kernel"]
-  if incoming.shape[:-1] != kernel.shape[:-1] or bias.shape != (
-    incoming.shape[-1],
-  ):
-    raise ValueError(
-      f"{layer}: new units {incoming.shape}/{bias.shape} do not fit kernel "
-      f"{kernel.shape}"
-    )
-  new[layer]["kernel"] = np.concatenate([kernel, incoming], axis=-1)
-  new[layer]["bias"] = np.concatenate([new[layer]["bias"], bias])
-  for name in consumers(layers, heads, layer):
-    if name not in outgoing:
-      raise ValueError(f"{layer}: no outgoing rows for consumer {name}")
-    new[name]["kernel"] = np.concatenate(
-      [new[name]["kernel"], outgoing[name]], axis=-2
-    )
-  return new
-
-
-def keep_units(
-  params: Params,
-  layers: Sequence[str],
-  heads: Sequence[str],
-  layer: str,
-  keep: np.ndarray,
-) -> Params:
-  """Removes the units of `layer` where `keep` is False.
-
-  Args:
-    params: the tree.
-    layers: hidden layer names.
-    heads: head names.
-    layer: the layer to shrink.
-    keep: bool [units].
-
-  Returns:
-    A new tree without those columns of `layer` and rows of its consumers.
-  """
-  new = _copy(params)
-  new[layer]["kernel"] = new[layer]["kernel"][..., keep]
-  new[layer]["bias"] = new[layer]["bias"][keep]
-  for name in consumers(layers, heads, layer):
-    new[name]["kernel"] = new[name]["kernel"][..., keep, :]
-  return new
 
 
 def grow(
@@ -175,7 +88,7 @@ def grow(
     shape = new[layer]["kernel"].shape[:-1] + (k,)
     incoming = lecun(shape, int(np.prod(shape[:-1])))
     outgoing = {}
-    for name in consumers(layers, heads, layer):
+    for name in units.consumers(layers, heads, layer):
       kernel = new[name]["kernel"]
       rows = kernel.shape[:-2] + (k, kernel.shape[-1])
       fan_in = int(np.prod(kernel.shape[:-1])) + int(np.prod(rows[:-1]))
@@ -183,20 +96,11 @@ def grow(
       # the same, so the random stream does not depend on the task).
       scale = 0.0 if name in heads[:-1] else outgoing_scale
       outgoing[name] = (scale * lecun(rows, fan_in)).astype(np.float32)
-    new = add_units(
+    new = units.add_units(
       new, layers, heads, layer, incoming, np.zeros(k, np.float32), outgoing
     )
     stamps[layer] = np.concatenate([stamps[layer], np.full(k, task, np.int32)])
   return new, stamps
-
-
-def unit_group_norms(params: Params, layer: str) -> np.ndarray:
-  """L2 norm of every unit's incoming weights and bias: float [units]."""
-  kernel = params[layer]["kernel"]
-  squares = np.sum(
-    np.square(kernel, dtype=np.float64), axis=tuple(range(kernel.ndim - 1))
-  )
-  return np.sqrt(squares + np.square(params[layer]["bias"], dtype=np.float64))
 
 
 def prune_dead_units(
@@ -233,17 +137,17 @@ def prune_dead_units(
     changed = False
     for layer in layers:
       outgoing = np.zeros(new[layer]["bias"].shape, bool)
-      for name in consumers(layers, heads, layer):
+      for name in units.consumers(layers, heads, layer):
         if name in heads[:-1]:
           continue
         kernel = new[name]["kernel"]
         axes = tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,)
         outgoing |= np.any(kernel != 0, axis=axes)
       dead = (stamps[layer] == task) & (
-        (unit_group_norms(new, layer) == 0) | ~outgoing
+        (units.group_norms(new, layer) == 0) | ~outgoing
       )
       if dead.any():
-        new = keep_units(new, layers, heads, layer, ~dead)
+        new = units.keep_units(new, layers, heads, layer, ~dead)
         stamps[layer] = stamps[layer][~dead]
         removed[layer] += int(dead.sum())
         changed = True
@@ -355,60 +259,121 @@ def split_units(
   Returns:
     The tree, the timestamps, and one record per layer with splits.
   """
-  new, stamps, records = _copy(params), dict(timestamps), []
+  new, stamps, records = units.copy(params), dict(timestamps), []
   if drift is None:
     drift = semantic_drift(params, old_params, layers)
   previous_pairs: list[tuple[int, int]] = []
   for layer in layers:
-    old_kernel, old_bias = (
-      old_params[layer]["kernel"],
-      old_params[layer]["bias"],
-    )
-    n_in = old_kernel.shape[-2]
-    if top_k > 0:
-      ranked = np.argsort(-drift[layer], kind="stable")[:top_k]
-      units = np.sort(ranked[drift[layer][ranked] > 0])
-    else:
-      units = np.flatnonzero(drift[layer] > sigma)
-    if units.size == 0:
+    originals = _units_to_split(drift[layer], sigma, top_k)
+    if originals.size == 0:
       previous_pairs = []
       continue
-    incoming = new[layer]["kernel"][..., units].copy()
-    bias = new[layer]["bias"][units].copy()
-    # The duplicates read the new versions of the previous layer's splits.
-    for original, duplicate in previous_pairs:
-      incoming[..., duplicate, :] = incoming[..., original, :]
-      incoming[..., original, :] = 0
-    new[layer]["kernel"][..., units] = 0
-    new[layer]["kernel"][..., :n_in, units] = old_kernel[..., units]
-    new[layer]["bias"][units] = old_bias[units]
-    outgoing = {}
-    for name in consumers(layers, heads, layer):
-      kernel = new[name]["kernel"]
-      is_new = (
-        stamps[name] == task
-        if name in stamps
-        else np.full(kernel.shape[-1], name == heads[task])
-      )
-      rows = kernel[..., units, :] * is_new
-      kernel[..., units, :] = kernel[..., units, :] * ~is_new
-      outgoing[name] = rows.astype(np.float32)
-    first = new[layer]["bias"].shape[0]
-    new = add_units(new, layers, heads, layer, incoming, bias, outgoing)
-    stamps[layer] = np.concatenate(
-      [stamps[layer], np.full(units.size, task, np.int32)]
+    incoming, bias = _duplicate_inputs(new, layer, originals, previous_pairs)
+    _restore_originals(new, old_params, layer, originals)
+    outgoing = _take_new_rows(
+      new, stamps, layers, heads, layer, originals, task
     )
-    duplicates = tuple(range(first, first + units.size))
-    previous_pairs = list(zip(units.tolist(), duplicates, strict=True))
+    first = new[layer]["bias"].shape[0]
+    new = units.add_units(new, layers, heads, layer, incoming, bias, outgoing)
+    stamps[layer] = np.concatenate(
+      [stamps[layer], np.full(originals.size, task, np.int32)]
+    )
+    duplicates = tuple(range(first, first + originals.size))
+    previous_pairs = list(zip(originals.tolist(), duplicates, strict=True))
     records.append(
       SplitRecord(
         layer=layer,
-        units=tuple(units.tolist()),
+        units=tuple(originals.tolist()),
         duplicates=duplicates,
-        drifts=tuple(float(d) for d in drift[layer][units]),
+        drifts=tuple(float(d) for d in drift[layer][originals]),
       )
     )
   return new, stamps, records
+
+
+def _units_to_split(drift: np.ndarray, sigma: float, top_k: int) -> np.ndarray:
+  """The units of one layer to split: int [n], ascending.
+
+  Args:
+    drift: float [old units] (see `split_units`).
+    sigma: the threshold, when `top_k` is 0.
+    top_k: > 0: the `top_k` most drifted units of nonzero drift instead.
+  """
+  if top_k > 0:
+    ranked = np.argsort(-drift, kind="stable")[:top_k]
+    return np.sort(ranked[drift[ranked] > 0])
+  return np.flatnonzero(drift > sigma)
+
+
+def _duplicate_inputs(
+  params: Params,
+  layer: str,
+  originals: np.ndarray,
+  previous_pairs: Sequence[tuple[int, int]],
+) -> tuple[np.ndarray, np.ndarray]:
+  """The duplicates' incoming kernel columns [..., in, n] and biases [n]:
+  copies of the originals' current ones, their rows of the previous
+  layer's split units moved to those units' duplicates (so that they read
+  the new versions).
+
+  Args:
+    params: the tree, the previous layer's duplicates appended.
+    layer: the layer being split.
+    originals: int [n], its units to split.
+    previous_pairs: (original, duplicate) of the previous layer's splits,
+      empty when it had none.
+  """
+  incoming = params[layer]["kernel"][..., originals].copy()
+  bias = params[layer]["bias"][originals].copy()
+  for original, duplicate in previous_pairs:
+    incoming[..., duplicate, :] = incoming[..., original, :]
+    incoming[..., original, :] = 0
+  return incoming, bias
+
+
+def _restore_originals(
+  params: Params, old_params: Params, layer: str, originals: np.ndarray
+) -> None:
+  """Restores the originals' incoming weights and biases to those of
+  `old_params` (zero from the rows added since); in place, on
+  `split_units`' own copy of the tree."""
+  old_kernel = old_params[layer]["kernel"]
+  n_in = old_kernel.shape[-2]
+  params[layer]["kernel"][..., originals] = 0
+  params[layer]["kernel"][..., :n_in, originals] = old_kernel[..., originals]
+  params[layer]["bias"][originals] = old_params[layer]["bias"][originals]
+
+
+def _take_new_rows(
+  params: Params,
+  timestamps: Timestamps,
+  layers: Sequence[str],
+  heads: Sequence[str],
+  layer: str,
+  originals: np.ndarray,
+  task: int,
+) -> dict[str, np.ndarray]:
+  """The duplicates' outgoing rows, taken from the originals' rows in the
+  consumers' columns of timestamp `task` (new units, later duplicates,
+  head `task`), which are zeroed there; older columns keep the originals'
+  rows and get zero rows for the duplicates. In place, on `split_units`'
+  own copy of the tree.
+
+  Returns:
+    {consumer: float32 [..., n, out]}, for `units.add_units`.
+  """
+  outgoing = {}
+  for name in units.consumers(layers, heads, layer):
+    kernel = params[name]["kernel"]
+    is_new = (
+      timestamps[name] == task
+      if name in timestamps
+      else np.full(kernel.shape[-1], name == heads[task])
+    )
+    rows = kernel[..., originals, :] * is_new
+    kernel[..., originals, :] = kernel[..., originals, :] * ~is_new
+    outgoing[name] = rows.astype(np.float32)
+  return outgoing
 
 
 def add_head(

@@ -6,7 +6,9 @@ model's chunk predictions can be averaged per clip. Two kinds of stream:
 single-label task streams for continual learning, whose labels are remapped
 to the task's own indices 0..n-1 (task-incremental: one head per task), and
 multi-label tagging streams ("tags" multi-hot, MagnaTagATune top-50).
-Batches leave as numpy dicts; training never calls librosa.
+Batches leave as numpy dicts; training never calls librosa. With several
+processes every process draws the same global batches and keeps its own
+rows (`process_rows`), so the streams stay identical across processes.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -277,3 +279,37 @@ def tagging_eval_batches(
   )
   ds = _masked_batches(ds, batch_size).prefetch(tf.data.AUTOTUNE)
   return tfds.as_numpy(ds)
+
+
+def process_slice(size: int, index: int, count: int) -> slice:
+  """Process `index` of `count`'s rows of a global batch of `size` examples.
+
+  Raises:
+    ValueError: `size` does not divide over the processes.
+  """
+  if size % count:
+    raise ValueError(
+      f"a global batch of {size} examples does not divide over "
+      f"{count} processes"
+    )
+  rows = size // count
+  return slice(index * rows, (index + 1) * rows)
+
+
+def process_rows(
+  batches: Iterable[dict[str, np.ndarray]], index: int, count: int
+) -> Iterator[dict[str, np.ndarray]]:
+  """Process `index` of `count`'s rows (`process_slice`) of every batch.
+
+  Args:
+    batches: global batches, the same in every process; every value has
+      the examples on axis 0.
+    index: this process (`jax.process_index()`).
+    count: the processes (`jax.process_count()`).
+
+  Raises:
+    ValueError: a batch's size does not divide over the processes.
+  """
+  for batch in batches:
+    rows = process_slice(len(next(iter(batch.values()))), index, count)
+    yield {k: v[rows] for k, v in batch.items()}

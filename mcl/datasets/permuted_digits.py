@@ -25,7 +25,6 @@ the batch layouts.
 import dataclasses
 from collections.abc import Iterator, Sequence
 
-import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 from sklearn import datasets as sk_datasets
@@ -307,44 +306,3 @@ class PermutedImages:
         "label": train.label[index],
         "task": task.astype(np.int32),
       }
-
-
-def _permuted(
-  config: ml_collections.ConfigDict, pixels: int, load
-) -> PermutedImages:
-  # The permutations first: they check num_tasks before a download.
-  order = permutations(
-    config.data.num_tasks, pixels, config.data.permutation_seed
-  )
-  return PermutedImages(
-    load(), order, config.train.batch_size, config.train.eval_batch_size
-  )
-
-
-def permuted_digits(config: ml_collections.ConfigDict) -> PermutedImages:
-  """Permuted 8x8 digits of `config.data` (`num_tasks`, `permutation_seed`,
-  `split_seed`, `validation_fraction`, `test_fraction`) and `config.train`
-  batch sizes.
-
-  Raises:
-    ValueError: a bad setting (num_tasks < 1, fractions, batch sizes).
-  """
-  return _permuted(
-    config,
-    8 * 8,
-    lambda: load_digits(
-      config.data.validation_fraction,
-      config.data.test_fraction,
-      config.data.split_seed,
-    ),
-  )
-
-
-def permuted_mnist(config: ml_collections.ConfigDict) -> PermutedImages:
-  """Permuted MNIST: as `permuted_digits`, 28x28 images from TFDS `mnist`
-  in `config.data.data_dir` (downloaded there on first use).
-
-  Raises:
-    ValueError: a bad setting (num_tasks < 1, batch sizes).
-  """
-  return _permuted(config, 28 * 28, lambda: load_mnist(config.data.data_dir))

@@ -1,6 +1,7 @@
 """The continual runner's data: a task sequence and its batches.
 
-`build(config)` returns the `TaskData` named by `config.data.source`:
+A `TaskData` is what the runner reads; `mcl.datasets.from_config.build`
+returns the one named by `config.data.source`:
 
 - "labelled_folders": GTZAN layout, split in folds; tasks from
   `config.tasks` (groups of genre names);
@@ -21,25 +22,18 @@ float32 [clips]} (an image is a clip of one chunk).
 """
 
 import dataclasses
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-import ml_collections
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
 from mcl.datasets import (
-  fma,
   input_pipeline,
-  labelled_folders,
-  magnatagatune,
-  permuted_digits,
   tasks,
 )
-from mcl.features import audio
 from mcl.runtime import errors
 
 # Split names of `TaskData.eval_batches`.
@@ -113,82 +107,6 @@ def check_split(split: str) -> None:
   """Raises ValueError unless `split` is one of `SPLITS`."""
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
-
-
-def build_dataset(config: ml_collections.ConfigDict):
-  """The prepared audio builder named by `config.data` and its data split.
-
-  Args:
-    config: an experiment config; labelled folders read `data.source_dir`,
-      `num_folds` and `fold` (test fold; validation the next), MagnaTagATune
-      `data.manual_dir` and `genres`, FMA `data.manual_dir` and `subset`;
-      all `data.data_dir` and `features`.
-
-  Returns:
-    (builder, `tasks.DataSplit`); the builder has "log_mel" and a "label"
-    ClassLabel.
-
-  Raises:
-    ValueError: not an audio source (and see the builders' `build`).
-    mcl.runtime.errors.MissingDataError: an incomplete MagnaTagATune or FMA
-      manual directory.
-  """
-  features = audio.FeatureConfig(**config.features)
-  if config.data.source == "labelled_folders":
-    split = tasks.fold_split(config.data.fold, config.data.num_folds)
-    builder = labelled_folders.build(
-      config.data.source_dir,
-      config.data.data_dir,
-      features,
-      num_folds=config.data.num_folds,
-    )
-    return builder, split
-  if config.data.source == "magnatagatune":
-    builder = magnatagatune.build(
-      config.data.manual_dir,
-      config.data.data_dir,
-      magnatagatune.make_config("genres", features, genres=config.data.genres),
-    )
-    return builder, tasks.STANDARD_SPLIT
-  if config.data.source == "fma":
-    builder = fma.build(
-      config.data.manual_dir,
-      config.data.data_dir,
-      fma.make_config(config.data.subset, features),
-    )
-    return builder, tasks.DataSplit(*fma.SPLITS)
-  raise ValueError(
-    f"unknown audio source {config.data.source!r}; known: "
-    "['labelled_folders', 'magnatagatune', 'fma']"
-  )
-
-
-def chunk_frames(config: ml_collections.ConfigDict) -> int:
-  """Training/evaluation chunk length in frames (`data.chunk_seconds` at
-  the features' sample rate in Hz and hop length in samples)."""
-  return int(
-    round(
-      config.data.chunk_seconds
-      * config.features.sample_rate
-      / config.features.hop_length
-    )
-  )
-
-
-def label_names(config: ml_collections.ConfigDict) -> list[str]:
-  """The audio source's label names, known before any record is built.
-
-  Labelled folders: the `<label>/` sub-folders holding audio (sorted);
-  MagnaTagATune: `config.data.genres`; FMA: the subset's top genres.
-
-  Raises:
-    mcl.runtime.errors.UserError: the folder is missing or holds no audio.
-  """
-  if config.data.source == "labelled_folders":
-    return labelled_folders.scan(config.data.source_dir).labels
-  if config.data.source == "fma":
-    return fma.label_names(config.data.manual_dir, config.data.subset)
-  return list(config.data.genres)
 
 
 # The record feature that names a clip: labelled folders, MagnaTagATune,
@@ -275,52 +193,6 @@ def check_classes(
   )
 
 
-def check_chunk_length(
-  task_list: Sequence[tasks.Task],
-  clips: dict[str, SplitClips],
-  config: ml_collections.ConfigDict,
-) -> None:
-  """No clip of the tasks' classes is shorter than a chunk.
-
-  A shorter clip is zero-padded into every chunk drawn from it, so a
-  chunk longer than most clips trains and tests on padding.
-
-  Args:
-    task_list: the tasks.
-    clips: {"train" | "validation" | "test": its `SplitClips`}.
-    config: reads `data.chunk_seconds` and `features` (frames per second:
-      `sample_rate / hop_length`).
-
-  Raises:
-    mcl.runtime.errors.UserError: `data.chunk_seconds` is above the length of
-      some clip; the message names the shortest clips with their lengths (s).
-  """
-  wanted = {label for task in task_list for label in task.class_ids}
-  lengths = [
-    (int(frames), name)
-    for split in clips.values()
-    for label, frames, name in zip(
-      split.labels, split.frames, split.names, strict=True
-    )
-    if label in wanted
-  ]
-  chunk = chunk_frames(config)
-  short = sorted(length for length in lengths if length[0] < chunk)
-  if not short:
-    return
-  per_second = config.features.sample_rate / config.features.hop_length
-
-  def seconds(frames: int) -> str:  # Rounded down: a chunk that long fits.
-    return f"{math.floor(frames / per_second * 100) / 100:g}"
-
-  named = ", ".join(f"{name} ({seconds(f)} s)" for f, name in short[:5])
-  raise errors.UserError(
-    f"data.chunk_seconds={config.data.chunk_seconds!r}: longer than "
-    f"{len(short)} of the tasks' {len(lengths)} clips, the shortest "
-    f"{named}; must be <= {seconds(short[0][0])} s (the shortest clip)"
-  )
-
-
 class AudioTaskData:
   """`TaskData` of a prepared log-mel builder: random-chunk training,
   evenly spaced evaluation chunks (`mcl.datasets.input_pipeline`).
@@ -331,39 +203,29 @@ class AudioTaskData:
     frames: chunk length in frames.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    """Checks the tasks, builds (or loads) the records of `config.data`
-    (see `build_dataset`) and checks every class's clips
-    (`check_classes`) and their lengths (`check_chunk_length`).
-
-    Raises:
-      mcl.runtime.errors.UserError: a bad task or data setting, found before any
-        record is built (`tasks.make_tasks`), or a class without clips in
-        a split or a clip shorter than a chunk (after).
-    """
-    labels = label_names(config)
-    self.tasks = tasks.make_tasks(config.tasks, labels)
-    self.builder, self.split = build_dataset(config)
-    built = self.builder.info.features["label"].names
-    if built != labels:
-      raise errors.UserError(
-        f"{self.builder.data_dir}: records built for labels {built}, the "
-        f"source now has {labels}; delete that folder to rebuild"
-      )
-    split_names = dataclasses.asdict(self.split)
-    clips = {k: split_clips(self.builder, v) for k, v in split_names.items()}
-    check_classes(
-      self.tasks,
-      {k: c.class_counts(len(built)) for k, c in clips.items()},
-      split_names,
-      config.data.allow_empty_classes,
-    )
-    check_chunk_length(self.tasks, clips, config)
-    self.frames = chunk_frames(config)
-    self.input_shape = (1, self.frames, config.features.n_mels)
-    self._batch_size = config.train.batch_size
-    self._eval_batch_size = config.train.eval_batch_size
-    self._eval_chunks = config.data.eval_chunks
+  def __init__(
+    self,
+    builder,
+    split: tasks.DataSplit,
+    task_list: Sequence[tasks.Task],
+    frames: int,
+    num_mels: int,
+    batch_size: int,
+    eval_batch_size: int,
+    eval_chunks: int,
+  ):
+    """Args: the prepared builder (its "label" ClassLabel the tasks'
+    class ids) and its split; the tasks; the chunk length (frames) and
+    mel bands of an input; the training and evaluation batch sizes
+    (chunks, clips); the evenly spaced chunks per evaluation clip.
+    `mcl.datasets.from_config.audio_task_data` builds one from a config,
+    after its checks."""
+    self.builder, self.split, self.tasks = builder, split, list(task_list)
+    self.frames = frames
+    self.input_shape = (1, frames, num_mels)
+    self._batch_size = batch_size
+    self._eval_batch_size = eval_batch_size
+    self._eval_chunks = eval_chunks
 
   def train_batches(self, task, seed):
     return input_pipeline.train_batches(
@@ -405,27 +267,3 @@ class AudioTaskData:
         "label": local[batch["label"]].astype(np.int32),
         "task": task_of[batch["label"]].astype(np.int32),
       }
-
-
-# config.data.source -> the TaskData it builds from the config.
-SOURCES: dict[str, Callable[[ml_collections.ConfigDict], TaskData]] = {
-  "labelled_folders": AudioTaskData,
-  "magnatagatune": AudioTaskData,
-  "fma": AudioTaskData,
-  "permuted_digits": permuted_digits.permuted_digits,
-  "mnist": permuted_digits.permuted_mnist,
-}
-
-
-def build(config: ml_collections.ConfigDict) -> TaskData:
-  """The task data of `config.data.source` (see the module docstring).
-
-  Raises:
-    ValueError: unknown source (the message lists the known ones), or a
-      bad data or task setting of that source.
-  """
-  if config.data.source not in SOURCES:
-    raise errors.UserError(
-      f"unknown data source {config.data.source!r}; known: {sorted(SOURCES)}"
-    )
-  return SOURCES[config.data.source](config)

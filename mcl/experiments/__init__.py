@@ -1,7 +1,7 @@
 """The experiments mcl runs, and what a process does before running them.
 
 `config.experiment` picks one: "continual" (a method over a task sequence,
-`mcl.experiments.continual`), "tagging" (one model on the MagnaTagATune
+`mcl.experiments.continual.runner`), "tagging" (one model on the MagnaTagATune
 top-50 benchmark, `mcl.experiments.tagging`) or "feature_dnn" (a
 network on FMA's 518 track features, `mcl.experiments.feature_dnn`). `mcl.main`
 runs one per process; `launch/sweep_worker.py` runs many in one process
@@ -16,13 +16,14 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from mcl.experiments import config_checks, continual, feature_dnn, tagging
+from mcl.experiments import config_checks, feature_dnn, tagging
+from mcl.experiments.continual import runner
 from mcl.runtime import logs
 from mcl.runtime import workdir as run_folder
 from mcl.trainer import parallel
 
 EXPERIMENTS = {
-  "continual": continual.run,
+  "continual": runner.run,
   "tagging": tagging.run,
   "feature_dnn": feature_dnn.run,
 }

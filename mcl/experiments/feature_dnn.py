@@ -35,52 +35,11 @@ from absl import logging
 from clu import metric_writers
 from sklearn import neural_network, svm
 
-from mcl.datasets import fma, tasks, track_table
+from mcl.datasets import from_config
+from mcl.experiments import results_file
 from mcl.models import feature_dnn
-from mcl.runtime import atomic_files, errors
+from mcl.runtime import errors
 from mcl.trainer import evaluation, fit, recipe, train
-
-
-def _labelled_folders(config):
-  """Labels, clip count, skipped files and {"fold<f>": splits}."""
-  table = track_table.build(
-    config.data.source_dir, config.data.data_dir, config.data.num_folds
-  )
-  splits = {}
-  for f in config.data.test_folds:
-    split = tasks.fold_split(int(f), config.data.num_folds)
-    splits[f"fold{f}"] = tuple(
-      table.split(_folds(e))
-      for e in (split.train, split.validation, split.test)
-    )
-  return table.label_names, len(table.labels), table.skipped, splits
-
-
-def _fma(config):
-  """Labels, track count, skipped tracks and {"fma_<subset>": splits}."""
-  builder = fma.build(
-    config.data.manual_dir,
-    config.data.data_dir,
-    fma.make_config(config.data.subset, precomputed=True),
-  )
-  arrays = []
-  for split in fma.SPLITS:
-    rows = list(builder.as_dataset(split=split).as_numpy_iterator())
-    arrays.append(
-      (
-        np.stack([r["features"] for r in rows]).astype(np.float32),
-        np.asarray([r["label"] for r in rows], np.int32),
-      )
-    )
-  labels = builder.info.features["label"].names
-  clips = sum(len(y) for _, y in arrays)
-  skipped = list(builder.info.metadata.get("skipped", []))
-  return labels, clips, skipped, {f"fma_{config.data.subset}": tuple(arrays)}
-
-
-def _folds(expression: str) -> list[int]:
-  """'fold2+fold3' -> [2, 3]."""
-  return [int(part[len("fold") :]) for part in expression.split("+")]
 
 
 def _batches(x, y, batch_size: int, seed: int):
@@ -189,10 +148,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mcl.runtime.errors.UserError: a bad data setting (missing folder, folds).
     mcl.runtime.errors.MissingDataError: FMA's metadata is not in place.
   """
-  if config.data.source == "fma":
-    labels, clips, skipped, splits = _fma(config)
-  else:
-    labels, clips, skipped, splits = _labelled_folders(config)
+  labels, clips, skipped, splits = from_config.track_feature_splits(config)
   folds = {
     name: train_and_test(
       config, arrays, len(labels), i, os.path.join(workdir, name)
@@ -210,6 +166,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       for k in ("dnn", "mlp", "svm")
     },
   }
-  atomic_files.write_json(os.path.join(workdir, "results.json"), out)
+  results_file.write_results(workdir, out)
   logging.info("Test accuracy, mean over folds: %s", out["mean"])
   return out

@@ -24,11 +24,11 @@ from absl import logging
 from clu import metric_writers
 
 from mcl import models
-from mcl.datasets import fma, input_pipeline, magnatagatune
-from mcl.features import audio
+from mcl.datasets import fma, from_config, input_pipeline
+from mcl.experiments import results_file
 from mcl.models import inputs, vggish_checkpoint
-from mcl.runtime import atomic_files, errors
-from mcl.trainer import evaluation, fit, parallel, progress, train
+from mcl.runtime import errors
+from mcl.trainer import evaluation, fit, progress, train
 from mcl.trainer import recipe as recipes
 
 # Model name -> (variables, folder) -> variables with published weights
@@ -69,42 +69,22 @@ class Benchmark:
 
 
 def benchmark(config: ml_collections.ConfigDict) -> Benchmark:
-  """The records of `config.data.source` for `config.input`, built once.
-
-  "magnatagatune": the `top50` tagging benchmark (Won et al. 2020);
-  "fma": FMA's top genres of `config.data.subset`, single-label (Kim &
-  Nam 2019), in the dataset's own split.
+  """The records of `config.data.source` for `config.input`, built once
+  (`mcl.datasets.from_config.tagging_records`), and their loss: binary
+  cross-entropy per tag, or softmax cross-entropy over the genres.
 
   Raises:
     mcl.runtime.errors.MissingDataError: the manual download is incomplete.
     mcl.runtime.errors.UserError: an unknown source.
   """
-  features = audio.FeatureConfig(**config.features)
-  waveform = config.input.feature == "waveform"
-  if config.data.source == "magnatagatune":
-    builder = magnatagatune.build(
-      config.data.manual_dir,
-      config.data.data_dir,
-      magnatagatune.make_config(
-        "top50", features, waveform=waveform, num_tags=config.data.num_tags
-      ),
-    )
-    tags = list(builder.info.metadata["tags"])
-    return Benchmark(
-      builder, ("train", "valid", "test"), "tags", tags,
-      train.TagBinaryCrossEntropy(),
-    )  # fmt: skip
-  if config.data.source == "fma":
-    builder = fma.build(
-      config.data.manual_dir,
-      config.data.data_dir,
-      fma.make_config(config.data.subset, features, waveform=waveform),
-    )
-    names = list(builder.info.features["label"].names)
-    return Benchmark(builder, fma.SPLITS, "label", names, train.CrossEntropy())
-  raise errors.UserError(
-    f"unknown source {config.data.source!r}; known: magnatagatune, fma"
+  records = from_config.tagging_records(config)
+  loss = (
+    train.TagBinaryCrossEntropy()
+    if records.target == "tags"
+    else train.CrossEntropy()
   )
+  return Benchmark(records.builder, records.splits, records.target,
+                   records.names, loss)  # fmt: skip
 
 
 def build_dataset(config: ml_collections.ConfigDict):
@@ -205,30 +185,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   os.makedirs(workdir, exist_ok=True)
   spec = inputs.InputSpec(**config.input)
-  model = models.get_model_class(config.model.name)(
-    **config.model.widths, num_classes=config.data.num_tags
-  )
   init_rng, fit_rng = jax.random.split(jax.random.key(config.seed))
-  variables = model.init(
-    {"params": init_rng, "dropout": init_rng},
-    jnp.zeros((1, *spec.shape)),
-    train=False,
-  )
-  # Before the records: a missing download or a wrong class count stops
-  # the run at once.
-  variables = load_pretrained(config, model, variables)
-  if config.data.source == "fma":
-    names = fma.label_names(config.data.manual_dir, config.data.subset)
-    if len(names) != config.data.num_tags:
-      raise errors.UserError(
-        f"FMA {config.data.subset} has {len(names)} top genres, the model "
-        f"config.data.num_tags={config.data.num_tags} outputs"
-      )
+  model, variables = _model(config, spec, init_rng)
   bench = benchmark(config)
-  builder = bench.builder
   train_name, valid_name, test_name = bench.splits
   num_params = sum(np.size(p) for p in jax.tree.leaves(variables["params"]))
-  train_clips = builder.info.splits[train_name].num_examples
+  train_clips = bench.builder.info.splits[train_name].num_examples
   logging.info(
     "%s (%d params) on %s, %d train clips",
     config.model.name,
@@ -236,46 +198,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     spec,
     train_clips,
   )
-
-  # Each process reads its own shard of the training records and yields
-  # its rows of every global batch (`mcl.trainer.parallel`).
-  rows = parallel.process_rows(config.train.batch_size)
-  train_split = (
-    tfds.split_for_jax_process(train_name)
-    if jax.process_count() > 1
-    else train_name
-  )
-
-  def train_batches(pass_index: int):
-    return input_pipeline.tagging_train_batches(
-      builder,
-      train_split,
-      feature=spec.feature,
-      chunk_length=spec.length,
-      batch_size=rows.stop - rows.start,
-      seed=config.seed * 1_000_003 + pass_index,
-      shuffle_buffer=config.train.shuffle_buffer,
-      target=bench.target,
-    )
-
-  def eval_batches(split: str):
-    return input_pipeline.tagging_eval_batches(
-      builder,
-      split,
-      feature=spec.feature,
-      chunk_length=spec.length,
-      num_chunks=config.train.eval_chunks,
-      batch_size=config.train.eval_batch_size,
-      target=bench.target,
-    )
-
+  train_batches, eval_batches = _streams(config, bench, spec)
   writer = metric_writers.create_default_writer(
     workdir, just_logging=jax.process_index() > 0
   )
-
-  def validate(variables):
-    return bench.evaluate(model, variables, eval_batches(valid_name))
-
   recipe = make_recipe(config, train_clips)
   run_progress = progress.RunProgress(num_tasks=1)
   run_progress.start_task(0)
@@ -283,7 +209,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     model,
     variables,
     train_batches,
-    validate,
+    lambda v: bench.evaluate(model, v, eval_batches(valid_name)),
     recipe,
     loss=bench.loss,
     trainable=trainable_mask(model, variables["params"]),
@@ -295,7 +221,88 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
   run_progress.end_phase(result.steps)
   test = bench.evaluate(model, result.variables, eval_batches(test_name))
-  out = {
+  out = _results(config, bench, num_params, result, test)
+  results_file.write_results(workdir, out)
+  writer.flush()
+  logging.info(
+    "%s test %s (best pass %d of %d steps)",
+    config.model.name,
+    test.scores,
+    result.best_pass,
+    result.steps,
+  )
+  return out
+
+
+def _model(config, spec: inputs.InputSpec, rng: jax.Array):
+  """The model and its initial (or published) variables.
+
+  Before the records: a missing download or a wrong class count stops
+  the run at once.
+  """
+  model = models.get_model_class(config.model.name)(
+    **config.model.widths, num_classes=config.data.num_tags
+  )
+  variables = model.init(
+    {"params": rng, "dropout": rng}, jnp.zeros((1, *spec.shape)), train=False
+  )
+  variables = load_pretrained(config, model, variables)
+  if config.data.source == "fma":
+    names = fma.label_names(config.data.manual_dir, config.data.subset)
+    if len(names) != config.data.num_tags:
+      raise errors.UserError(
+        f"FMA {config.data.subset} has {len(names)} top genres, the model "
+        f"config.data.num_tags={config.data.num_tags} outputs"
+      )
+  return model, variables
+
+
+def _streams(config, bench: Benchmark, spec: inputs.InputSpec):
+  """(pass index -> training batches, split -> evaluation batches).
+
+  Each process reads its own shard of the training records and yields
+  its rows of every global batch.
+  """
+  rows = input_pipeline.process_slice(
+    config.train.batch_size, jax.process_index(), jax.process_count()
+  )
+  train_name = bench.splits[0]
+  train_split = (
+    tfds.split_for_jax_process(train_name)
+    if jax.process_count() > 1
+    else train_name
+  )
+
+  def train_batches(pass_index: int):
+    return input_pipeline.tagging_train_batches(
+      bench.builder,
+      train_split,
+      feature=spec.feature,
+      chunk_length=spec.length,
+      batch_size=rows.stop - rows.start,
+      seed=config.seed * 1_000_003 + pass_index,
+      shuffle_buffer=config.train.shuffle_buffer,
+      target=bench.target,
+    )
+
+  def eval_batches(split: str):
+    return input_pipeline.tagging_eval_batches(
+      bench.builder,
+      split,
+      feature=spec.feature,
+      chunk_length=spec.length,
+      num_chunks=config.train.eval_chunks,
+      batch_size=config.train.eval_batch_size,
+      target=bench.target,
+    )
+
+  return train_batches, eval_batches
+
+
+def _results(config, bench: Benchmark, num_params, result, test) -> dict:
+  """results.json: the fit's best validation figures and their test."""
+  builder = bench.builder
+  return {
     "model": config.model.name,
     "input": dict(config.input),
     "params": int(num_params),
@@ -308,14 +315,3 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     "test": {"loss": test.loss, **test.scores},
     "history": [dataclasses.asdict(record) for record in result.history],
   }
-  if jax.process_index() == 0:
-    atomic_files.write_json(os.path.join(workdir, "results.json"), out)
-  writer.flush()
-  logging.info(
-    "%s test %s (best pass %d of %d steps)",
-    config.model.name,
-    test.scores,
-    result.best_pass,
-    result.steps,
-  )
-  return out

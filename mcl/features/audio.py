@@ -1,11 +1,11 @@
-"""Audio decoding and time-frequency features: numpy in, numpy out.
+"""Audio decoding, its checks, and the front end's settings: numpy in and out.
 
 Decoding uses soundfile (libsndfile: WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF,
-AU, CAF, ...), resampling uses soxr through librosa, and the mel filter bank
-and MFCC are librosa's. Every decoded sample is checked (finite, not
-absurdly loud) before any library sees it, and every feature of a file
-before it is stored or scored (`file_log_mel`). This module knows nothing
-of JAX or TensorFlow.
+AU, CAF, ...) and resampling soxr through librosa; the log-mel front ends
+themselves are `mcl.features.logmel`'s, chosen by `FeatureConfig`. Every
+decoded sample is checked (finite, not absurdly loud) before any library
+sees it, and every feature of a file before it is stored or scored
+(`file_log_mel`). This module knows nothing of JAX or TensorFlow.
 """
 
 import dataclasses
@@ -15,6 +15,7 @@ import librosa
 import numpy as np
 import soundfile
 
+from mcl.features import logmel
 from mcl.runtime import errors
 
 # File extensions of libsndfile's formats. Left out: RAW (headerless: its
@@ -119,29 +120,11 @@ def _check_samples(path: str, samples: np.ndarray, sample_rate: int):
     )
 
 
-# VGGish's front end (Hershey et al. 2017; the AudioSet release's
-# `vggish_params.py` and `mel_features.py`): 25 ms periodic-Hann windows
-# every 10 ms, no centring, FFT 512, magnitude, 64 HTK-mel bands 125-7500 Hz,
-# natural log of mel + 0.01; 96-frame (0.96 s) patches.
-VGGISH_SAMPLE_RATE = 16_000
-VGGISH_WINDOW = 400
-VGGISH_HOP = 160
-VGGISH_N_FFT = 512
-VGGISH_BANDS = 64
-VGGISH_PATCH_FRAMES = 96
-# The musicnn package's front end (Pons & Serra 2019, `extractor.py`):
-# librosa power mel (Hann 512, hop 256, centred, 96 Slaney bands 0-8 kHz),
-# log10(1 + 10000 mel); 187-frame (3 s) patches.
-MUSICNN_SAMPLE_RATE = 16_000
-MUSICNN_N_FFT = 512
-MUSICNN_HOP = 256
-MUSICNN_BANDS = 96
-MUSICNN_PATCH_FRAMES = 187
 FRONT_ENDS = ("log_mel", "vggish", "musicnn")
 # (sample rate in Hz, mel bands) the fixed front ends were trained with.
 _FIXED_FRONT_ENDS = {
-  "vggish": (VGGISH_SAMPLE_RATE, VGGISH_BANDS),
-  "musicnn": (MUSICNN_SAMPLE_RATE, MUSICNN_BANDS),
+  "vggish": (logmel.VGGISH_SAMPLE_RATE, logmel.VGGISH_BANDS),
+  "musicnn": (logmel.MUSICNN_SAMPLE_RATE, logmel.MUSICNN_BANDS),
 }
 
 
@@ -151,10 +134,10 @@ class FeatureConfig:
 
   Attributes:
     front_end: "log_mel" (the fields below, dB), "vggish" (VGGish's
-      fixed front end, `vggish_log_mel`; needs sample_rate 16000 and
-      n_mels 64; the other spectral fields are unused) or "musicnn" (the
-      musicnn package's, `musicnn_log_mel`; needs sample_rate 16000 and
-      n_mels 96).
+      fixed front end, `logmel.vggish_log_mel`; needs sample_rate 16000
+      and n_mels 64; the other spectral fields are unused) or "musicnn"
+      (the musicnn package's, `logmel.musicnn_log_mel`; needs sample_rate
+      16000 and n_mels 96).
     sample_rate: target sample rate in Hz.
     n_fft: FFT window length in samples.
     hop_length: hop between frames in samples (62.5 frames/s at 16 kHz).
@@ -287,111 +270,15 @@ def check_audio(path: str, waveform: np.ndarray, config: FeatureConfig):
     )
 
 
-def log_mel(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
-  """Log-magnitude mel spectrogram.
-
-  Power mel spectrogram (Hann window, centred frames, Slaney mel scale) in
-  dB relative to 1.0, floored at `config.top_db` below the clip's peak.
-
-  Args:
-    waveform: float32 [samples] at `config.sample_rate` Hz.
-    config: front-end parameters.
-
-  Returns:
-    float32 [frames, n_mels] in dB, frames = 1 + samples // hop_length.
-  """
-  power = librosa.feature.melspectrogram(
-    y=waveform,
-    sr=config.sample_rate,
-    n_fft=config.n_fft,
-    hop_length=config.hop_length,
-    n_mels=config.n_mels,
-    fmin=config.f_min,
-    fmax=config.f_max,
-    power=2.0,
-  )
-  db = librosa.power_to_db(power, ref=1.0, top_db=config.top_db)
-  return db.T.astype(np.float32)
-
-
-def vggish_log_mel(waveform: np.ndarray) -> np.ndarray:
-  """VGGish's log-mel spectrogram (its `waveform_to_examples` before the
-  framing into patches).
-
-  Magnitude STFT (librosa: 400-sample periodic Hann window inside a 512
-  FFT, hop 160, no centring), HTK mel filters without area normalisation
-  (librosa; VGGish's own `spectrogram_to_mel_matrix` draws the triangles
-  on the mel axis rather than in Hz: weights differ by at most 0.0044,
-  log-mel by 0.014 nats on white noise), log(mel + 0.01).
-
-  Args:
-    waveform: float32 [samples] at 16 kHz.
-
-  Returns:
-    float32 [1 + (samples - 400) // 160, 64] in nats (0 frames when
-    shorter than one window).
-  """
-  if waveform.shape[0] < VGGISH_WINDOW:
-    return np.zeros((0, VGGISH_BANDS), np.float32)
-  magnitude = np.abs(
-    librosa.stft(
-      waveform,
-      n_fft=VGGISH_N_FFT,
-      hop_length=VGGISH_HOP,
-      win_length=VGGISH_WINDOW,
-      window="hann",
-      center=False,
-    )
-  )
-  mel = librosa.filters.mel(
-    sr=VGGISH_SAMPLE_RATE,
-    n_fft=VGGISH_N_FFT,
-    n_mels=VGGISH_BANDS,
-    fmin=125.0,
-    fmax=7500.0,
-    htk=True,
-    norm=None,
-  )
-  return np.log(mel @ magnitude + 0.01).T.astype(np.float32)
-
-
-def musicnn_log_mel(waveform: np.ndarray) -> np.ndarray:
-  """The musicnn package's log-compressed mel spectrogram (`batch_data` of
-  its `extractor.py`, before the framing into patches).
-
-  Power mel spectrogram (librosa: Hann 512, hop 256, centred frames, 96
-  Slaney mel bands 0-8000 Hz), then log10(1 + 10000 mel) in float32. The
-  package casts the mel to float16 first, which under NumPy >= 2 keeps
-  the log in float16: 10000 x overflows to inf on loud bins and every
-  patch's taggram becomes one row (upstream jordipons/musicnn #2, #20).
-  Under the NumPy the models were trained with, the log was float32, as
-  here.
-
-  Args:
-    waveform: float32 [samples] at 16 kHz.
-
-  Returns:
-    float32 [1 + samples // 256, 96], >= 0.
-  """
-  power = librosa.feature.melspectrogram(
-    y=waveform,
-    sr=MUSICNN_SAMPLE_RATE,
-    n_fft=MUSICNN_N_FFT,
-    hop_length=MUSICNN_HOP,
-    n_mels=MUSICNN_BANDS,
-  )
-  return np.log10(1.0 + 10000.0 * power.T.astype(np.float32))
-
-
 def features(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
-  """The front end of `config.front_end`: `log_mel` (dB),
-  `vggish_log_mel` (nats) or `musicnn_log_mel` (log10); float32
+  """The front end of `config.front_end` (`mcl.features.logmel`): `log_mel`
+  (dB), `vggish_log_mel` (nats) or `musicnn_log_mel` (log10); float32
   [frames, n_mels]."""
   if config.front_end == "vggish":
-    return vggish_log_mel(waveform)
+    return logmel.vggish_log_mel(waveform)
   if config.front_end == "musicnn":
-    return musicnn_log_mel(waveform)
-  return log_mel(waveform, config)
+    return logmel.musicnn_log_mel(waveform)
+  return logmel.log_mel(waveform, config)
 
 
 def clip_features(
@@ -421,20 +308,6 @@ def clip_features(
       f"{finite.size} {config.front_end} values are NaN or infinite",
     )
   return values
-
-
-def mfcc(log_mel_db: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
-  """Mel-frequency cepstral coefficients from a log-mel spectrogram.
-
-  Args:
-    log_mel_db: float32 [frames, n_mels] in dB, as from `log_mel`.
-    n_mfcc: number of coefficients (type-II orthonormal DCT over mels).
-
-  Returns:
-    float32 [frames, n_mfcc].
-  """
-  coefficients = librosa.feature.mfcc(S=log_mel_db.T, n_mfcc=n_mfcc)
-  return coefficients.T.astype(np.float32)
 
 
 def file_log_mel(path: str, config: FeatureConfig) -> np.ndarray:

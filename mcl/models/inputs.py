@@ -7,7 +7,7 @@ the raw samples. Lengths are the paper's: FCN and CRNN 29.1 s, Musicnn 3 s,
 the short-chunk and sample-level models 59,049 samples (3^10, 3.69 s), the
 Harmonic CNN 5 s (80,000 samples), the self-attention CNN 15 s (938
 frames). VGGish transfer, outside that paper, reads VGGish's own frames
-(`mcl.features.audio.vggish_log_mel`): 30 patches of 0.96 s.
+(`mcl.features.logmel.vggish_log_mel`): 30 patches of 0.96 s.
 The reference training script crops FCN and CRNN inputs to 29 s (464,000
 samples, 1,813 frames) instead; both lengths pool to the same classifier
 input.

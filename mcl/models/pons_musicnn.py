@@ -12,8 +12,9 @@ timbral filters are int(0.4 * 96) = 38 and int(0.7 * 96) = 67 bands high,
 and the pooled features interleave max and mean per channel. BatchNorm is
 TF1's: epsilon 1e-3, momentum 0.99.
 
-Inputs are the musicnn front end (`mcl.features.audio.musicnn_log_mel`): float32
-[batch, 187, 96], log10(1 + 10000 mel power), 3 s at 16 kHz, hop 256.
+Inputs are the musicnn front end (`mcl.features.logmel.musicnn_log_mel`):
+float32 [batch, 187, 96], log10(1 + 10000 mel power), 3 s at 16 kHz, hop
+256.
 Intermediate outputs are sown into the "intermediates" collection under
 the package's feature names (`penultimate`, `pool5`, ...): apply with
 `mutable=["intermediates"]` to read them.

@@ -5,7 +5,7 @@ pretrained audio embedding.
   architectures for large-scale audio classification" (ICASSP 2017), as
   the release's `vggish_slim.py` defines it: six 3x3 convs (64, 128, 256,
   256, 512, 512) with four 2x2 max pools over a 96 x 64 log-mel patch
-  (0.96 s, `mcl.features.audio.vggish_log_mel`), fc 4096-4096 with ReLU, and a
+  (0.96 s, `mcl.features.logmel.vggish_log_mel`), fc 4096-4096 with ReLU, and a
   linear 128-d embedding; then, as the release's postprocessor does,
   PCA (`pca` parameters) and clipping to [-2, 2], without the 8-bit
   quantisation. Its weights come from the published checkpoint
@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mcl.features import audio
+from mcl.features import logmel
 from mcl.models import layers
 
 # Parameter names of the convs and dense layers, in order.
@@ -170,11 +170,11 @@ class VGGishAutoPool(nn.Module):
       ValueError: the frames are not a whole number of patches of 64 bands.
     """
     batch, frames, bands = x.shape
-    patch = audio.VGGISH_PATCH_FRAMES
-    if frames % patch or bands != audio.VGGISH_BANDS:
+    patch = logmel.VGGISH_PATCH_FRAMES
+    if frames % patch or bands != logmel.VGGISH_BANDS:
       raise ValueError(
         f"vggish: input {x.shape} is not [batch, k * {patch}, "
-        f"{audio.VGGISH_BANDS}] VGGish frames"
+        f"{logmel.VGGISH_BANDS}] VGGish frames"
       )
     patches = x.reshape(batch * (frames // patch), patch, bands)
     h = VGGish(

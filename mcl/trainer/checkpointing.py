@@ -23,14 +23,14 @@ workdir, each an `ocp.CheckpointManager` with a pytree item
 The restore target is a tree of arrays or `jax.ShapeDtypeStruct` with the
 saved structure (e.g. the model's variables and a fresh `optimizer.init`).
 
-Every checkpoint is sealed once Orbax has finished it: `checksums.json` in
-its folder holds the SHA-256 of each of its files. Opening one checks the
-seal first, so a flipped byte, a truncated or deleted file, or a
-checkpoint whose writer was killed before the seal is a `CheckpointError`
-(`mcl.trainer.checkpoint_seals`) naming the folder and the problem, never a
-library traceback or silently wrong weights. `TaskCheckpoints.resumable`
-moves damaged task checkpoints aside (to `<directory>.damaged/`) and says
-from which task a run resumes;
+Every checkpoint is written synchronously and sealed once Orbax has
+finished it (`mcl.trainer.checkpoint_steps`): a full disk fails in the
+save. Opening one checks the seal first, so a flipped byte, a truncated or
+deleted file, or a checkpoint whose writer was killed before the seal is a
+`CheckpointError` (`mcl.trainer.checkpoint_seals`) naming the folder and
+the problem, never a library traceback or silently wrong weights.
+`TaskCheckpoints.resumable` moves damaged task checkpoints aside (to
+`<directory>.damaged/`) and says from which task a run resumes;
 `RunCheckpoints` moves a damaged `latest/` aside and the fit starts over.
 """
 
@@ -46,6 +46,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from mcl.trainer import checkpoint_seals as seals
+from mcl.trainer import checkpoint_steps as steps
 
 Params = dict
 
@@ -103,72 +104,39 @@ class TaskCheckpoints:
 
   def __init__(self, directory: str):
     self.directory = os.path.abspath(directory)
-    self._manager = ocp.CheckpointManager(
-      self.directory,
-      options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
-      item_names=("params", "metadata", "state"),
+    self._manager = steps.manager(
+      self.directory, ("params", "metadata", "state"), max_to_keep=None
     )
     self._verified = set()  # Steps whose seal this process has checked.
-    self._pending = None  # The task whose save may still be running.
 
   def folder(self, task: int) -> str:
     """The folder of task `task`'s checkpoint."""
     return os.path.join(self.directory, str(task))
 
-  def _check(self, task: int) -> str:
-    self.wait()
-    folder = self.folder(task)
+  def _check(self, task: int) -> None:
+    """Checks task `task`'s seal, once per process."""
     if task not in self._verified:
-      seals.verify(folder)
+      seals.verify(self.folder(task))
       self._verified.add(task)
-    return folder
 
   def save(
     self, task: int, params: Params, metadata: dict, state: dict | None = None
   ) -> None:
     """Writes task `task`'s checkpoint, waits until it is on disk and
-    seals it (`wait`). Not left asynchronous: a full disk must fail here,
-    in the save, before TensorBoard's writer meets it.
+    seals it. Synchronous: a full disk must fail here, in the save, before
+    TensorBoard's writer meets it.
 
     Raises:
-      OSError, seals.CheckpointError: the previous save failed.
+      OSError, seals.CheckpointError: it could not be written.
     """
-    self.wait()
     items = {
       "params": ocp.args.StandardSave(params),
       "metadata": ocp.args.JsonSave(metadata),
     }
     if state is not None:
       items["state"] = ocp.args.StandardSave(state)
-    self._pending = task
-    try:
-      self._manager.save(task, args=ocp.args.Composite(**items), force=True)
-    except (OSError, ValueError) as e:
-      self._fail(task, e)
-    self.wait()
-
-  def wait(self) -> None:
-    """Waits until the last save is on disk, then seals it.
-
-    Raises:
-      OSError, seals.CheckpointError: it could not be written.
-    """
-    task, self._pending = self._pending, None
-    if task is None:
-      return
-    try:
-      self._manager.wait_until_finished()
-    except (OSError, ValueError) as e:
-      self._fail(task, e)
-    seals.seal(self.folder(task))
+    steps.write(self._manager, task, items)
     self._verified.add(task)
-
-  def _fail(self, task: int, e: Exception):
-    self._pending = None
-    error = seals.write_error(self.folder(task), e)
-    if error is e:
-      raise e
-    raise error from e
 
   def state(self, task: int) -> dict:
     """The method state saved with task `task` (numpy arrays).
@@ -181,19 +149,11 @@ class TaskCheckpoints:
 
   def _item(self, task: int, name: str, args):
     """Item `name` of task `task`'s checkpoint, read after its seal."""
-    folder = self._check(task)
-    restored = seals.read(
-      folder,
-      name,
-      lambda: self._manager.restore(
-        task, args=ocp.args.Composite(**{name: args})
-      ),
-    )
-    return restored[name]
+    self._check(task)
+    return steps.read(self._manager, task, name, {name: args})[name]
 
   def tasks(self) -> list[int]:
     """Tasks with a finished checkpoint, ascending."""
-    self.wait()
     return sorted(self._manager.all_steps())
 
   def metadata(self, task: int) -> dict:
@@ -283,75 +243,20 @@ class TaskCheckpoints:
     return last
 
   def close(self) -> None:
-    """Waits for the last save (`wait`) and closes the manager."""
-    self.wait()
+    """Closes the manager."""
     self._manager.close()
-
-
-Tree = dict
-
-
-def _manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-    os.path.abspath(directory),
-    options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-    item_names=("tree", "metadata"),
-  )
-
-
-def _save(
-  manager: ocp.CheckpointManager, step: int, tree: Tree, metadata: dict
-) -> None:
-  try:
-    manager.save(
-      step,
-      args=ocp.args.Composite(
-        tree=ocp.args.StandardSave(tree), metadata=ocp.args.JsonSave(metadata)
-      ),
-      force=True,
-    )
-    manager.wait_until_finished()
-  except (OSError, ValueError) as e:
-    error = seals.write_error(_folder(manager, step), e)
-    if error is e:
-      raise
-    raise error from e
-  seals.seal(_folder(manager, step))
-
-
-def _folder(manager: ocp.CheckpointManager, step: int) -> str:
-  return os.path.join(str(manager.directory), str(step))
-
-
-def _restore(
-  manager: ocp.CheckpointManager, step: int, target: Tree, item: str = ""
-) -> tuple[Tree, dict]:
-  folder = _folder(manager, step)
-  seals.verify(folder)
-  items = {"metadata": ocp.args.JsonRestore()}
-  if item != "metadata":
-    items["tree"] = ocp.args.StandardRestore(target)
-  restored = seals.read(
-    folder,
-    item or "checkpoint",
-    lambda: manager.restore(step, args=ocp.args.Composite(**items)),
-  )
-  if item == "metadata":
-    return {}, restored["metadata"]
-  tree = jax.tree.map(np.asarray, restored["tree"])
-  if seals.shapes(tree) != seals.shapes(target):
-    raise seals.CheckpointError(
-      f"{folder}: arrays do not have the expected shapes"
-    )
-  return tree, restored["metadata"]
 
 
 class RunCheckpoints:
   """The `latest/` and `best/` checkpoints of a run under `workdir`."""
 
   def __init__(self, workdir: str):
-    self._latest = _manager(os.path.join(workdir, "latest"), max_to_keep=1)
-    self._best = _manager(os.path.join(workdir, "best"), max_to_keep=1)
+    self._latest = steps.manager(
+      os.path.join(workdir, "latest"), steps.TREE_ITEMS, max_to_keep=1
+    )
+    self._best = steps.manager(
+      os.path.join(workdir, "best"), steps.TREE_ITEMS, max_to_keep=1
+    )
 
   def latest_passes(self) -> int | None:
     """Validation passes done at the latest save, or None before any."""
@@ -364,7 +269,7 @@ class RunCheckpoints:
       FileNotFoundError: nothing has been saved yet.
     """
     passes = self._require_latest()
-    return _restore(self._latest, passes, None, "metadata")[1]
+    return steps.restore_tree(self._latest, passes, None, "metadata")[1]
 
   def discard_damaged_latest(self) -> str | None:
     """Moves a `latest/` save that cannot be read aside (and `best/`, the
@@ -378,19 +283,19 @@ class RunCheckpoints:
     if passes is None:
       return None
     try:
-      _restore(self._latest, passes, None, "metadata")
+      steps.restore_tree(self._latest, passes, None, "metadata")
     except seals.CheckpointError as e:
-      moved = seals.move_aside(_folder(self._latest, passes))
+      moved = seals.move_aside(steps.folder(self._latest, passes))
       self._latest.reload()
       best = self._best.latest_step()  # Progress of the discarded fit.
       if best is not None:
-        seals.move_aside(_folder(self._best, best))
+        seals.move_aside(steps.folder(self._best, best))
         self._best.reload()
       logging.warning("%s; moved to %s, the fit starts over", e, moved)
       return moved
     return None
 
-  def save_latest(self, passes: int, tree: Tree, metadata: dict) -> None:
+  def save_latest(self, passes: int, tree: steps.Tree, metadata: dict) -> None:
     """Replaces the latest save and waits until it is on disk.
 
     Args:
@@ -399,22 +304,24 @@ class RunCheckpoints:
         "best": {"params", "batch_stats"}}.
       metadata: JSON-ready progress of the run.
     """
-    _save(self._latest, passes, tree, metadata)
+    steps.save_tree(self._latest, passes, tree, metadata)
 
-  def restore_latest(self, target: Tree) -> tuple[Tree, dict]:
+  def restore_latest(self, target: steps.Tree) -> tuple[steps.Tree, dict]:
     """The latest (tree as numpy arrays, metadata), shaped like `target`.
 
     Raises:
       FileNotFoundError: nothing has been saved yet.
       seals.CheckpointError: the save is damaged or has other shapes.
     """
-    return _restore(self._latest, self._require_latest(), target)
+    return steps.restore_tree(self._latest, self._require_latest(), target)
 
-  def save_best(self, passes: int, variables: Tree, metadata: dict) -> None:
+  def save_best(
+    self, passes: int, variables: steps.Tree, metadata: dict
+  ) -> None:
     """Replaces the best variables ({"params", "batch_stats"})."""
-    _save(self._best, passes, variables, metadata)
+    steps.save_tree(self._best, passes, variables, metadata)
 
-  def restore_best(self, target: Tree) -> tuple[Tree, dict]:
+  def restore_best(self, target: steps.Tree) -> tuple[steps.Tree, dict]:
     """The best (variables as numpy arrays, metadata).
 
     Raises:
@@ -426,7 +333,7 @@ class RunCheckpoints:
       raise FileNotFoundError(
         f"no best checkpoint under {self._best.directory}"
       )
-    return _restore(self._best, passes, target)
+    return steps.restore_tree(self._best, passes, target)
 
   def _require_latest(self) -> int:
     passes = self._latest.latest_step()
@@ -439,7 +346,9 @@ class RunCheckpoints:
     self._best.close()
 
 
-def save_nonfinite(workdir: str, step: int, tree: Tree, metadata: dict) -> str:
+def save_nonfinite(
+  workdir: str, step: int, tree: steps.Tree, metadata: dict
+) -> str:
   """Saves the state at a non-finite loss under `<workdir>/nonfinite`.
 
   Args:
@@ -453,26 +362,30 @@ def save_nonfinite(workdir: str, step: int, tree: Tree, metadata: dict) -> str:
     (runs are deterministic) keeps the first save.
   """
   directory = os.path.join(workdir, "nonfinite")
-  manager = _manager(directory, max_to_keep=None)
+  manager = steps.manager(directory, steps.TREE_ITEMS, max_to_keep=None)
   try:
     if step not in manager.all_steps():
-      _save(manager, step, tree, metadata)
+      steps.save_tree(manager, step, tree, metadata)
   finally:
     manager.close()
   return os.path.abspath(directory)
 
 
-def restore_nonfinite(workdir: str, target: Tree) -> tuple[Tree, dict]:
+def restore_nonfinite(
+  workdir: str, target: steps.Tree
+) -> tuple[steps.Tree, dict]:
   """The latest state saved by `save_nonfinite` and its metadata.
 
   Raises:
     FileNotFoundError: there is none.
   """
-  manager = _manager(os.path.join(workdir, "nonfinite"), max_to_keep=None)
+  manager = steps.manager(
+    os.path.join(workdir, "nonfinite"), steps.TREE_ITEMS, max_to_keep=None
+  )
   try:
     step = manager.latest_step()
     if step is None:
       raise FileNotFoundError(f"no checkpoint under {manager.directory}")
-    return _restore(manager, step, target)
+    return steps.restore_tree(manager, step, target)
   finally:
     manager.close()

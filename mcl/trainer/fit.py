@@ -206,11 +206,16 @@ def fit(
   finally:
     if checkpoints:
       checkpoints.close()
+  return _result(name, progress, best, int(state.step))
+
+
+def _result(name, progress: schedule.Progress, best, steps) -> FitResult:
+  """The fit's outcome, logged: the best variables as numpy."""
   logging.info(
     "%s: %d passes, %d steps; best pass %d: validation loss %.4f %s",
     name,
     progress.passes,
-    int(state.step),
+    steps,
     progress.best_pass,
     progress.best_loss,
     progress.best_scores,
@@ -220,7 +225,7 @@ def fit(
     validation_loss=progress.best_loss,
     scores=progress.best_scores,
     best_pass=progress.best_pass,
-    steps=int(state.step),
+    steps=steps,
     history=progress.history,
     initial_validation_loss=progress.initial_loss,
   )

@@ -114,19 +114,3 @@ def shard_batch(batch, mesh: Mesh):
     _check_divisible(x.shape[0] * jax.process_count(), mesh, "batch")
     out[name] = jax.make_array_from_process_local_data(sharding, x)
   return out
-
-
-def process_rows(size: int) -> slice:
-  """This process's rows of a global batch of `size` examples.
-
-  Raises:
-    ValueError: `size` does not divide over the processes.
-  """
-  count, index = jax.process_count(), jax.process_index()
-  if size % count:
-    raise ValueError(
-      f"a global batch of {size} examples does not divide over "
-      f"{count} processes"
-    )
-  rows = size // count
-  return slice(index * rows, (index + 1) * rows)

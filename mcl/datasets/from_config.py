@@ -1,0 +1,388 @@
+"""Every config -> data reader: the one place a config meets the data.
+
+The builders (`mcl.datasets.*`), `mcl.datasets.task_data.AudioTaskData`
+and `mcl.datasets.permuted_digits` take plain arguments; the functions
+here read an experiment config and call them:
+
+- `build(config)`: the continual run's `TaskData` of `config.data.source`
+  ("labelled_folders", "magnatagatune", "fma": log-mel records, tasks from
+  `config.tasks`; "permuted_digits", "mnist": permuted images), checked
+  (`task_data.check_classes`, `check_chunk_length`) before it is used;
+- `audio_builder(config)`: the prepared records and split of an audio
+  source of the continual runs; `tagging_records(config)`: those of the
+  single-task zoo (MagnaTagATune top-50, FMA genres);
+  `track_feature_splits(config)`: the feature baseline's tables;
+- `chunk_frames(config)`, `label_names(config)`: what the continual run,
+  the checks and `mcl.predict` read before any record exists.
+
+Chunks are spelt once: `config.data.chunk_seconds` (the training and
+evaluation chunk of the continual runs, in seconds) and
+`config.data.eval_chunks` (evenly spaced chunks per evaluation clip, in
+every experiment); the zoo's model input length is its `config.input`.
+"""
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import ml_collections
+import numpy as np
+
+from mcl.datasets import (
+  fma,
+  labelled_folders,
+  magnatagatune,
+  permuted_digits,
+  task_data,
+  tasks,
+  track_table,
+)
+from mcl.features import audio
+from mcl.runtime import errors
+
+
+def audio_builder(config: ml_collections.ConfigDict):
+  """The prepared audio builder named by `config.data` and its data split.
+
+  Args:
+    config: an experiment config; labelled folders read `data.source_dir`,
+      `num_folds` and `fold` (test fold; validation the next), MagnaTagATune
+      `data.manual_dir` and `genres`, FMA `data.manual_dir` and `subset`;
+      all `data.data_dir` and `features`.
+
+  Returns:
+    (builder, `tasks.DataSplit`); the builder has "log_mel" and a "label"
+    ClassLabel.
+
+  Raises:
+    ValueError: not an audio source (and see the builders' `build`).
+    mcl.runtime.errors.MissingDataError: an incomplete MagnaTagATune or FMA
+      manual directory.
+  """
+  features = audio.FeatureConfig(**config.features)
+  if config.data.source == "labelled_folders":
+    split = tasks.fold_split(config.data.fold, config.data.num_folds)
+    builder = labelled_folders.build(
+      config.data.source_dir,
+      config.data.data_dir,
+      features,
+      num_folds=config.data.num_folds,
+    )
+    return builder, split
+  if config.data.source == "magnatagatune":
+    builder = magnatagatune.build(
+      config.data.manual_dir,
+      config.data.data_dir,
+      magnatagatune.make_config("genres", features, genres=config.data.genres),
+    )
+    return builder, tasks.STANDARD_SPLIT
+  if config.data.source == "fma":
+    builder = fma.build(
+      config.data.manual_dir,
+      config.data.data_dir,
+      fma.make_config(config.data.subset, features),
+    )
+    return builder, tasks.DataSplit(*fma.SPLITS)
+  raise ValueError(
+    f"unknown audio source {config.data.source!r}; known: "
+    "['labelled_folders', 'magnatagatune', 'fma']"
+  )
+
+
+def chunk_frames(config: ml_collections.ConfigDict) -> int:
+  """Training/evaluation chunk length in frames (`data.chunk_seconds` at
+  the features' sample rate in Hz and hop length in samples)."""
+  return int(
+    round(
+      config.data.chunk_seconds
+      * config.features.sample_rate
+      / config.features.hop_length
+    )
+  )
+
+
+def label_names(config: ml_collections.ConfigDict) -> list[str]:
+  """The audio source's label names, known before any record is built.
+
+  Labelled folders: the `<label>/` sub-folders holding audio (sorted);
+  MagnaTagATune: `config.data.genres`; FMA: the subset's top genres.
+
+  Raises:
+    mcl.runtime.errors.UserError: the folder is missing or holds no audio.
+  """
+  if config.data.source == "labelled_folders":
+    return labelled_folders.scan(config.data.source_dir).labels
+  if config.data.source == "fma":
+    return fma.label_names(config.data.manual_dir, config.data.subset)
+  return list(config.data.genres)
+
+
+def check_chunk_length(
+  task_list: Sequence[tasks.Task],
+  clips: dict[str, task_data.SplitClips],
+  config: ml_collections.ConfigDict,
+) -> None:
+  """No clip of the tasks' classes is shorter than a chunk.
+
+  A shorter clip is zero-padded into every chunk drawn from it, so a
+  chunk longer than most clips trains and tests on padding.
+
+  Args:
+    task_list: the tasks.
+    clips: {"train" | "validation" | "test": its `SplitClips`}.
+    config: reads `data.chunk_seconds` and `features` (frames per second:
+      `sample_rate / hop_length`).
+
+  Raises:
+    mcl.runtime.errors.UserError: `data.chunk_seconds` is above the length of
+      some clip; the message names the shortest clips with their lengths (s).
+  """
+  wanted = {label for task in task_list for label in task.class_ids}
+  lengths = [
+    (int(frames), name)
+    for split in clips.values()
+    for label, frames, name in zip(
+      split.labels, split.frames, split.names, strict=True
+    )
+    if label in wanted
+  ]
+  chunk = chunk_frames(config)
+  short = sorted(length for length in lengths if length[0] < chunk)
+  if not short:
+    return
+  per_second = config.features.sample_rate / config.features.hop_length
+
+  def seconds(frames: int) -> str:  # Rounded down: a chunk that long fits.
+    return f"{math.floor(frames / per_second * 100) / 100:g}"
+
+  named = ", ".join(f"{name} ({seconds(f)} s)" for f, name in short[:5])
+  raise errors.UserError(
+    f"data.chunk_seconds={config.data.chunk_seconds!r}: longer than "
+    f"{len(short)} of the tasks' {len(lengths)} clips, the shortest "
+    f"{named}; must be <= {seconds(short[0][0])} s (the shortest clip)"
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggingRecords:
+  """The single-task zoo's records (`mcl.experiments.tagging`).
+
+  Attributes:
+    builder: the prepared TFDS builder.
+    splits: (train, validation, test) split names.
+    target: the batch key of the targets: "tags" (multi-hot) or "label".
+    names: tag or class names, in output order.
+  """
+
+  builder: object
+  splits: tuple[str, str, str]
+  target: str
+  names: list[str]
+
+
+def tagging_records(config: ml_collections.ConfigDict) -> TaggingRecords:
+  """The records of `config.data.source` for `config.input`, built once.
+
+  "magnatagatune": the `top50` tagging benchmark (Won et al. 2020), tags
+  of `config.data.num_tags`; "fma": FMA's top genres of
+  `config.data.subset`, single-label (Kim & Nam 2019), in the dataset's
+  own split. Waveform records when `config.input.feature` is "waveform".
+
+  Raises:
+    mcl.runtime.errors.MissingDataError: the manual download is incomplete.
+    mcl.runtime.errors.UserError: an unknown source.
+  """
+  features = audio.FeatureConfig(**config.features)
+  waveform = config.input.feature == "waveform"
+  if config.data.source == "magnatagatune":
+    builder = magnatagatune.build(
+      config.data.manual_dir,
+      config.data.data_dir,
+      magnatagatune.make_config(
+        "top50", features, waveform=waveform, num_tags=config.data.num_tags
+      ),
+    )
+    tags = list(builder.info.metadata["tags"])
+    return TaggingRecords(builder, ("train", "valid", "test"), "tags", tags)
+  if config.data.source == "fma":
+    builder = fma.build(
+      config.data.manual_dir,
+      config.data.data_dir,
+      fma.make_config(config.data.subset, features, waveform=waveform),
+    )
+    names = list(builder.info.features["label"].names)
+    return TaggingRecords(builder, fma.SPLITS, "label", names)
+  raise errors.UserError(
+    f"unknown source {config.data.source!r}; known: magnatagatune, fma"
+  )
+
+
+def _track_table_splits(config):
+  """Labels, clip count, skipped files and {"fold<f>": splits}."""
+  table = track_table.build(
+    config.data.source_dir, config.data.data_dir, config.data.num_folds
+  )
+  splits = {}
+  for f in config.data.test_folds:
+    split = tasks.fold_split(int(f), config.data.num_folds)
+    splits[f"fold{f}"] = tuple(
+      table.split(_folds(e))
+      for e in (split.train, split.validation, split.test)
+    )
+  return table.label_names, len(table.labels), table.skipped, splits
+
+
+def _fma_feature_splits(config):
+  """Labels, track count, skipped tracks and {"fma_<subset>": splits}."""
+  builder = fma.build(
+    config.data.manual_dir,
+    config.data.data_dir,
+    fma.make_config(config.data.subset, precomputed=True),
+  )
+  arrays = []
+  for split in fma.SPLITS:
+    rows = list(builder.as_dataset(split=split).as_numpy_iterator())
+    arrays.append(
+      (
+        np.stack([r["features"] for r in rows]).astype(np.float32),
+        np.asarray([r["label"] for r in rows], np.int32),
+      )
+    )
+  labels = builder.info.features["label"].names
+  clips = sum(len(y) for _, y in arrays)
+  skipped = list(builder.info.metadata.get("skipped", []))
+  return labels, clips, skipped, {f"fma_{config.data.subset}": tuple(arrays)}
+
+
+def _folds(expression: str) -> list[int]:
+  """'fold2+fold3' -> [2, 3]."""
+  return [int(part[len("fold") :]) for part in expression.split("+")]
+
+
+def track_feature_splits(config: ml_collections.ConfigDict):
+  """The feature baseline's data (`mcl.experiments.feature_dnn`): FMA's
+  518 track features of `config.data.source`.
+
+  "labelled_folders": the features of a `<label>/<clip>` folder
+  (`mcl.datasets.track_table`, cached), one split per test fold of
+  `config.data.test_folds` (validation the next fold); "fma": FMA's own
+  precomputed features in the dataset's split.
+
+  Returns:
+    (labels, clip count, skipped clips, {split name: ((x, y) train,
+    validation, test)}), x float32 [clips, 518], y int32 [clips].
+
+  Raises:
+    mcl.runtime.errors.UserError: a bad data setting (missing folder).
+    mcl.runtime.errors.MissingDataError: FMA's metadata is not in place.
+  """
+  if config.data.source == "fma":
+    return _fma_feature_splits(config)
+  return _track_table_splits(config)
+
+
+def audio_task_data(config: ml_collections.ConfigDict) -> task_data.TaskData:
+  """Checks the tasks, builds (or loads) the records of `config.data`
+  (`audio_builder`) and checks every class's clips (`check_classes`) and
+  their lengths (`check_chunk_length`).
+
+  Raises:
+    mcl.runtime.errors.UserError: a bad task or data setting, found before
+      any record is built (`tasks.make_tasks`), or a class without clips
+      in a split or a clip shorter than a chunk (after).
+  """
+  labels = label_names(config)
+  task_list = tasks.make_tasks(config.tasks, labels)
+  builder, split = audio_builder(config)
+  built = builder.info.features["label"].names
+  if built != labels:
+    raise errors.UserError(
+      f"{builder.data_dir}: records built for labels {built}, the "
+      f"source now has {labels}; delete that folder to rebuild"
+    )
+  split_names = dataclasses.asdict(split)
+  clips = {k: task_data.split_clips(builder, v) for k, v in split_names.items()}
+  task_data.check_classes(
+    task_list,
+    {k: c.class_counts(len(built)) for k, c in clips.items()},
+    split_names,
+    config.data.allow_empty_classes,
+  )
+  check_chunk_length(task_list, clips, config)
+  return task_data.AudioTaskData(
+    builder,
+    split,
+    task_list,
+    frames=chunk_frames(config),
+    num_mels=config.features.n_mels,
+    batch_size=config.train.batch_size,
+    eval_batch_size=config.train.eval_batch_size,
+    eval_chunks=config.data.eval_chunks,
+  )
+
+
+def _permuted(config, pixels: int, load) -> permuted_digits.PermutedImages:
+  # The permutations first: they check num_tasks before a download.
+  order = permuted_digits.permutations(
+    config.data.num_tasks, pixels, config.data.permutation_seed
+  )
+  return permuted_digits.PermutedImages(
+    load(), order, config.train.batch_size, config.train.eval_batch_size
+  )
+
+
+def permuted_digit_data(config: ml_collections.ConfigDict):
+  """Permuted 8x8 digits of `config.data` (`num_tasks`, `permutation_seed`,
+  `split_seed`, `validation_fraction`, `test_fraction`) and `config.train`
+  batch sizes.
+
+  Raises:
+    ValueError: a bad setting (num_tasks < 1, fractions, batch sizes).
+  """
+  return _permuted(
+    config,
+    8 * 8,
+    lambda: permuted_digits.load_digits(
+      config.data.validation_fraction,
+      config.data.test_fraction,
+      config.data.split_seed,
+    ),
+  )
+
+
+def permuted_mnist_data(config: ml_collections.ConfigDict):
+  """Permuted MNIST: as `permuted_digit_data`, 28x28 images from TFDS
+  `mnist` in `config.data.data_dir` (downloaded there on first use).
+
+  Raises:
+    ValueError: a bad setting (num_tasks < 1, batch sizes).
+  """
+  return _permuted(
+    config, 28 * 28, lambda: permuted_digits.load_mnist(config.data.data_dir)
+  )
+
+
+# config.data.source -> the TaskData it builds from the config.
+SOURCES: dict[
+  str, Callable[[ml_collections.ConfigDict], task_data.TaskData]
+] = {
+  "labelled_folders": audio_task_data,
+  "magnatagatune": audio_task_data,
+  "fma": audio_task_data,
+  "permuted_digits": permuted_digit_data,
+  "mnist": permuted_mnist_data,
+}
+
+
+def build(config: ml_collections.ConfigDict) -> task_data.TaskData:
+  """The task data of `config.data.source` (see the module docstring).
+
+  Raises:
+    mcl.runtime.errors.UserError: unknown source (the message lists the
+      known ones), or a bad data or task setting of that source.
+  """
+  if config.data.source not in SOURCES:
+    raise errors.UserError(
+      f"unknown data source {config.data.source!r}; known: {sorted(SOURCES)}"
+    )
+  return SOURCES[config.data.source](config)

@@ -1,0 +1,175 @@
+"""results.json of a continual run, from its finished tasks' records.
+
+R[i][j] is the score on task j after training task i (T tasks); entries
+not reached yet are None. A joint run has one record, after the last
+task, so its matrices have only the last row and no transfer metrics.
+`summarise` writes what results.json says after a task to TensorBoard.
+"""
+
+from collections.abc import Sequence
+
+import ml_collections
+import numpy as np
+from clu import metric_writers
+
+from mcl.datasets import tasks
+from mcl.experiments.continual.record import TaskRecord
+from mcl.trainer import metrics
+
+
+def _mean(values) -> float | None:
+  values = [v for v in values if v is not None]
+  return float(np.mean(values)) if values else None
+
+
+class _Rows:
+  """The records by task: matrices padded with None, per-task lists."""
+
+  def __init__(self, num_tasks: int, records: Sequence[TaskRecord]):
+    self.num_tasks = num_tasks
+    self.by_task = {r.task: r for r in records}
+
+  def matrix(self, field: str) -> list[list]:
+    rows = []
+    for i in range(self.num_tasks):
+      record = self.by_task.get(i)
+      row = list(getattr(record, field)) if record else []
+      rows.append(row + [None] * (self.num_tasks - len(row)))
+    return rows
+
+  def per_task(self, field: str) -> list:
+    return [
+      getattr(self.by_task[i], field) if i in self.by_task else None
+      for i in range(self.num_tasks)
+    ]
+
+
+def _transfer(accuracy, rows: _Rows, sequential: bool) -> dict:
+  """Average accuracy, diagonal, BWT, FWT and forgetting of the square
+  matrix of the tasks done (Lopez-Paz & Ranzato 2017; Chaudhry 2018)."""
+  finished = sorted(rows.by_task)
+  last = finished[-1] if finished else None
+  n = last + 1 if sequential else 0
+  square = [row[:n] for row in accuracy[:n]]
+  zero_shot = rows.per_task("zero_shot_accuracy")
+  random_init = rows.per_task("random_init_accuracy")
+  return {
+    "zero_shot_accuracy": zero_shot,
+    "random_init_accuracy": random_init,
+    "average_accuracy": _mean(accuracy[last][: last + 1]) if finished else None,
+    "mean_diagonal_accuracy": (
+      _mean(square[j][j] for j in range(n)) if sequential else None
+    ),
+    "bwt": metrics.backward_transfer(square) if sequential else None,
+    "fwt": (
+      metrics.forward_transfer(zero_shot[:n], random_init[:n])
+      if sequential
+      else None
+    ),
+    "forgetting": metrics.forgetting(square) if sequential else None,
+  }
+
+
+def assemble(
+  task_list: Sequence[tasks.Task],
+  records: Sequence[TaskRecord],
+  capacity: dict,
+  config: ml_collections.ConfigDict,
+  *,
+  joint: bool = False,
+) -> dict:
+  """results.json from the finished tasks' records.
+
+  Args:
+    task_list: the task sequence.
+    records: the record of every finished task, in task order.
+    capacity: {"params_per_task", "nonzero_params_per_task",
+      "total_params", "total_nonzero_params"} of the last network.
+    config: the experiment config.
+    joint: the method trained every task at once (one record, after the
+      last task; no sequence of matrix rows).
+
+  Returns:
+    The JSON-ready results.
+  """
+  rows = _Rows(len(task_list), records)
+  finished = sorted(rows.by_task)
+  last = rows.by_task[finished[-1]] if finished else None
+  sequential = bool(finished) and not joint
+  accuracy = rows.matrix("accuracy_row")
+  transfer = _transfer(accuracy, rows, sequential)
+  return {
+    "method": config.method,
+    "tasks": [list(task.class_names) for task in task_list],
+    "finished_tasks": (
+      len(finished) if sequential else (len(task_list) if finished else 0)
+    ),
+    "accuracy_matrix": accuracy,
+    "auroc_matrix": rows.matrix("auroc_row"),
+    "pr_auc_matrix": rows.matrix("pr_auc_row"),
+    "validation_accuracy_matrix": rows.matrix("validation_accuracy_row"),
+    "class_incremental_accuracy": rows.per_task("class_incremental_accuracy"),
+    "zero_shot_accuracy": transfer.pop("zero_shot_accuracy"),
+    "random_init_accuracy": transfer.pop("random_init_accuracy"),
+    "average_accuracy": transfer.pop("average_accuracy"),
+    "final_auroc": _mean(rows.matrix("auroc_row")[last.task]) if last else None,
+    "final_pr_auc": (
+      _mean(rows.matrix("pr_auc_row")[last.task]) if last else None
+    ),
+    "final_class_incremental_accuracy": (
+      last.class_incremental_accuracy if last else None
+    ),
+    **transfer,
+    # Tasks whose validation loss after training was not below their
+    # untrained network's (`mcl.experiments.continual.runner`).
+    "unlearnt_tasks": [j for j in finished if rows.by_task[j].learnt is False],
+    "validation_loss": rows.per_task("validation_loss"),
+    "zero_shot_validation_loss": rows.per_task("zero_shot_validation_loss"),
+    **capacity,
+    "units_per_layer": [
+      None if n is None else n.get("units_per_layer")
+      for n in rows.per_task("network")
+    ],
+    "seconds_per_task": rows.per_task("seconds"),
+    "task_records": rows.per_task("record"),
+    "config": config.to_dict(),
+  }
+
+
+def summarise(
+  writer: metric_writers.MetricWriter, out: dict, task: int
+) -> None:
+  """TensorBoard figures of results.json `out` after `task` (x: task).
+
+  Scalars `continual/test_accuracy/task<j>` (row `task` of the accuracy
+  matrix), the average accuracy, BWT, class-incremental accuracy and the
+  parameters of each task's network; the matrix so far as a text table.
+  """
+  row = out["accuracy_matrix"][task]
+  scalars = {
+    f"continual/test_accuracy/task{j}": v
+    for j, v in enumerate(row)
+    if v is not None
+  }
+  scalars.update(
+    {
+      "continual/average_accuracy": out["average_accuracy"],
+      "continual/bwt": out["bwt"],
+      "continual/class_incremental_accuracy": (
+        out["final_class_incremental_accuracy"]
+      ),
+      "continual/total_params": out["total_params"],
+      "continual/total_nonzero_params": out["total_nonzero_params"],
+    }
+  )
+  for j, n in enumerate(out["params_per_task"][: task + 1]):
+    scalars[f"continual/params/task{j}"] = n
+  writer.write_scalars(
+    task, {k: v for k, v in scalars.items() if v is not None}
+  )
+  lines = ["| after task | " + " | ".join(map(str, range(len(row)))) + " |"]
+  lines.append("|---" * (len(row) + 1) + "|")
+  for i, r in enumerate(out["accuracy_matrix"][: task + 1]):
+    cells = ["" if v is None else f"{v:.3f}" for v in r]
+    lines.append(f"| {i} | " + " | ".join(cells) + " |")
+  writer.write_texts(task, {"continual/accuracy_matrix": "\n".join(lines)})
