@@ -37,7 +37,7 @@ def make(model: str, length: int) -> ml_collections.ConfigDict:
   config.input.n_mels = None
   config.model.name = model
   config.train.batch_size = 23
-  config.train.eval_chunks = 12
+  config.data.eval_chunks = 12
   config.train.stages = (
     ("sgd", 0.025, 2),
     ("sgd", 0.005, 2),

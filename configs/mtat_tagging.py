@@ -29,6 +29,8 @@ def make(model: str) -> ml_collections.ConfigDict:
   config.data.manual_dir = "data/magnatagatune"
   config.data.data_dir = "runs/tfds"
   config.data.num_tags = 50
+  # Evenly spaced chunks per evaluation clip, probabilities averaged.
+  config.data.eval_chunks = 16
 
   # The continual configs' front end (16 kHz, n_fft 512, hop 256, dB) at
   # the model's mel count, with the top-50 length rule (29.1 s decoded).
@@ -51,7 +53,6 @@ def make(model: str) -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 16
   config.train.shuffle_buffer = 1024  # Clips.
-  config.train.eval_chunks = 16
   config.train.eval_batch_size = 16  # Clips (x 16 chunks).
   # (optimizer, learning rate, epochs before the next stage).
   config.train.stages = (

@@ -25,5 +25,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.features.n_mels = logmel.VGGISH_BANDS
   config.model.pretrained = "data/vggish"
   config.model.widths.fine_tune = False
-  config.train.eval_chunks = 1  # One chunk is the whole clip.
+  config.data.eval_chunks = 1  # One chunk is the whole clip.
   return config

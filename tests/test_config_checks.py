@@ -18,9 +18,10 @@ from ml_collections import config_flags
 
 from mcl import experiments
 from mcl.analysis import protocol
+from mcl.continual import registry
 from mcl.datasets import from_config, tasks
 from mcl.datasets import task_data as data
-from mcl.experiments import config_checks
+from mcl.experiments import config_checks, feature_dnn, tagging
 from mcl.runtime import errors
 
 # ml_collections loads config files with importlib's load_module.
@@ -93,7 +94,7 @@ CONTINUAL_CASES = [
 TAGGING_CASES = [
   "train.batch_size=0",
   "train.eval_batch_size=0",
-  "train.eval_chunks=0",
+  "data.eval_chunks=0",
   "train.stages=()",
   "train.stages=(('adam', -1.0, 80),)",
   "train.stages=(('rmsprop', 1e-4, 80),)",
@@ -309,6 +310,52 @@ def _shipped_configs():
 @pytest.mark.parametrize("name", _shipped_configs())
 def test_shipped_configs_pass(name):
   config_checks.validate(experiments.load_config(os.path.join(CONFIGS, name)))
+
+
+KEY = jax.random.key(0)
+
+
+def _num_params(tree) -> int:
+  return sum(int(np.size(leaf)) for leaf in jax.tree.leaves(tree))
+
+
+def _continual_network(config):
+  """The method's tree before task 0, with the config's input shape."""
+  if config.data.source in ("permuted_digits", "mnist"):
+    rows = 8 if config.data.source == "permuted_digits" else 28
+    shape, sizes = (1, rows, rows), [10] * config.data.num_tasks
+    first = tasks.Task(0, tuple(map(str, range(10))), tuple(range(10)))
+  else:
+    frames = from_config.chunk_frames(config)
+    shape = (1, frames, config.features.n_mels)
+    sizes = [len(group) for group in config.tasks]
+    names = tuple(config.tasks[0])
+    first = tasks.Task(0, names, tuple(range(len(names))))
+  method = registry.METHODS[config.method].from_config(config, shape, sizes)
+  params, _ = method.init(KEY, first)
+  return params
+
+
+@pytest.mark.parametrize("name", _shipped_configs())
+def test_every_config_builds_its_experiment(name):
+  """Its method or model initialises, untrained, from no data folder."""
+  config = experiments.load_config(os.path.join(CONFIGS, name))
+  config_checks.validate(config)
+  assert config.experiment in experiments.EXPERIMENTS
+  if config.experiment == "continual":
+    params = _continual_network(config)
+    widths = config.model.widths
+    for i, width in enumerate(widths.conv_widths):
+      assert params[f"conv_{i}"]["kernel"].shape[-1] == width
+  elif config.experiment == "tagging":
+    _, variables = tagging.model_of(config, KEY)
+    params = variables["params"]
+  else:
+    _, variables = feature_dnn.model_of(config, 8, KEY)
+    params = variables["params"]
+    assert params["dense_0"]["kernel"].shape[0] == 518
+    assert params["output"]["kernel"].shape[-1] == 8
+  assert _num_params(params) > 0
 
 
 def _definition(name):

@@ -408,7 +408,7 @@ def test_two_processes_building_the_same_records_agree(
   script = (
     "import sys\n"
     f"sys.path.insert(0, {ROOT!r})\n"
-    "from mcl import audio\n"
+    "from mcl.features import audio\n"
     "from mcl.datasets import labelled_folders\n"
     "b = labelled_folders.build(sys.argv[1], sys.argv[2],"
     " audio.FeatureConfig(n_mels=32), num_folds=3)\n"

@@ -328,7 +328,7 @@ def test_genre_training_on_fma_scores_tracks_from_segments(
   config.input.length = 8_000  # 4 GRU steps instead of 24: a fast test.
   config.train.batch_size = 2
   config.train.eval_batch_size = 2
-  config.train.eval_chunks = 3
+  config.data.eval_chunks = 3
   config.train.steps_per_epoch = 2
   config.train.max_epochs = 2
   results = experiments.run(config, str(tmp_path / "run"))

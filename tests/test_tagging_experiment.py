@@ -28,7 +28,7 @@ def tiny_run(mtat_from_gtzan, tmp_path_factory):
   config.features.min_seconds = 3.0  # GTZAN excerpts are 15-20 s.
   config.model.widths.n_channels = 4
   config.train.batch_size = 4
-  config.train.eval_chunks = 2
+  config.data.eval_chunks = 2
   config.train.eval_batch_size = 4
   config.train.stages = (("adam", 1e-3, 1), ("sgd", 1e-3, 5))
   config.train.steps_per_epoch = 3
@@ -107,7 +107,7 @@ def test_predict_tags_the_test_clips_as_the_run_scored_them(tiny_run):
       "test",
       feature=config.input.feature,
       chunk_length=config.input.length,
-      num_chunks=config.train.eval_chunks,
+      num_chunks=config.data.eval_chunks,
       batch_size=config.train.eval_batch_size,
     ),
   )

@@ -154,7 +154,7 @@ TAGGING: dict[str, Rule] = {
   "input.length": Integer(at_least=1),
   "data.num_tags": Integer(at_least=1),
   "train.shuffle_buffer": Integer(at_least=1),
-  "train.eval_chunks": Integer(at_least=1),
+  "data.eval_chunks": Integer(at_least=1),
   "train.stages": Stages(),
   "train.weight_decay": Real(at_least=0),
   "train.momentum": Real(at_least=0, below=1),

@@ -37,6 +37,7 @@ from sklearn import neural_network, svm
 
 from mcl.datasets import from_config
 from mcl.experiments import results_file
+from mcl.features import track_features
 from mcl.models import feature_dnn
 from mcl.runtime import errors
 from mcl.trainer import evaluation, fit, recipe, train
@@ -66,6 +67,18 @@ def _clips(x, y):
   return [{"inputs": x[:, None], "label": y, "mask": np.ones(len(y))}]
 
 
+def model_of(config: ml_collections.ConfigDict, num_classes: int, key):
+  """The network of `config.model` and its initial variables (inputs:
+  FMA's 518 features)."""
+  model = feature_dnn.FeatureDNN(
+    hidden=tuple(config.model.hidden),
+    num_classes=num_classes,
+    dropout_rate=config.model.dropout_rate,
+  )
+  inputs = jnp.zeros((1, len(track_features.columns())))
+  return model, model.init(key, inputs, train=False)
+
+
 def train_and_test(config, splits, num_classes: int, index: int, workdir):
   """Trains and tests the network and the references on one split.
 
@@ -85,13 +98,8 @@ def train_and_test(config, splits, num_classes: int, index: int, workdir):
   std = np.where(std > 1e-8, std, 1.0)
   x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
 
-  model = feature_dnn.FeatureDNN(
-    hidden=tuple(config.model.hidden),
-    num_classes=num_classes,
-    dropout_rate=config.model.dropout_rate,
-  )
   key = jax.random.key(config.seed * 1000 + index)
-  variables = model.init(key, jnp.zeros((1, x_train.shape[1])), train=False)
+  model, variables = model_of(config, num_classes, key)
 
   def validate(variables):
     result = evaluation.evaluate_labels(model, variables, _clips(x_val, y_val))

@@ -233,7 +233,7 @@ class _Tagging:
     self.variables, _ = store.restore_best(target)
     store.close()
     self.features = audio.FeatureConfig(**config.features)
-    self.num_chunks = config.train.eval_chunks
+    self.num_chunks = config.data.eval_chunks
     self.checkpoint = None
 
   def inputs(self, path: str) -> np.ndarray:

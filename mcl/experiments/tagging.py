@@ -186,7 +186,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   spec = inputs.InputSpec(**config.input)
   init_rng, fit_rng = jax.random.split(jax.random.key(config.seed))
-  model, variables = _model(config, spec, init_rng)
+  model, variables = _model(config, init_rng)
   bench = benchmark(config)
   train_name, valid_name, test_name = bench.splits
   num_params = sum(np.size(p) for p in jax.tree.leaves(variables["params"]))
@@ -234,18 +234,29 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return out
 
 
-def _model(config, spec: inputs.InputSpec, rng: jax.Array):
-  """The model and its initial (or published) variables.
+def model_of(config: ml_collections.ConfigDict, rng: jax.Array):
+  """`config.model` and its initial variables (nothing read, no weights).
 
-  Before the records: a missing download or a wrong class count stops
-  the run at once.
+  Raises:
+    mcl.runtime.errors.UserError: an unknown model name.
   """
+  spec = inputs.InputSpec(**config.input)
   model = models.get_model_class(config.model.name)(
     **config.model.widths, num_classes=config.data.num_tags
   )
   variables = model.init(
     {"params": rng, "dropout": rng}, jnp.zeros((1, *spec.shape)), train=False
   )
+  return model, variables
+
+
+def _model(config, rng: jax.Array):
+  """The model and its initial (or published) variables.
+
+  Before the records: a missing download or a wrong class count stops
+  the run at once.
+  """
+  model, variables = model_of(config, rng)
   variables = load_pretrained(config, model, variables)
   if config.data.source == "fma":
     names = fma.label_names(config.data.manual_dir, config.data.subset)
@@ -291,7 +302,7 @@ def _streams(config, bench: Benchmark, spec: inputs.InputSpec):
       split,
       feature=spec.feature,
       chunk_length=spec.length,
-      num_chunks=config.train.eval_chunks,
+      num_chunks=config.data.eval_chunks,
       batch_size=config.train.eval_batch_size,
       target=bench.target,
     )
