@@ -321,7 +321,10 @@ def _num_params(tree) -> int:
 
 def _continual_network(config):
   """The method's tree before task 0, with the config's input shape."""
-  if config.data.source in ("permuted_digits", "mnist"):
+  if config.data.source == "arrays":  # Shapes come with the arrays.
+    shape, sizes = (1, 1, 16), [2, 2]
+    first = tasks.Task(0, ("0", "1"), (0, 1))
+  elif config.data.source in ("permuted_digits", "mnist"):
     rows = 8 if config.data.source == "permuted_digits" else 28
     shape, sizes = (1, rows, rows), [10] * config.data.num_tasks
     first = tasks.Task(0, tuple(map(str, range(10))), tuple(range(10)))

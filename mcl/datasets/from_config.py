@@ -362,6 +362,13 @@ def permuted_mnist_data(config: ml_collections.ConfigDict):
   )
 
 
+def _arrays(config):
+  raise errors.UserError(
+    'data.source="arrays": pass the arrays as data= to mcl.experiments.run '
+    "(mcl.datasets.arrays.from_arrays)"
+  )
+
+
 # config.data.source -> the TaskData it builds from the config.
 SOURCES: dict[
   str, Callable[[ml_collections.ConfigDict], task_data.TaskData]
@@ -371,6 +378,7 @@ SOURCES: dict[
   "fma": audio_task_data,
   "permuted_digits": permuted_digit_data,
   "mnist": permuted_mnist_data,
+  "arrays": _arrays,
 }
 
 

@@ -18,7 +18,7 @@ from absl import logging
 
 from mcl.experiments import config_checks, feature_dnn, tagging
 from mcl.experiments.continual import runner
-from mcl.runtime import logs
+from mcl.runtime import errors, logs
 from mcl.runtime import workdir as run_folder
 from mcl.trainer import parallel
 
@@ -67,7 +67,10 @@ def load_config(
 
 
 def run(
-  config: ml_collections.ConfigDict, workdir: str, fresh: bool = False
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  fresh: bool = False,
+  data=None,
 ) -> dict:
   """Runs `config.experiment` in `workdir`; returns its results.json.
 
@@ -81,6 +84,9 @@ def run(
     config: the experiment config.
     workdir: the run's folder.
     fresh: move a previous run of `workdir` aside and start anew.
+    data: for a continual experiment, the task data to learn instead of
+      `config.data`'s, e.g. `mcl.datasets.arrays.from_arrays(...)` (with
+      `config.data.source = "arrays"`).
 
   Raises:
     mcl.runtime.errors.UserError: a setting out of its range or an unknown name
@@ -89,5 +95,12 @@ def run(
       experiment raises).
   """
   config_checks.validate(config)
+  if (data is None) == (config.data.source == "arrays"):
+    raise errors.UserError(
+      'data= goes with config.data.source="arrays" (and only with it); '
+      "build it with mcl.datasets.arrays.from_arrays"
+    )
   with run_folder.open_run(config, workdir, fresh=fresh):
+    if data is not None:
+      return runner.run(config, workdir, data=data)
     return EXPERIMENTS[config.experiment](config, workdir)

@@ -47,20 +47,21 @@ from mcl.trainer import checkpointing, evaluation, progress
 class _Run:
   """One run's data, method, evaluation sets, checkpoints and records."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, data):
     if config.method not in METHODS:
       raise errors.UserError(
         f"unknown method {config.method!r}; known: {sorted(METHODS)}"
       )
     self.config = config
     self.workdir = workdir
-    self.data = from_config.build(config)
+    self.data = from_config.build(config) if data is None else data
     self.tasks = self.data.tasks
-    # Which records the run reads (audio sources): their name holds the
-    # data's content key, so a changed folder is not resumed on.
+    # Which records the run reads (audio sources, arrays): their name holds
+    # the data's content key, so changed data is not resumed on.
     builder = getattr(self.data, "builder", None)
-    self.records = builder and (
-      f"{builder.name}/{builder.builder_config.name}/{builder.version}"
+    self.records = getattr(self.data, "records", None) or (
+      builder
+      and f"{builder.name}/{builder.builder_config.name}/{builder.version}"
     )
     self.method = METHODS[config.method].from_config(
       config, self.data.input_shape, tuple(t.num_classes for t in self.tasks)
@@ -265,13 +266,15 @@ class _Run:
     return out
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
   """Learns the task sequence of `config` in `workdir`, resuming if possible.
 
   Args:
     config: an experiment config (see `configs/gtzan.py`);
       `config.method` picks the method from `mcl.continual.registry.METHODS`.
     workdir: output folder: checkpoints/, TensorBoard events, results.json.
+    data: a `mcl.datasets.task_data.TaskData` to learn instead of
+      `config.data`'s (e.g. `mcl.datasets.arrays.from_arrays`).
 
   Returns:
     The content of `<workdir>/results.json`.
@@ -283,7 +286,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       is saved under `<workdir>/nonfinite`.
   """
   os.makedirs(workdir, exist_ok=True)
-  experiment = _Run(config, workdir)
+  experiment = _Run(config, workdir, data)
   learner = experiment.method
   params, state, start = experiment.initial_state()
   last = experiment.tasks[-1]
