@@ -4,7 +4,9 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from mcl.analysis import report, sweep
 
@@ -74,7 +76,12 @@ def test_aggregation_computes_mean_and_sample_std(tmp_path):
     lines = f.read().splitlines()
   # den minus stl over fold0 and fold1: accuracy -0.4 and -0.1.
   assert lines[0].startswith("| den minus | accuracy (final avg) |")
-  assert lines[2].startswith("| stl | -0.250 [-0.400, -0.100] p=0.500 (2) |")
+  # One row: Holm leaves p alone; Nadeau-Bengio's t over d = (-0.4, -0.1):
+  # -0.25 / sqrt((1/2 + 1/3) * 0.045) = -1.291 with 1 degree of freedom.
+  nb = 2 * stats.t.sf(0.25 / np.sqrt((1 / 2 + 1 / 3) * 0.045), 1)
+  assert lines[2].startswith(
+    f"| stl | -0.250 [-0.400, -0.100] p=0.500 p_Holm=0.500 p_NB={nb:.3f} (2) |"
+  )
 
 
 def test_grid_expands_variants_folds_and_seeds_and_skips_finished(tmp_path):

@@ -75,3 +75,34 @@ def test_equal_differences_tie_in_the_ranks():
   expected = stats.wilcoxon([0.05, 0.05, 0.05, -0.1, 0.2])
   assert expected.statistic == 4.0
   assert d.p_value == pytest.approx(expected.pvalue)
+
+
+def test_holm_matches_the_step_down_by_hand():
+  # Sorted 0.01, 0.02, 0.03, 0.04: x4, x3, x2, x1, then running maxima.
+  p = [0.03, 0.01, float("nan"), 0.04, 0.02]
+  adjusted = statistics.holm(p)
+  by_hand = {0.01: 0.04, 0.02: 0.06, 0.03: 0.06, 0.04: 0.06}
+  assert np.isnan(adjusted[2])
+  for raw, adj in zip(p, adjusted, strict=True):
+    if not np.isnan(raw):
+      assert adj == pytest.approx(by_hand[raw])
+  assert statistics.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_corrected_resampled_t_equals_its_formula():
+  d = [0.10, 0.05, 0.20, -0.05, 0.15]
+  t, p = statistics.corrected_resampled_t(d, test_train_ratio=1 / 3)
+  mean, var = np.mean(d), np.var(d, ddof=1)
+  expected = mean / np.sqrt((1 / 5 + 1 / 3) * var)
+  assert t == pytest.approx(expected)
+  assert p == pytest.approx(2 * stats.t.sf(abs(expected), 4))
+  # The correction only widens: the plain paired t-test's p is smaller.
+  assert p > stats.ttest_1samp(d, 0).pvalue
+  assert statistics.corrected_resampled_t([0.0, 0.0], 0.5) == (0.0, 1.0)
+  assert all(np.isnan(statistics.corrected_resampled_t([0.1], 0.5)))
+
+
+def test_paired_difference_carries_the_corrected_p():
+  d = statistics.paired_difference(DEN, EWC, test_train_ratio=0.25)
+  _, p = statistics.corrected_resampled_t(np.subtract(DEN, EWC), 0.25)
+  assert d.corrected_p_value == pytest.approx(p)

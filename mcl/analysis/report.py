@@ -11,6 +11,7 @@ nonzero parameters divided by those of the `stl` run with the same run name.
 """
 
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -172,7 +173,8 @@ def paired(
   runs: dict[str, dict[str, dict]], reference: str = "den"
 ) -> dict[str, dict[str, statistics.PairedDifference]]:
   """{label: {metric: reference minus label}} over the runs both have
-  where both figures are defined (e.g. joint has no BWT)."""
+  where both figures are defined (e.g. joint has no BWT); each metric's
+  Wilcoxon p-values Holm-corrected over the rows (one family a metric)."""
   rows = _rows(runs)
   differences = {}
   for label in rows:
@@ -190,13 +192,21 @@ def paired(
         [rows[reference][n][key] for n in names],
         [rows[label][n][key] for n in names],
       )
+  for key in PAIRED_METRICS:
+    labels = [x for x in differences if differences[x][key].n > 1]
+    adjusted = statistics.holm([differences[x][key].p_value for x in labels])
+    for label, p in zip(labels, adjusted, strict=True):
+      differences[label][key] = dataclasses.replace(
+        differences[label][key], holm_p_value=p
+      )
   return differences
 
 
 def paired_markdown(
   differences: dict[str, dict], reference: str, order: Sequence[str] = ()
 ) -> str:
-  """The paired differences as Markdown: mean [95 % interval], p (n)."""
+  """The paired differences as Markdown: mean [95 % interval], Wilcoxon p,
+  its Holm-corrected p, the corrected resampled t-test's p (n)."""
   labels = [x for x in order if x in differences] + sorted(
     x for x in differences if x not in order
   )
@@ -214,15 +224,18 @@ def paired_markdown(
       else:
         cells.append(
           f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] p={d.p_value:.3f}"
+          f" p_Holm={d.holm_p_value:.3f} p_NB={d.corrected_p_value:.3f}"
           f" ({d.n})"
         )
     lines.append("| " + " | ".join(cells) + " |")
   lines.append(
     f"\nMean of {reference} minus the row over the (fold, seed) runs both"
     " have (count in brackets), 95 % bootstrap interval, two-sided Wilcoxon"
-    " signed-rank p. Runs of one fold share its clips, so intervals and p"
-    " are optimistic; p is not corrected for the rows compared (Bonferroni"
-    f" at 0.05 over {len(labels)} rows: p < {0.05 / max(len(labels), 1):.4f})."
+    " signed-rank p and p_Holm, Holm-corrected over the"
+    f" {len(labels)} rows of the column. Runs of one fold share its clips,"
+    " so the interval and p are optimistic; p_NB is Nadeau & Bengio's"
+    " corrected resampled t-test (test/train ratio 1/3: one test fold,"
+    " three training folds), which allows for it."
   )
   return "\n".join(lines) + "\n"
 
