@@ -36,7 +36,7 @@ from clu import metric_writers
 from sklearn import neural_network, svm
 
 from mcl.datasets import from_config
-from mcl.experiments import results_file
+from mcl.experiments import outputs
 from mcl.features import track_features
 from mcl.models import feature_dnn
 from mcl.runtime import errors
@@ -174,6 +174,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       for k in ("dnn", "mlp", "svm")
     },
   }
-  results_file.write_results(workdir, out)
+  outputs.write_results(workdir, out)
   logging.info("Test accuracy, mean over folds: %s", out["mean"])
   return out

@@ -21,11 +21,10 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
-from clu import metric_writers
 
 from mcl import models
 from mcl.datasets import fma, from_config, input_pipeline
-from mcl.experiments import results_file
+from mcl.experiments import outputs
 from mcl.models import inputs, vggish_checkpoint
 from mcl.runtime import errors
 from mcl.trainer import evaluation, fit, progress, train
@@ -199,9 +198,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_clips,
   )
   train_batches, eval_batches = _streams(config, bench, spec)
-  writer = metric_writers.create_default_writer(
-    workdir, just_logging=jax.process_index() > 0
-  )
+  writer = outputs.writer(workdir, config)
   recipe = make_recipe(config, train_clips)
   run_progress = progress.RunProgress(num_tasks=1)
   run_progress.start_task(0)
@@ -222,7 +219,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   run_progress.end_phase(result.steps)
   test = bench.evaluate(model, result.variables, eval_batches(test_name))
   out = _results(config, bench, num_params, result, test)
-  results_file.write_results(workdir, out)
+  outputs.write_results(workdir, out)
   writer.flush()
   logging.info(
     "%s test %s (best pass %d of %d steps)",

@@ -30,13 +30,12 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers
 
 from mcl.analysis import report
 from mcl.continual import capacity, phase, scoring
 from mcl.continual.registry import METHODS
 from mcl.datasets import from_config, tasks
-from mcl.experiments import results_file
+from mcl.experiments import outputs
 from mcl.experiments.continual import results
 from mcl.experiments.continual.context import TaskContext
 from mcl.experiments.continual.record import TaskRecord
@@ -79,9 +78,7 @@ class _Run:
     )
     # Every finished task's record: results.json is assembled from them.
     self.finished: dict[int, TaskRecord] = {}
-    self.writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0
-    )
+    self.writer = outputs.writer(workdir, config)
     self.global_step = 0
     self.progress = progress.RunProgress(len(self.tasks))
 
@@ -262,7 +259,8 @@ class _Run:
       self.config,
       joint=self.method.joint,
     )
-    results_file.write_results(self.workdir, out)
+    outputs.write_results(self.workdir, out)
+    outputs.write_metrics_csv(self.workdir, out)
     return out
 
 
