@@ -13,7 +13,7 @@ multilayer perceptron over the flattened example) and the budget.
 
 import ml_collections
 
-from configs import permuted_digits
+from mcl.configs import permuted_digits
 
 
 def get_config() -> ml_collections.ConfigDict:

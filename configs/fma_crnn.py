@@ -5,7 +5,7 @@ on each window of a 2.5 s waveform segment, read by a GRU
 
 import ml_collections
 
-from configs import fma_genres
+from mcl.configs import fma_genres
 from mcl.models import feedback_crnn
 
 

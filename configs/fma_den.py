@@ -7,7 +7,7 @@ split; the GTZAN config's runner, backbone and method sections
 
 import ml_collections
 
-from configs import gtzan
+from mcl.configs import gtzan
 from mcl.datasets import fma, tasks
 
 

@@ -8,7 +8,7 @@ their MLP on medium). Needs only `fma_metadata/` in `data.manual_dir`
 
 import ml_collections
 
-from configs import gtzan_feature_dnn
+from mcl.configs import gtzan_feature_dnn
 
 
 def get_config() -> ml_collections.ConfigDict:

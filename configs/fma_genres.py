@@ -16,7 +16,7 @@ in `data.manual_dir` (README).
 
 import ml_collections
 
-from configs import mtat_tagging
+from mcl.configs import mtat_tagging
 from mcl.datasets import fma
 
 

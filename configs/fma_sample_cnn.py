@@ -5,7 +5,7 @@ its own input of 59,049 samples (3.69 s). Published (Kim & Nam's MIREX
 
 import ml_collections
 
-from configs import fma_genres
+from mcl.configs import fma_genres
 
 
 def get_config() -> ml_collections.ConfigDict:

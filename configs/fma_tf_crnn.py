@@ -5,7 +5,7 @@ whose GRU state at step t-1 scales the CNN's channels at step t
 
 import ml_collections
 
-from configs import fma_genres
+from mcl.configs import fma_genres
 from mcl.models import feedback_crnn
 
 

@@ -9,7 +9,7 @@ baseline. Put the manual download in `data.manual_dir` (README).
 
 import ml_collections
 
-from configs import gtzan
+from mcl.configs import gtzan
 from mcl.datasets import magnatagatune, tasks
 
 

@@ -7,7 +7,7 @@ MagnaTagATune top-50 with the recipe of Won et al. 2020
 
 import ml_collections
 
-from configs import mtat_tagging
+from mcl.configs import mtat_tagging
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -12,7 +12,7 @@ evenly spaced chunks per clip. Put the manual download in
 
 import ml_collections
 
-from configs import gtzan
+from mcl.configs import gtzan
 from mcl.datasets import magnatagatune
 from mcl.models import inputs
 

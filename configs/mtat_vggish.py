@@ -14,7 +14,7 @@ but one chunk per clip: the input is the whole clip.
 
 import ml_collections
 
-from configs import mtat_tagging
+from mcl.configs import mtat_tagging
 from mcl.features import logmel
 
 

@@ -11,7 +11,7 @@ The tasks come from the data source: there is no `config.tasks`.
 
 import ml_collections
 
-from configs import gtzan
+from mcl.configs import gtzan
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from configs import gtzan
+from mcl.configs import gtzan
 
 
 def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -209,8 +209,14 @@ def main(argv):
         print(f"  {name:>20}: max |change| {change:.4g}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+  """Console script `mcl-inspect`: defines the flags, runs `main`."""
+  global _WORKDIR, _TASK, _DIFF
   _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.", required=True)
   _TASK = flags.DEFINE_integer("task", None, "Task to report; default last.")
   _DIFF = flags.DEFINE_integer("diff", None, "Earlier task to compare with.")
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

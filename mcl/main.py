@@ -1,6 +1,7 @@
 """Entry point of every experiment.
 
   python -m mcl.main --config=configs/gtzan.py --workdir=DIR
+  mcl-train --config=gtzan --workdir=DIR      (installed: a built-in config)
 
 `config.experiment` picks the experiment: "continual" (a method over a task
 sequence, `mcl.experiments.continual.runner`) or "tagging" (one model on the
@@ -8,8 +9,11 @@ MagnaTagATune top-50 benchmark, `mcl.experiments.tagging`). Config values
 are overridden on the command line, e.g.
 `--config.data.fold=2 --config.den.k=8`. A workdir holds one run: a
 re-run there with other settings is refused (`mcl.runtime.workdir`) unless
-`--fresh` moves the old run aside.
+`--fresh` moves the old run aside. `--config=` takes a config file or
+the name of a built-in one (`mcl/configs/`, e.g. `gtzan`, `test`).
 """
+
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -37,5 +41,23 @@ def main(argv):
   experiments.run(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
 
 
-if __name__ == "__main__":
+@errors.usage_errors
+def _config_files(argv: list[str]) -> list[str]:
+  """`argv` with a built-in config's name in `--config=` as its file."""
+  prefix = "--config="
+  return [
+    prefix + experiments.config_file(a[len(prefix) :])
+    if a.startswith(prefix)
+    else a
+    for a in argv
+  ]
+
+
+def cli() -> None:
+  """Console script `mcl-train`: `main` with the flags above."""
+  sys.argv = _config_files(sys.argv)
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

@@ -119,7 +119,9 @@ def main(argv):
   print(f"wrote {output}.json and {output}.csv")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+  """Console script `mcl-predict`: defines the flags, runs `main`."""
+  global _WORKDIR, _PRETRAINED, _CHECKPOINT, _TASK, _TOP_K, _OUTPUT
   _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.")
   _PRETRAINED = flags.DEFINE_enum(
     "pretrained",
@@ -143,3 +145,7 @@ if __name__ == "__main__":
     "(./predictions with --pretrained).",
   )
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from configs import test as test_config
+from mcl.configs import test as test_config
 
 SHARED_DATA = os.path.join(
   os.path.dirname(__file__), os.pardir, os.pardir, "shared", "data"

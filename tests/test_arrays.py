@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from configs import arrays as arrays_config
-from configs import permuted_digits
 from mcl import experiments
+from mcl.configs import arrays as arrays_config
+from mcl.configs import permuted_digits
 from mcl.datasets import arrays
 from mcl.runtime import errors
 

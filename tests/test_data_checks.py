@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from configs import test as test_config
+from mcl.configs import test as test_config
 from mcl.datasets import from_config
 from mcl.runtime import errors
 

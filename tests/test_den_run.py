@@ -116,7 +116,7 @@ def test_non_finite_loss_stops_with_state_saved(tiny_config, tmp_path):
 @pytest.fixture(scope="module")
 def method_runs(tmp_path_factory, tiny_audio_dir, tiny_data_dir):
   """Every method of the runner on the tiny config: {method: (dir, results)}."""
-  from configs import test as test_config
+  from mcl.configs import test as test_config
 
   out = {}
   for name in registry.METHODS:

@@ -290,7 +290,7 @@ def test_features_csv_in_another_column_order_is_an_error(manual_dir, tmp_path):
 def test_network_on_fmas_features_reads_the_features_config(
   metadata_only_dir, tmp_path
 ):
-  from configs import fma_feature_dnn
+  from mcl.configs import fma_feature_dnn
   from mcl.experiments import feature_dnn as track_dnn
 
   config = fma_feature_dnn.get_config()
@@ -315,8 +315,8 @@ def test_network_on_fmas_features_reads_the_features_config(
 def test_genre_training_on_fma_scores_tracks_from_segments(
   manual_dir, tmp_path
 ):
-  from configs import fma_tf_crnn
   from mcl import experiments
+  from mcl.configs import fma_tf_crnn
 
   config = fma_tf_crnn.get_config()
   config.data.manual_dir = manual_dir
@@ -348,7 +348,7 @@ def test_genre_training_on_fma_scores_tracks_from_segments(
 
 
 def test_continual_runner_reads_fma_genres(manual_dir, tmp_path):
-  from configs import fma_den
+  from mcl.configs import fma_den
 
   config = fma_den.get_config()
   config.data.manual_dir = manual_dir

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "mcl")
-TOP_LEVEL = {"__init__.py", "main.py", "predict.py", "inspect.py"}
+TOP_LEVEL = {"__init__.py", "main.py", "predict.py", "inspect.py", "sweep.py"}
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
 

@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import test as test_config
+from mcl.configs import test as test_config
 from mcl.continual import (
   baselines,
   columns,

@@ -2,8 +2,8 @@
 over real GTZAN recordings laid out as MTAT (`mtat_from_gtzan` fixture).
 """
 
-from configs import mtat_den
-from configs import test as test_config
+from mcl.configs import mtat_den
+from mcl.configs import test as test_config
 from mcl.datasets import from_config
 from mcl.experiments.continual import runner
 from tests import conftest

@@ -23,7 +23,7 @@ _CONTINUAL = textwrap.dedent(
   from mcl.trainer import parallel
   parallel.initialize()
   import jax
-  from configs import permuted_digits
+  from mcl.configs import permuted_digits
   from mcl.experiments.continual import runner
 
   config = permuted_digits.tiny(permuted_digits.get_config())

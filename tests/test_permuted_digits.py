@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from sklearn import datasets as sk_datasets
 
-from configs import permuted_digits as digits_config
+from mcl.configs import permuted_digits as digits_config
 from mcl.datasets import from_config, permuted_digits
 from mcl.experiments.continual import runner
 from mcl.models import ConvClassifier, ProgressiveNet

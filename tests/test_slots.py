@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import permuted_digits as digits_config
+from mcl.configs import permuted_digits as digits_config
 from mcl.continual import regularisers, slots, sparsity, surgery, timestamped
 from mcl.experiments.continual import runner
 from mcl.models import ConvClassifier, head_name

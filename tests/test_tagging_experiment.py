@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from configs import mtat_short_chunk_cnn
 from mcl import experiments
+from mcl.configs import mtat_short_chunk_cnn
 from mcl.datasets import input_pipeline
 from mcl.experiments import prediction
 from mcl.experiments import tagging as experiment

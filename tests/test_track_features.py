@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from configs import gtzan_feature_dnn
+from mcl.configs import gtzan_feature_dnn
 from mcl.datasets import track_table
 from mcl.experiments import feature_dnn as track_dnn
 from mcl.features import audio, track_features

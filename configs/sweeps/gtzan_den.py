@@ -24,7 +24,7 @@ VARIANTS["den_pull10"] = {"method": "den", "den.l2": 10.0}
 def get_sweep(seeds=(0,)) -> sweep.Sweep:
   budget = gtzan_protocol.BUDGETS["cpu"]
   return sweep.Sweep(
-    config="configs/gtzan.py",
+    config="gtzan",  # mcl/configs/gtzan.py, by name
     runs=sweep.grid(
       {label: {**o, **budget} for label, o in VARIANTS.items()},
       folds=range(5),

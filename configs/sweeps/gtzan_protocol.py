@@ -105,7 +105,7 @@ def get_protocol(seeds=(0, 1), budget="cpu") -> protocol.Protocol:
   if budget not in BUDGETS:
     raise ValueError(f"unknown budget {budget!r}; known: {sorted(BUDGETS)}")
   return protocol.Protocol(
-    config="configs/gtzan.py",
+    config="gtzan",  # mcl/configs/gtzan.py, by name
     budget=BUDGETS[budget],
     grids=GRIDS,
     variants=VARIANTS,

@@ -20,6 +20,6 @@ VARIANTS = {
 
 def get_sweep(seeds=(0,)) -> sweep.Sweep:
   return sweep.Sweep(
-    config="configs/permuted_digits.py",
+    config="permuted_digits",  # by name: works installed
     runs=sweep.grid(VARIANTS, folds=None, seeds=seeds),
   )

@@ -4,11 +4,14 @@
 `mcl.experiments.continual.runner`), "tagging" (one model on the MagnaTagATune
 top-50 benchmark, `mcl.experiments.tagging`) or "feature_dnn" (a
 network on FMA's 518 track features, `mcl.experiments.feature_dnn`). `mcl.main`
-runs one per process; `launch/sweep_worker.py` runs many in one process
+runs one per process; `mcl.analysis.sweep_worker` runs many in one process
 (imports, records and compiled steps are paid once).
 """
 
+import importlib
 import importlib.util
+import os
+import pkgutil
 from collections.abc import Mapping
 
 import jax
@@ -46,18 +49,48 @@ def start_process() -> None:
   )
 
 
+def config_file(name: str, package: str = "mcl.configs") -> str:
+  """The file of a config given by its path or by its built-in name.
+
+  Args:
+    name: an existing file (`configs/gtzan.py`), or the name of a module
+      of `package` (`gtzan`: the installed `mcl/configs/gtzan.py`; sweeps
+      and protocols with `package="mcl.configs.sweeps"`).
+    package: where built-in names are looked up.
+
+  Raises:
+    mcl.runtime.errors.UserError: neither a file nor a built-in name (the
+      message lists the built-in ones).
+  """
+  if os.path.isfile(name):
+    return name
+  spec = None
+  if name.isidentifier():
+    spec = importlib.util.find_spec(f"{package}.{name}")
+  if spec is None or spec.origin is None:
+    folder = importlib.import_module(package).__path__
+    known = sorted(m.name for m in pkgutil.iter_modules(folder) if not m.ispkg)
+    raise errors.UserError(
+      f"config {name!r}: no such file, nor a built-in config; built-in: {known}"
+    )
+  return spec.origin
+
+
 def load_config(
   path: str, overrides: Mapping[str, object] | None = None
 ) -> ml_collections.ConfigDict:
   """`get_config()` of a config file, with dotted overrides applied.
 
   Args:
-    path: a `configs/*.py` file.
+    path: a config file (`configs/gtzan.py`) or a built-in config's name
+      (`gtzan`; `config_file`).
     overrides: {"train.fit.max_steps": 40, ...}, as `--config.<key>=`.
 
   Raises:
     KeyError: an override names no existing field.
+    mcl.runtime.errors.UserError: no such config.
   """
+  path = config_file(path)
   spec = importlib.util.spec_from_file_location("experiment_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

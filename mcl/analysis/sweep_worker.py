@@ -1,6 +1,6 @@
-"""Runs sweep runs one after another in one process (`launch/sweep.py`).
+"""Runs sweep runs one after another in one process (`mcl.sweep`).
 
-  .venv/bin/python launch/sweep_worker.py < runs.jsonl
+  python -m mcl.analysis.sweep_worker < runs.jsonl
 
 Reads one JSON object per line from stdin, {"config": file, "overrides":
 {dotted key: value}, "workdir": dir}, runs it (`mcl.experiments.run`,
@@ -20,15 +20,14 @@ import os
 import sys
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import logging
 
-from absl import logging  # noqa: E402
-
-from mcl import experiments  # noqa: E402
+from mcl import experiments
 from mcl.runtime import errors
 
 
 def main():
+  """Answers every run request of stdin (see the module docstring)."""
   answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
   sys.stdout = sys.stderr  # Only answers go to the protocol stream.
   logging.use_absl_handler()
