@@ -43,14 +43,15 @@ def main(argv):
 
 @errors.usage_errors
 def _config_files(argv: list[str]) -> list[str]:
-  """`argv` with a built-in config's name in `--config=` as its file."""
-  prefix = "--config="
-  return [
-    prefix + experiments.config_file(a[len(prefix) :])
-    if a.startswith(prefix)
-    else a
-    for a in argv
-  ]
+  """`argv` with a built-in config's name in `--config` as its file
+  (`--config=NAME` or `--config NAME`)."""
+  out = list(argv)
+  for i, arg in enumerate(out):
+    if arg.startswith("--config="):
+      out[i] = "--config=" + experiments.config_file(arg[len("--config=") :])
+    elif arg == "--config" and i + 1 < len(out):
+      out[i + 1] = experiments.config_file(out[i + 1])
+  return out
 
 
 def cli() -> None:

@@ -82,6 +82,11 @@ def load_definition(path: str):
 
 def environment(threads: int, root: str) -> dict:
   env = dict(os.environ)
+  # Workers import mcl as this process does, installed or from a checkout.
+  package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = os.pathsep.join(
+    p for p in (package_root, env.get("PYTHONPATH")) if p
+  )
   # One persistent XLA cache for the sweep: runs of one config compile the
   # same steps (measured: 9 s of a 36 s GTZAN run is compilation).
   env.setdefault(

@@ -18,7 +18,7 @@ from tests import test_arrays
 
 def _run(tmp_path, name="run"):
   x, y, split = test_arrays._separable((12,))
-  data = arrays.from_arrays(x, y, [[0, 1], [2, 3]], split, batch_size=16)
+  data = arrays.from_arrays(x, y, [[0, 1], [2, 3]], split)
   config = test_arrays._config("finetune")
   config.train.fit.max_steps = 6
   config.train.fit.eval_every = 3
@@ -89,3 +89,4 @@ def test_a_wandb_run_gets_the_scalars_when_wandb_is_installed(
   keys = {k for _, values in logged for k in values}
   assert "continual/average_accuracy" in keys
   assert any(k.startswith("task1/train/") for k in keys)
+  assert finished == [True]  # The W&B run is finished with the run.

@@ -170,11 +170,14 @@ PAIRED_METRICS = (
 
 
 def paired(
-  runs: dict[str, dict[str, dict]], reference: str = "den"
+  runs: dict[str, dict[str, dict]],
+  reference: str = "den",
+  test_train_ratio: float = statistics.FOLD_RATIO,
 ) -> dict[str, dict[str, statistics.PairedDifference]]:
   """{label: {metric: reference minus label}} over the runs both have
   where both figures are defined (e.g. joint has no BWT); each metric's
-  Wilcoxon p-values Holm-corrected over the rows (one family a metric)."""
+  Wilcoxon p-values Holm-corrected over the rows with a test (one family
+  a metric); `test_train_ratio` of the corrected resampled t-test."""
   rows = _rows(runs)
   differences = {}
   for label in rows:
@@ -191,6 +194,7 @@ def paired(
       differences[label][key] = statistics.paired_difference(
         [rows[reference][n][key] for n in names],
         [rows[label][n][key] for n in names],
+        test_train_ratio=test_train_ratio,
       )
   for key in PAIRED_METRICS:
     labels = [x for x in differences if differences[x][key].n > 1]
@@ -231,11 +235,11 @@ def paired_markdown(
   lines.append(
     f"\nMean of {reference} minus the row over the (fold, seed) runs both"
     " have (count in brackets), 95 % bootstrap interval, two-sided Wilcoxon"
-    " signed-rank p and p_Holm, Holm-corrected over the"
-    f" {len(labels)} rows of the column. Runs of one fold share its clips,"
-    " so the interval and p are optimistic; p_NB is Nadeau & Bengio's"
-    " corrected resampled t-test (test/train ratio 1/3: one test fold,"
-    " three training folds), which allows for it."
+    " signed-rank p and p_Holm, Holm-corrected over the column's rows"
+    " with a test. Runs of one fold share its clips, so the interval and p"
+    " are optimistic; p_NB is Nadeau & Bengio's corrected resampled t-test"
+    " (n_test / n_train of a split: 1/3 for one test fold over three"
+    " training folds), which allows for it."
   )
   return "\n".join(lines) + "\n"
 

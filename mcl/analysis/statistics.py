@@ -20,6 +20,9 @@ from scipy import stats
 from statsmodels.stats import multitest
 
 CONFIDENCE = 0.95
+# n_test / n_train of GTZAN's five folds: one test fold, one validation
+# fold, three training folds (`mcl.datasets.tasks.fold_split`).
+FOLD_RATIO = 1 / 3
 RESAMPLES = 10_000
 # Figures such as accuracies on 4-clip tasks are multiples of 0.05 whose
 # float differences are not bit-equal (0.75 - 0.70 != 0.90 - 0.85):
@@ -136,7 +139,7 @@ def paired_difference(
   a: Sequence[float],
   b: Sequence[float],
   seed: int = 0,
-  test_train_ratio: float = 1 / 3,
+  test_train_ratio: float = FOLD_RATIO,
 ) -> PairedDifference:
   """Paired difference of two methods' figures on the same runs.
 

@@ -22,16 +22,22 @@ def register_method(name: str, cls: type[method.Method]) -> None:
       `method.Sequential`); its `section` and `settings_class` name the
       config section of its settings, if any.
 
+  A class of the same module and name replaces an earlier one (a notebook
+  cell run again defines the class anew).
+
   Raises:
     TypeError: `cls` is not a `Method` subclass.
     ValueError: `name` is empty or already names another class.
   """
   if not (isinstance(cls, type) and issubclass(cls, method.Method)):
     raise TypeError(f"method {name!r}: {cls!r} is not a Method subclass")
-  if not name or METHODS.get(name, cls) is not cls:
-    raise ValueError(
-      f"method name {name!r} is empty or taken by {METHODS.get(name)!r}"
-    )
+  known = METHODS.get(name, cls)
+  same = (known.__module__, known.__qualname__) == (
+    cls.__module__,
+    cls.__qualname__,
+  )
+  if not name or not same:
+    raise ValueError(f"method name {name!r} is empty or taken by {known!r}")
   METHODS[name] = cls
 
 

@@ -17,16 +17,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mcl.datasets import tasks
+from mcl.datasets import task_data, tasks
 from mcl.runtime import errors
 
-SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
+SPLIT_IDS = dict(zip(task_data.SPLITS, range(3), strict=True))
 
 
 def _check(inputs, labels, split) -> None:
-  if inputs.ndim not in (2, 3):
+  if inputs.ndim not in (2, 3) or inputs.shape[0] == 0:
     raise errors.UserError(
-      f"inputs must be [N, T, F] or [N, D], got shape {inputs.shape}"
+      f"inputs must be [N, T, F] or [N, D] with N > 0, got shape {inputs.shape}"
     )
   if labels.shape != (inputs.shape[0],) or split.shape != labels.shape:
     raise errors.UserError(
@@ -55,25 +55,49 @@ def _split_ids(split: np.ndarray) -> np.ndarray:
 class ArrayTaskData:
   """`mcl.datasets.task_data.TaskData` of in-memory examples.
 
+  Batch sizes are the run's (`with_batches`, from `config.train` when
+  `mcl.experiments.run` receives the data).
+
   Attributes:
     tasks: the task sequence (class ids are label values).
     input_shape: (1, T, F) or (1, 1, D).
-    records: "arrays/<sha1 of the arrays>", so a resumed run is refused
-      on other arrays.
+    records: "arrays/<sha1>" of the arrays (shapes, dtypes, values) and
+      the tasks (names and class ids), so a resumed run is refused on
+      other arrays or another task sequence.
   """
 
-  def __init__(self, inputs, labels, split, task_list, batch_size, eval_size):
+  def __init__(self, inputs, labels, split, task_list, batch_size=32,
+               eval_batch_size=64):  # fmt: skip
     self._inputs = inputs
     self._labels = labels
     self._split = split
     self.tasks = list(task_list)
     self.input_shape = (1, *inputs.shape[1:])
     self._batch_size = batch_size
-    self._eval_size = eval_size
+    self._eval_size = eval_batch_size
     digest = hashlib.sha1()
     for a in (inputs, labels, split):
+      digest.update(f"{a.shape}{a.dtype}".encode())
       digest.update(np.ascontiguousarray(a).tobytes())
+    digest.update(
+      repr([(t.class_names, t.class_ids) for t in self.tasks]).encode()
+    )
     self.records = f"arrays/{digest.hexdigest()[:16]}"
+
+  def with_batches(self, batch_size: int, eval_batch_size: int):
+    """The same data drawn in batches of these sizes (examples).
+
+    Raises:
+      mcl.runtime.errors.UserError: a size below 1.
+    """
+    if batch_size < 1 or eval_batch_size < 1:
+      raise errors.UserError(
+        f"batch sizes must be >= 1, got {batch_size}, {eval_batch_size}"
+      )
+    return ArrayTaskData(
+      self._inputs, self._labels, self._split, self.tasks, batch_size,
+      eval_batch_size,
+    )  # fmt: skip
 
   def _rows(self, task: int, split: str) -> np.ndarray:
     ids = np.asarray(self.tasks[task].class_ids)
@@ -96,8 +120,7 @@ class ArrayTaskData:
 
   def eval_batches(self, task, split, num_chunks=None):
     del num_chunks  # An example is one chunk.
-    if split not in SPLIT_IDS:
-      raise ValueError(f"unknown split {split!r}; known: {list(SPLIT_IDS)}")
+    task_data.check_split(split)
     rows, b, out = self._rows(task, split), self._eval_size, []
     for start in range(0, rows.size, b):
       pick = rows[start : start + b]
@@ -121,8 +144,7 @@ class ArrayTaskData:
       labels = self._labels[pick]
       task = np.asarray([task_of[v] for v in labels], np.int32)
       local = [
-        list(self.tasks[t].class_ids).index(v)
-        for t, v in zip(task, labels, strict=True)
+        self._local(t, [v])[0] for t, v in zip(task, labels, strict=True)
       ]
       yield {
         "inputs": self._inputs[pick],
@@ -138,8 +160,6 @@ def from_arrays(
   split: np.ndarray,
   *,
   class_names: Sequence[str] | None = None,
-  batch_size: int = 32,
-  eval_batch_size: int = 64,
 ) -> ArrayTaskData:
   """A task-data source of arrays, for `mcl.experiments.run(..., data=)`.
 
@@ -151,8 +171,6 @@ def from_arrays(
       `class_names`), e.g. [[0, 1], [2, 3]].
     split: [N] split of each example: 0/1/2 or "train"/"validation"/"test".
     class_names: [C] names of the class ids (default "0", "1", ...).
-    batch_size: training batch (examples).
-    eval_batch_size: evaluation batch (examples).
 
   Raises:
     mcl.runtime.errors.UserError: a shape, dtype, split or task group that
@@ -171,7 +189,17 @@ def from_arrays(
     raise errors.UserError(
       f"{len(names)} class_names for labels up to {num_classes - 1}"
     )
-  groups = [[names[g] if not isinstance(g, str) else g for g in group]
+  bad = [
+    g
+    for group in task_groups
+    for g in group
+    if not isinstance(g, str) and not 0 <= g < len(names)
+  ]
+  if bad:
+    raise errors.UserError(
+      f"task groups name class ids {bad}; labels are 0..{len(names) - 1}"
+    )
+  groups = [[g if isinstance(g, str) else names[g] for g in group]
             for group in task_groups]  # fmt: skip
   task_list = tasks.make_tasks(groups, names)
   for task in task_list:
@@ -181,7 +209,4 @@ def from_arrays(
           raise errors.UserError(
             f"class {name!r} (task {task.index}) has no {s} example"
           )
-  labels = labels.astype(np.int64)
-  return ArrayTaskData(
-    inputs, labels, split, task_list, batch_size, eval_batch_size
-  )
+  return ArrayTaskData(inputs, labels.astype(np.int64), split, task_list)

@@ -64,16 +64,13 @@ def config_file(name: str, package: str = "mcl.configs") -> str:
   """
   if os.path.isfile(name):
     return name
-  spec = None
-  if name.isidentifier():
-    spec = importlib.util.find_spec(f"{package}.{name}")
-  if spec is None or spec.origin is None:
-    folder = importlib.import_module(package).__path__
-    known = sorted(m.name for m in pkgutil.iter_modules(folder) if not m.ispkg)
+  folder = importlib.import_module(package).__path__
+  known = sorted(m.name for m in pkgutil.iter_modules(folder) if not m.ispkg)
+  if name not in known:
     raise errors.UserError(
       f"config {name!r}: no such file, nor a built-in config; built-in: {known}"
     )
-  return spec.origin
+  return importlib.util.find_spec(f"{package}.{name}").origin
 
 
 def load_config(
@@ -94,6 +91,11 @@ def load_config(
   spec = importlib.util.spec_from_file_location("experiment_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise errors.UserError(
+      f"{path} has no get_config(): shared settings of other configs, not "
+      "a config to run"
+    )
   config = module.get_config()
   config.update_from_flattened_dict(dict(overrides or {}))
   return config
@@ -118,8 +120,9 @@ def run(
     workdir: the run's folder.
     fresh: move a previous run of `workdir` aside and start anew.
     data: for a continual experiment, the task data to learn instead of
-      `config.data`'s, e.g. `mcl.datasets.arrays.from_arrays(...)` (with
-      `config.data.source = "arrays"`).
+      `config.data`'s: `mcl.datasets.arrays.from_arrays(...)` (with
+      `config.data.source = "arrays"`), drawn in `config.train`'s batch
+      sizes.
 
   Raises:
     mcl.runtime.errors.UserError: a setting out of its range or an unknown name
@@ -135,5 +138,6 @@ def run(
     )
   with run_folder.open_run(config, workdir, fresh=fresh):
     if data is not None:
-      return runner.run(config, workdir, data=data)
+      batches = config.train.batch_size, config.train.eval_batch_size
+      return runner.run(config, workdir, data=data.with_batches(*batches))
     return EXPERIMENTS[config.experiment](config, workdir)

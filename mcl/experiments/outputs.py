@@ -83,7 +83,9 @@ def write_metrics_csv(workdir: str, results: dict) -> str:
   path = os.path.join(workdir, METRICS)
   if jax.process_index() == 0:
     with atomic_files.replace(path) as f:
-      table = csv.DictWriter(f, ["after_task", "task", "metric", "value"])
+      table = csv.DictWriter(
+        f, ["after_task", "task", "metric", "value"], lineterminator="\n"
+      )
       table.writeheader()
       table.writerows(metric_rows(results))
   return path

@@ -159,6 +159,11 @@ class _Continual:
         f"--task={task}: the checkpoint after task {self.checkpoint} has "
         f"heads 0..{self.checkpoint}"
       )
+    if config.method not in registry.METHODS:
+      raise errors.UserError(
+        f"{workdir} was trained by method {config.method!r}, not registered "
+        "in this process; register_method it before predicting"
+      )
     method = registry.METHODS[config.method].from_config(
       config, tuple(metadata["input_shape"])
     )

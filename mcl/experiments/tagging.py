@@ -220,7 +220,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   test = bench.evaluate(model, result.variables, eval_batches(test_name))
   out = _results(config, bench, num_params, result, test)
   outputs.write_results(workdir, out)
-  writer.flush()
+  writer.close()
   logging.info(
     "%s test %s (best pass %d of %d steps)",
     config.model.name,

@@ -303,7 +303,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
     out = experiment.write_results(params, state)
     results.summarise(experiment.writer, out, task.index)
   out = experiment.write_results(params, state)
-  experiment.writer.flush()
+  experiment.writer.close()
   experiment.checkpoints.close()
   if jax.process_index() == 0:
     report.plot_run(out, workdir)
