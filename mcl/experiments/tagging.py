@@ -36,21 +36,13 @@ PRETRAINED = {"vggish": vggish_checkpoint.into}
 
 
 @dataclasses.dataclass(frozen=True)
-class Benchmark:
-  """What the zoo trains on and how it is scored.
+class Benchmark(from_config.TaggingRecords):
+  """What the zoo trains on (the records' fields) and how it is scored.
 
   Attributes:
-    builder: the prepared records.
-    splits: (train, validation, test) split names.
-    target: the batch key of the targets: "tags" (multi-hot) or "label".
-    names: tag or class names, in output order.
     loss: the training loss (`mcl.trainer.train`).
   """
 
-  builder: object
-  splits: tuple[str, str, str]
-  target: str
-  names: list[str]
   loss: object
 
   @property
@@ -82,8 +74,10 @@ def benchmark(config: ml_collections.ConfigDict) -> Benchmark:
     if records.target == "tags"
     else train.CrossEntropy()
   )
-  return Benchmark(records.builder, records.splits, records.target,
-                   records.names, loss)  # fmt: skip
+  fields = dataclasses.fields(records)  # asdict would deep-copy the builder.
+  return Benchmark(
+    **{f.name: getattr(records, f.name) for f in fields}, loss=loss
+  )
 
 
 def build_dataset(config: ml_collections.ConfigDict):
