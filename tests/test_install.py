@@ -73,6 +73,9 @@ def test_the_wheel_trains_the_tiny_config_outside_the_repository(installed):
     results = json.load(f)
   assert results["method"] == "den" and results["finished_tasks"] == 2
   assert None not in results["accuracy_matrix"][1]
+  # Installed from a wheel, not a checkout: no revision to record.
+  assert results["provenance"]["revision"] == {"commit": None, "dirty": None}
+  assert results["provenance"]["packages"]["mcl"] == "0.1.0"
   report = _run(
     [str(bin_dir / "mcl-inspect"), f"--workdir={workdir}"],
     cwd=outside, env=env,

@@ -1,19 +1,34 @@
 """What a continual run writes beside its checkpoints: metrics.csv,
-TensorBoard hparams, and a W&B run when wandb is there."""
+TensorBoard hparams, a W&B run when wandb is there, and the provenance in
+results.json."""
 
 import glob
+import json
 import os
+import shutil
+import subprocess
 import sys
 import types
+from importlib import metadata
 
+import flax
+import jax
+import jaxlib.version
+import librosa
+import numpy as np
+import optax
 import pandas as pd
+import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mcl import experiments
 from mcl.datasets import arrays
 from mcl.experiments import outputs
+from mcl.runtime import provenance
 from tests import test_arrays
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(tmp_path, name="run"):
@@ -90,3 +105,40 @@ def test_a_wandb_run_gets_the_scalars_when_wandb_is_installed(
   assert "continual/average_accuracy" in keys
   assert any(k.startswith("task1/train/") for k in keys)
   assert finished == [True]  # The W&B run is finished with the run.
+
+
+def _git(*args) -> str:
+  return subprocess.run(
+    ["git", "-C", ROOT, *args], capture_output=True, text=True, check=True
+  ).stdout.strip()
+
+
+def test_results_json_says_what_produced_it(tmp_path, monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+  provenance.revision.cache_clear()
+  workdir, results = _run(tmp_path)
+  with open(os.path.join(workdir, "results.json")) as f:
+    on_disk = json.load(f)["provenance"]
+  assert on_disk == results["provenance"]
+  packages = on_disk["packages"]
+  assert packages["jax"] == jax.__version__
+  assert packages["jaxlib"] == jaxlib.version.__version__
+  assert packages["flax"] == flax.__version__
+  assert packages["optax"] == optax.__version__
+  assert packages["numpy"] == np.__version__
+  assert packages["tensorflow"] == tf.__version__
+  assert packages["librosa"] == librosa.__version__
+  assert packages["orbax-checkpoint"] == metadata.version("orbax-checkpoint")
+  devices = on_disk["devices"]
+  assert devices["kind"] == jax.devices()[0].device_kind
+  assert devices["count"] == jax.device_count()
+  environment = on_disk["environment"]
+  assert environment["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"
+  if shutil.which("git") is None or not os.path.isdir(
+    os.path.join(ROOT, ".git")
+  ):
+    pytest.skip("not a git checkout")
+  assert on_disk["revision"] == {
+    "commit": _git("rev-parse", "HEAD"),
+    "dirty": bool(_git("status", "--porcelain")),
+  }

@@ -158,7 +158,10 @@ def test_final_plan_reuses_selected_tuning_runs_for_the_first_seed(tmp_path):
     "seed": 1,
   }
   with open(os.path.join(root, "selection.json")) as f:
-    assert json.load(f)["chosen"]["ewc"] == {"0": 1, "1": 0, "2": 0}
+    selection_json = json.load(f)
+  assert selection_json["chosen"]["ewc"] == {"0": 1, "1": 0, "2": 0}
+  # Hand-made tuning runs carry no provenance: all 12 counted as such.
+  assert selection_json["provenance"] == [{"runs": 12, "provenance": None}]
   with open(os.path.join(root, "selection.md")) as f:
     table = f.read()
   assert (

@@ -1,14 +1,17 @@
 """Sweep expansion and aggregation on hand-made results.json files."""
 
+import copy
 import json
 import math
 import os
 
+import jax
 import numpy as np
 import pytest
 from scipy import stats
 
 from mcl.analysis import report, sweep
+from mcl.runtime import provenance
 
 
 def _results(accuracy, bwt, nonzero, tasks=2):
@@ -82,6 +85,30 @@ def test_aggregation_computes_mean_and_sample_std(tmp_path):
   assert lines[2].startswith(
     f"| stl | -0.250 [-0.400, -0.100] p=0.500 p_Holm=0.500 p_NB={nb:.3f} (2) |"
   )
+
+
+def test_the_report_lists_the_distinct_provenances_of_its_runs(tmp_path):
+  root = str(tmp_path)
+  produced = provenance.collect()
+  other = copy.deepcopy(produced)
+  other["packages"]["jax"] = "0.0.1"
+  other["environment"]["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+  for name, p in (("f0", produced), ("f1", produced), ("f2", other)):
+    _write(root, "stl", name, {**_results(1.0, 0.0, 10), "provenance": p})
+  _write(root, "den", "f0", _results(0.5, 0.0, 10))  # Written before.
+  report.write_report(root)
+  with open(os.path.join(root, "results.md")) as f:
+    text = f.read()
+  section = text[text.index("## Produced by") :].splitlines()[2:]
+  assert len(section) == 3
+  assert section[0].startswith("- 2 runs: ")
+  assert f"jax {jax.__version__}," in section[0]
+  assert "XLA_FLAGS none" in section[0] or "XLA_FLAGS --" in section[0]
+  older = "- 1 runs: not recorded (older runs)"
+  assert older in section[1:]
+  (line,) = [x for x in section[1:] if x != older]
+  assert line.startswith("- 1 runs: ") and "jax 0.0.1," in line
+  assert "XLA_FLAGS --xla_force_host_platform_device_count=2" in line
 
 
 def test_grid_expands_variants_folds_and_seeds_and_skips_finished(tmp_path):

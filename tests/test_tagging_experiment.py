@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import flax
 import numpy as np
 import pytest
 
@@ -45,6 +46,7 @@ def test_tagging_experiment_trains_tests_and_resumes(tiny_run, tmp_path):
     assert json.load(f) == results
 
   assert results["clips"] == {"train": 24, "valid": 8, "test": 8}
+  assert results["provenance"]["packages"]["flax"] == flax.__version__
   assert results["tags"][0] == "guitar"  # On all 40 clips: most frequent.
   assert sorted(results["tags"][1:]) == ["classical", "metal", "pop", "rock"]
   history = results["history"]

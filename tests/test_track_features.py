@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import librosa
 import numpy as np
 import pytest
@@ -57,6 +58,9 @@ def test_network_beats_chance_on_held_out_folds(tiny_audio_dir, tmp_path):
 
   # 4 genres x 5 clips, one clip of each genre per fold.
   assert results["clips"] == 20 and results["chance"] == 0.25
+  assert (
+    results["provenance"]["devices"]["kind"] == jax.devices()[0].device_kind
+  )
   assert set(results["folds"]) == {f"fold{f}" for f in range(5)}
   for figures in results["folds"].values():
     assert figures["steps"] > 0

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from mcl.analysis import sweep
-from mcl.runtime import atomic_files, errors
+from mcl.runtime import atomic_files, errors, provenance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +287,8 @@ def write_selection(
   protocol: Protocol, selection: Selection, root: str
 ) -> None:
   """Writes `<root>/selection.json` (grids, choices, validation scores,
-  parameters) and `<root>/selection.md` (one row per configuration, the
+  parameters, the distinct provenances of the tuning runs) and
+  `<root>/selection.md` (one row per configuration, the
   chosen fold's score in bold)."""
   content = {
     "criterion": "final average validation accuracy; ties: fewer nonzero"
@@ -297,6 +298,9 @@ def write_selection(
     "chosen": selection.chosen,
     "validation_scores": selection.scores,
     "nonzero_params": selection.params,
+    "provenance": provenance.distinct(
+      _load(root, r) for r in tuning_runs(protocol)
+    ),
   }
   atomic_files.write_json(os.path.join(root, "selection.json"), content)
   folds = list(protocol.folds)

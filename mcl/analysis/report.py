@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mcl.analysis import statistics
-from mcl.runtime import atomic_files
+from mcl.runtime import atomic_files, provenance
 
 # (results.json key or derived name, column title).
 METRICS = (
@@ -370,9 +370,11 @@ def write_report(
   out_dir: str | None = None,
   reference: str = "den",
 ) -> dict:
-  """results.md, results.csv, paired.md (`reference` minus every other
-  label, when `reference` is among others) and the plots of the sweep
-  under `root`, written to `out_dir` (default `root`).
+  """results.md (the table, then the distinct provenances of its runs:
+  `mcl.runtime.provenance.markdown`), results.csv, paired.md
+  (`reference` minus every other label, when `reference` is among
+  others) and the plots of the sweep under `root`, written to `out_dir`
+  (default `root`).
 
   Raises:
     ValueError: no run under `root` has finished.
@@ -382,8 +384,10 @@ def write_report(
   if not runs:
     raise ValueError(f"{root}: no finished run (no complete results.json)")
   table = aggregate(runs)
+  every_run = [r for by_run in runs.values() for r in by_run.values()]
   atomic_files.write_text(
-    os.path.join(out_dir, "results.md"), markdown(table, order)
+    os.path.join(out_dir, "results.md"),
+    markdown(table, order) + "\n" + provenance.markdown(every_run),
   )
   paired_path = os.path.join(out_dir, "paired.md")
   if reference in runs and len(runs) > 1:

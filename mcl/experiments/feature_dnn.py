@@ -174,6 +174,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       for k in ("dnn", "mlp", "svm")
     },
   }
-  outputs.write_results(workdir, out)
+  out = outputs.write_results(workdir, out)
   logging.info("Test accuracy, mean over folds: %s", out["mean"])
   return out

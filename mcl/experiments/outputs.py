@@ -1,7 +1,8 @@
 """What an experiment writes into its workdir besides its checkpoints.
 
 - `write_results`: `<workdir>/results.json`, one writer for the continual,
-  tagging and feature experiments: replaced atomically
+  tagging and feature experiments, with what produced it under
+  "provenance" (`mcl.runtime.provenance`): replaced atomically
   (`mcl.runtime.atomic_files`: a killed run leaves the previous file or
   none) and by process 0 only, as every process holds the same figures;
 - `write_metrics_csv`: a continual run's `<workdir>/metrics.csv` in long
@@ -20,7 +21,7 @@ import jax
 import ml_collections
 from clu import metric_writers
 
-from mcl.runtime import atomic_files
+from mcl.runtime import atomic_files, provenance
 
 RESULTS = "results.json"
 METRICS = "metrics.csv"
@@ -36,20 +37,23 @@ PER_TASK = {"class_incremental_accuracy": "class_incremental_accuracy"}
 WANDB_PROJECT = "MCL_WANDB"
 
 
-def write_results(workdir: str, results: dict) -> str:
-  """Writes `results` (JSON-ready) to `<workdir>/results.json`.
+def write_results(workdir: str, results: dict) -> dict:
+  """Writes `results` (JSON-ready) and its provenance to
+  `<workdir>/results.json` (by process 0 only).
 
   Returns:
-    The file's path (written by process 0 only).
+    What was written: `results` with "provenance" set to
+    `mcl.runtime.provenance.collect()` (package versions, devices, XLA
+    flags, code revision). `results` itself is not changed.
 
   Raises:
     mcl.runtime.errors.UserError: the write failed (e.g. a full disk),
       naming the path.
   """
-  path = os.path.join(workdir, RESULTS)
+  out = {**results, "provenance": provenance.collect()}
   if jax.process_index() == 0:
-    atomic_files.write_json(path, results)
-  return path
+    atomic_files.write_json(os.path.join(workdir, RESULTS), out)
+  return out
 
 
 def metric_rows(results: dict) -> list[dict]:

@@ -213,7 +213,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   run_progress.end_phase(result.steps)
   test = bench.evaluate(model, result.variables, eval_batches(test_name))
   out = _results(config, bench, num_params, result, test)
-  outputs.write_results(workdir, out)
+  out = outputs.write_results(workdir, out)
   writer.close()
   logging.info(
     "%s test %s (best pass %d of %d steps)",

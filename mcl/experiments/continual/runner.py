@@ -259,7 +259,7 @@ class _Run:
       self.config,
       joint=self.method.joint,
     )
-    outputs.write_results(self.workdir, out)
+    out = outputs.write_results(self.workdir, out)
     outputs.write_metrics_csv(self.workdir, out)
     return out
 
