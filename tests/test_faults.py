@@ -22,6 +22,7 @@ from mcl.experiments import prediction
 from mcl.runtime import atomic_files, errors
 from mcl.runtime import workdir as run_folder
 from mcl.trainer import checkpoint_seals, checkpointing
+from tests import forks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Figures of results.json that a resumed run must reproduce exactly.
@@ -273,11 +274,9 @@ def test_a_run_resumes_before_its_damaged_checkpoint(finished_run, tmp_path):
 # kill -9 at random moments, and during saves.
 
 
-def _command(config, workdir):
+def _argv(config, workdir):
+  """mcl.main's command line for the tiny run of `config` in `workdir`."""
   return [
-    sys.executable,
-    "-m",
-    "mcl.main",
     "--config=configs/test.py",
     f"--workdir={workdir}",
     f"--config.data.source_dir={config.data.source_dir}",
@@ -300,11 +299,11 @@ def _saving(workdir) -> bool:
   )
 
 
-def _running(process, workdir) -> bool:
-  """Past its imports: the process holds the workdir's lock."""
+def _running(child, workdir) -> bool:
+  """Past its start: the process holds the workdir's lock."""
   try:
     with open(os.path.join(workdir, run_folder.LOCK_FILE)) as f:
-      return f.read().startswith(f"pid {process.pid} ")
+      return f.read().startswith(f"pid {child.pid} ")
   except FileNotFoundError:
     return False
 
@@ -312,35 +311,38 @@ def _running(process, workdir) -> bool:
 def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(
   finished_run, tmp_path
 ):
+  """Each attempt is a real `mcl.main` process, forked from one that has
+  imported it (tests/forks.py), killed with SIGKILL after it took the
+  workdir's lock: at a random moment, or every third time while a
+  checkpoint or results file is being written."""
   config, _, results = finished_run
   workdir = str(tmp_path / "killed")
   os.makedirs(workdir)
   rng = random.Random(0)
   kills, during_saves = 0, 0
-  log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115
-  for attempt in range(12):
-    if kills >= 10:
-      break
-    process = subprocess.Popen(
-      _command(config, workdir), cwd=ROOT, stdout=log, stderr=log
-    )
-    wait_for_save = attempt % 3 == 2
-    deadline = time.time() + 120
-    while process.poll() is None and not _running(process, workdir):
-      time.sleep(0.005)
-    kill_at = time.time() + rng.uniform(0.0, 3.0)
-    while process.poll() is None and time.time() < deadline:
-      saving = _saving(workdir)
-      if (wait_for_save and saving) or (
-        not wait_for_save and time.time() >= kill_at
-      ):
-        process.kill()
-        kills += 1
-        during_saves += saving
+  with forks.Server(["mcl.main"], str(tmp_path)) as server:
+    for attempt in range(12):
+      if kills >= 10:
         break
-      time.sleep(0.002)
-    process.wait()
-  log.close()
+      child = server.start(
+        "from mcl import main; main.cli()", _argv(config, workdir)
+      )
+      wait_for_save = attempt % 3 == 2
+      deadline = time.time() + 120
+      while child.running() and not _running(child, workdir):
+        time.sleep(0.005)
+      kill_at = time.time() + rng.uniform(0.0, 3.0)
+      while child.running() and time.time() < deadline:
+        saving = _saving(workdir)
+        if (wait_for_save and saving) or (
+          not wait_for_save and time.time() >= kill_at
+        ):
+          child.kill()
+          kills += 1
+          during_saves += saving
+          break
+        time.sleep(0.002)
+      child.wait()
   assert kills >= 10 and during_saves >= 1, (kills, during_saves)
   again = experiments.run(config, workdir)
   assert _figures(again) == _figures(results)

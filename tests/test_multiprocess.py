@@ -5,15 +5,19 @@ as two processes with one device each, joined by `jax.distributed` through
 a loopback coordinator (`mcl.trainer.parallel.initialize` reads
 JAX_COORDINATOR_ADDRESS). Both layouts partition the step over a 2-device
 `("data",)` mesh; in the second every process feeds only its rows of each
-global batch. The workers print their figures as JSON.
+global batch. The workers print their figures as JSON. All three run at
+once, forked from one server that has imported the workers' modules
+(tests/forks.py).
 """
 
 import json
 import os
 import socket
-import subprocess
-import sys
 import textwrap
+
+import pytest
+
+from tests import forks
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 
@@ -78,54 +82,54 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _env(**extra) -> dict:
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  env.pop("XLA_FLAGS", None)
-  return {**env, **extra}
-
-
-def _result(stdout: str) -> dict:
-  (line,) = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
+def _result(child) -> dict:
+  status = child.wait()
+  assert status == 0, child.log()[-3000:]
+  (line,) = [x for x in child.log().splitlines() if x.startswith("RESULT ")]
   return json.loads(line[len("RESULT ") :])
 
 
-def _run(worker: str, workdir) -> tuple[dict, list[dict]]:
-  """(one process with 2 devices, [process 0, process 1])."""
-  one = subprocess.run(
-    [sys.executable, "-c", worker, str(workdir / "one")],
-    env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
-    capture_output=True,
-    text=True,
-    timeout=900,
-    cwd=ROOT,
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+  """A fork server that has imported the workers' modules (tests/forks.py):
+  each worker is a real process that initialises JAX itself."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["PYTHONPATH"] = ROOT
+  folder = str(tmp_path_factory.mktemp("forks"))
+  # Not tests.test_tagging: its key at import would start a backend.
+  with forks.Server(["mcl.experiments"], folder, env) as s:
+    yield s
+
+
+def _run(server, worker: str, workdir) -> tuple[dict, list[dict]]:
+  """(one process with 2 devices, [process 0, process 1]), all three
+  started at once."""
+  # XLA reads XLA_FLAGS when jax is imported, before the fork: the child
+  # asks for its two CPU devices through JAX's config instead.
+  one = server.start(
+    "import jax\njax.config.update('jax_num_cpu_devices', 2)\n" + worker,
+    [str(workdir / "one")],
+    name="one",
   )
-  assert one.returncode == 0, one.stderr[-3000:]
   port = _free_port()
-  procs = [
-    subprocess.Popen(
-      [sys.executable, "-c", worker, str(workdir / "two")],
-      env=_env(
-        JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-        JAX_NUM_PROCESSES="2",
-        JAX_PROCESS_ID=str(i),
-      ),
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-      cwd=ROOT,
+  two = [
+    server.start(
+      worker,
+      [str(workdir / "two")],
+      {
+        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+        "JAX_NUM_PROCESSES": "2",
+        "JAX_PROCESS_ID": str(i),
+      },
+      name=f"two_{i}",
     )
     for i in range(2)
   ]
-  outs = []
-  for p in procs:
-    stdout, stderr = p.communicate(timeout=900)
-    assert p.returncode == 0, stderr[-3000:]
-    outs.append(_result(stdout))
-  return _result(one.stdout), outs
+  return _result(one), [_result(p) for p in two]
 
 
-def test_two_processes_run_den_as_one_process(tmp_path):
-  one, two = _run(_CONTINUAL, tmp_path)
+def test_two_processes_run_den_as_one_process(server, tmp_path):
+  one, two = _run(server, _CONTINUAL, tmp_path)
   assert two[0] == two[1]
   assert two[0] == one
   assert one["average_accuracy"] > 0.5
@@ -133,8 +137,8 @@ def test_two_processes_run_den_as_one_process(tmp_path):
   assert results["accuracy_matrix"] == one["accuracy_matrix"]
 
 
-def test_two_processes_fit_the_tagging_recipe_as_one_process(tmp_path):
-  one, two = _run(_TAGGING, tmp_path)
+def test_two_processes_fit_the_tagging_recipe_as_one_process(server, tmp_path):
+  one, two = _run(server, _TAGGING, tmp_path)
   assert two[0] == two[1]
   assert two[0] == one
   assert one["steps"] > 0 and one["roc_auc"] > 0.8

@@ -1,0 +1,174 @@
+"""Real processes without paying the imports each time: a fork server.
+
+Importing mcl's entry point (JAX, TensorFlow, TFDS) takes 6-9 s of a
+fresh Python process, which is most of a tiny run. Tests that need many
+real processes (kill -9 at random moments, several JAX processes joined by
+`jax.distributed`) start one server that imports once and then forks a
+child per request. Each child is a separate process with its own pid,
+environment, stdout/stderr file and JAX backend: the server never touches
+a device, so every child initialises JAX itself with the XLA_FLAGS and
+coordinator variables it was given.
+
+  with forks.Server(["mcl.main"]) as server:
+    child = server.start("from mcl import main; main.cli()", argv, env, log)
+    child.kill()  # SIGKILL
+    child.wait()  # exit status, or None when killed
+
+The server ignores SIGCHLD, so the kernel reaps its children and a dead
+child's pid is gone at once; a child records its exit status in a file
+just before it exits.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_SERVER = r"""
+import importlib, json, os, signal, sys, traceback
+for name in sys.argv[1:]:
+  importlib.import_module(name)
+# A backend started here would be shared, threads and all, by every child.
+bridge = sys.modules.get("jax._src.xla_bridge")
+if bridge is not None and getattr(bridge, "_backends", None):
+  print("the imports initialised a JAX backend", flush=True)
+  sys.exit(1)
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+print("ready", flush=True)
+for line in sys.stdin:
+  request = json.loads(line)
+  pid = os.fork()
+  if pid:
+    print(pid, flush=True)
+    continue
+  signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+  code = 1
+  try:
+    for key, value in request["env"].items():
+      if value is None:
+        os.environ.pop(key, None)
+      else:
+        os.environ[key] = value
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    sys.stdin = open(os.devnull)
+    sys.argv = request["argv"]
+    exec(compile(request["code"], "<child>", "exec"), {"__name__": "__main__"})
+    code = 0
+  except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else (e.code is not None)
+  except BaseException:
+    traceback.print_exc()
+  finally:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(request["status"], "w") as f:
+      f.write(str(code))
+    os._exit(code)
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Child:
+  """A forked process: its pid, exit-status file and log file."""
+
+  pid: int
+  status_path: str
+  log_path: str
+
+  def running(self) -> bool:
+    try:
+      os.kill(self.pid, 0)
+    except ProcessLookupError:
+      return False
+    return True
+
+  def kill(self) -> None:
+    """SIGKILL, as `kill -9`."""
+    try:
+      os.kill(self.pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+
+  def wait(self, timeout: float = 900.0) -> int | None:
+    """The exit status once the child is gone; None when it was killed.
+
+    Raises:
+      TimeoutError: still running after `timeout` seconds (it is killed).
+    """
+    deadline = time.time() + timeout
+    while self.running():
+      if time.time() > deadline:
+        self.kill()
+        raise TimeoutError(f"child {self.pid} still running: {self.log()}")
+      time.sleep(0.01)
+    try:
+      with open(self.status_path) as f:
+        return int(f.read())
+    except FileNotFoundError:
+      return None
+
+  def log(self) -> str:
+    with open(self.log_path) as f:
+      return f.read()
+
+
+class Server:
+  """A Python process that has imported `modules` and forks on request.
+
+  Raises:
+    RuntimeError: the server did not start, e.g. importing `modules`
+      initialised a JAX backend (which no child may share).
+  """
+
+  def __init__(self, modules, folder: str, env: dict | None = None):
+    self._folder = folder
+    self._count = 0
+    self._process = subprocess.Popen(
+      [sys.executable, "-c", _SERVER, *modules],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+      cwd=ROOT,
+      env=env,
+    )
+    line = self._process.stdout.readline().strip()
+    if line != "ready":
+      self.close()
+      raise RuntimeError(f"fork server did not start: {line!r}")
+
+  def start(
+    self, code: str, argv=(), env: dict | None = None, name: str = "child"
+  ) -> Child:
+    """Forks a child that runs `code` as __main__ with `sys.argv = argv`,
+    its environment updated by `env` (None values unset), stdout and
+    stderr to `<folder>/<name>.<n>.log`."""
+    self._count += 1
+    stem = os.path.join(self._folder, f"{name}.{self._count}")
+    request = {
+      "code": code,
+      "argv": [name, *argv],
+      "env": env or {},
+      "log": stem + ".log",
+      "status": stem + ".status",
+    }
+    self._process.stdin.write(json.dumps(request) + "\n")
+    self._process.stdin.flush()
+    pid = int(self._process.stdout.readline())
+    return Child(pid, request["status"], request["log"])
+
+  def close(self) -> None:
+    self._process.stdin.close()
+    self._process.wait(timeout=60)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
