@@ -5,6 +5,7 @@ import os
 import pytest
 
 from mcl.configs import test as test_config
+from tests import forks
 
 SHARED_DATA = os.path.join(
   os.path.dirname(__file__), os.pardir, os.pardir, "shared", "data"
@@ -22,6 +23,28 @@ MTAT_GENRES = ("classical", "metal", "pop", "rock")
 # GTZAN clip index -> MTAT folder: 6 train, 2 valid, 2 test clips per genre.
 MTAT_FOLDERS = ("0", "3", "5", "7", "9", "b", "c", "c", "d", "f")
 TINY_CLIPS_PER_GENRE = 5
+
+
+@pytest.fixture(scope="session")
+def forked(tmp_path_factory):
+  """A fork server that has imported what mcl's entry points import
+  (tests/forks.py):
+  tests of command lines and of several processes get real processes
+  without paying 6-9 s of imports for each. Children see PYTHONPATH set
+  to the repository and no XLA_FLAGS unless they pass their own."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["PYTHONPATH"] = forks.ROOT
+  folder = str(tmp_path_factory.mktemp("forks"))
+  # The CLIs' own modules define absl flags, which must not meet in one
+  # process: the server imports what they import, each child its CLI.
+  modules = [
+    "mcl.experiments",
+    "mcl.experiments.prediction",
+    "mcl.analysis.protocol",
+    "mcl.analysis.report",
+  ]
+  with forks.Server(modules, folder, env) as s:
+    yield s
 
 
 @pytest.fixture(scope="session")

@@ -54,15 +54,18 @@ for line in sys.stdin:
         os.environ.pop(key, None)
       else:
         os.environ[key] = value
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
+    for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+      os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), fd)
     sys.stdin = open(os.devnull)
     sys.argv = request["argv"]
     exec(compile(request["code"], "<child>", "exec"), {"__name__": "__main__"})
     code = 0
-  except SystemExit as e:
-    code = e.code if isinstance(e.code, int) else (e.code is not None)
+  except SystemExit as e:  # As the interpreter ends on one.
+    if e.code is None or isinstance(e.code, int):
+      code = int(e.code or 0)
+    else:
+      print(e.code, file=sys.stderr)
+      code = 1
   except BaseException:
     traceback.print_exc()
   finally:
@@ -76,11 +79,12 @@ for line in sys.stdin:
 
 @dataclasses.dataclass(frozen=True)
 class Child:
-  """A forked process: its pid, exit-status file and log file."""
+  """A forked process: its pid, exit-status file and output files."""
 
   pid: int
   status_path: str
-  log_path: str
+  stdout_path: str
+  stderr_path: str
 
   def running(self) -> bool:
     try:
@@ -106,7 +110,7 @@ class Child:
     while self.running():
       if time.time() > deadline:
         self.kill()
-        raise TimeoutError(f"child {self.pid} still running: {self.log()}")
+        raise TimeoutError(f"child {self.pid}: {self.stderr()[-3000:]}")
       time.sleep(0.01)
     try:
       with open(self.status_path) as f:
@@ -114,8 +118,12 @@ class Child:
     except FileNotFoundError:
       return None
 
-  def log(self) -> str:
-    with open(self.log_path) as f:
+  def stdout(self) -> str:
+    with open(self.stdout_path) as f:
+      return f.read()
+
+  def stderr(self) -> str:
+    with open(self.stderr_path) as f:
       return f.read()
 
 
@@ -146,22 +154,42 @@ class Server:
   def start(
     self, code: str, argv=(), env: dict | None = None, name: str = "child"
   ) -> Child:
-    """Forks a child that runs `code` as __main__ with `sys.argv = argv`,
-    its environment updated by `env` (None values unset), stdout and
-    stderr to `<folder>/<name>.<n>.log`."""
+    """Forks a child that runs `code` as __main__ with `sys.argv` =
+    [name, *argv], its environment updated by `env` (None values unset),
+    stdout and stderr to `<folder>/<name>.<n>.stdout` and `.stderr`."""
     self._count += 1
     stem = os.path.join(self._folder, f"{name}.{self._count}")
     request = {
       "code": code,
       "argv": [name, *argv],
       "env": env or {},
-      "log": stem + ".log",
+      "stdout": stem + ".stdout",
+      "stderr": stem + ".stderr",
       "status": stem + ".status",
     }
     self._process.stdin.write(json.dumps(request) + "\n")
     self._process.stdin.flush()
     pid = int(self._process.stdout.readline())
-    return Child(pid, request["status"], request["log"])
+    return Child(pid, request["status"], request["stdout"], request["stderr"])
+
+  def run(
+    self,
+    code: str,
+    argv=(),
+    env: dict | None = None,
+    name: str = "child",
+    timeout: float = 900.0,
+  ) -> subprocess.CompletedProcess:
+    """`start`, then wait: as `subprocess.run(..., capture_output=True,
+    text=True)` of a fresh interpreter running `code`."""
+    child = self.start(code, argv, env, name)
+    status = child.wait(timeout)
+    return subprocess.CompletedProcess(
+      [name, *argv],
+      -signal.SIGKILL if status is None else status,
+      child.stdout(),
+      child.stderr(),
+    )
 
   def close(self) -> None:
     self._process.stdin.close()
@@ -172,3 +200,9 @@ class Server:
 
   def __exit__(self, *exc):
     self.close()
+
+
+def cli(module: str) -> str:
+  """Code that runs the console script of `module` (e.g. "mcl.main") as
+  its entry point does: `module.cli()` with the child's `sys.argv`."""
+  return f"import {module}\n{module}.cli()\n"

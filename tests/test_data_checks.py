@@ -1,16 +1,13 @@
 """What the continual runner checks before it trains, on real audio."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from mcl.configs import test as test_config
 from mcl.datasets import from_config
 from mcl.runtime import errors
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import forks
 
 
 def _config(source_dir, data_dir, tasks):
@@ -82,16 +79,16 @@ def test_a_class_without_training_clips_is_named_before_training(
 
 
 def test_main_prints_a_one_line_error_without_traceback(
-  pop_with_two_clips, tmp_path
+  pop_with_two_clips, tmp_path, forked
 ):
-  done = subprocess.run(
+  done = forked.run(
+    forks.cli("mcl.main"),
     [
-      sys.executable, "-m", "mcl.main", "--config=configs/test.py",
+      "--config=configs/test.py",
       f"--config.data.source_dir={pop_with_two_clips}",
       f"--config.data.data_dir={tmp_path / 'tfds'}",
       "--config.tasks=(('blues',),)", f"--workdir={tmp_path / 'run'}",
     ],
-    cwd=ROOT, capture_output=True, text=True, check=False,
   )  # fmt: skip
   assert done.returncode == 2
   assert "Traceback" not in done.stderr

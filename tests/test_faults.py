@@ -24,7 +24,6 @@ from mcl.runtime import workdir as run_folder
 from mcl.trainer import checkpoint_seals, checkpointing
 from tests import forks
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Figures of results.json that a resumed run must reproduce exactly.
 FIGURES = (
   "accuracy_matrix",
@@ -309,40 +308,37 @@ def _running(child, workdir) -> bool:
 
 
 def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(
-  finished_run, tmp_path
+  finished_run, tmp_path, forked
 ):
   """Each attempt is a real `mcl.main` process, forked from one that has
-  imported it (tests/forks.py), killed with SIGKILL after it took the
-  workdir's lock: at a random moment, or every third time while a
-  checkpoint or results file is being written."""
+  imported it (the `forked` fixture, tests/forks.py), killed with SIGKILL
+  after it took the workdir's lock: at a random moment, or every third
+  time while a checkpoint or results file is being written."""
   config, _, results = finished_run
   workdir = str(tmp_path / "killed")
   os.makedirs(workdir)
   rng = random.Random(0)
   kills, during_saves = 0, 0
-  with forks.Server(["mcl.main"], str(tmp_path)) as server:
-    for attempt in range(12):
-      if kills >= 10:
+  for attempt in range(12):
+    if kills >= 10:
+      break
+    child = forked.start(forks.cli("mcl.main"), _argv(config, workdir))
+    wait_for_save = attempt % 3 == 2
+    deadline = time.time() + 120
+    while child.running() and not _running(child, workdir):
+      time.sleep(0.005)
+    kill_at = time.time() + rng.uniform(0.0, 3.0)
+    while child.running() and time.time() < deadline:
+      saving = _saving(workdir)
+      if (wait_for_save and saving) or (
+        not wait_for_save and time.time() >= kill_at
+      ):
+        child.kill()
+        kills += 1
+        during_saves += saving
         break
-      child = server.start(
-        "from mcl import main; main.cli()", _argv(config, workdir)
-      )
-      wait_for_save = attempt % 3 == 2
-      deadline = time.time() + 120
-      while child.running() and not _running(child, workdir):
-        time.sleep(0.005)
-      kill_at = time.time() + rng.uniform(0.0, 3.0)
-      while child.running() and time.time() < deadline:
-        saving = _saving(workdir)
-        if (wait_for_save and saving) or (
-          not wait_for_save and time.time() >= kill_at
-        ):
-          child.kill()
-          kills += 1
-          during_saves += saving
-          break
-        time.sleep(0.002)
-      child.wait()
+      time.sleep(0.002)
+    child.wait()
   assert kills >= 10 and during_saves >= 1, (kills, during_saves)
   again = experiments.run(config, workdir)
   assert _figures(again) == _figures(results)
@@ -398,7 +394,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_with_space_ends_the_same(
 
 
 def test_two_processes_building_the_same_records_agree(
-  tiny_audio_dir, tmp_path
+  tiny_audio_dir, tmp_path, forked
 ):
   source = tmp_path / "clips"
   for genre in ("blues", "pop"):
@@ -409,7 +405,6 @@ def test_two_processes_building_the_same_records_agree(
       )
   script = (
     "import sys\n"
-    f"sys.path.insert(0, {ROOT!r})\n"
     "from mcl.features import audio\n"
     "from mcl.datasets import labelled_folders\n"
     "b = labelled_folders.build(sys.argv[1], sys.argv[2],"
@@ -417,18 +412,10 @@ def test_two_processes_building_the_same_records_agree(
     "print(b.info.splits.total_num_examples, b.data_dir)\n"
   )
   records = str(tmp_path / "records")
-  builders = [
-    subprocess.Popen(
-      [sys.executable, "-c", script, str(source), records],
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for _ in range(2)
-  ]
-  outputs = [b.communicate(timeout=300) for b in builders]
-  assert [b.returncode for b in builders] == [0, 0], outputs
-  answers = {out.strip().splitlines()[-1] for out, _ in outputs}
+  builders = [forked.start(script, [str(source), records]) for _ in range(2)]
+  statuses = [b.wait(timeout=300) for b in builders]
+  assert statuses == [0, 0], [b.stderr()[-3000:] for b in builders]
+  answers = {b.stdout().strip().splitlines()[-1] for b in builders}
   assert len(answers) == 1  # The same records, in the same folder.
   (answer,) = answers
   assert answer.startswith("6 ")

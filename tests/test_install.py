@@ -18,7 +18,6 @@ import sysconfig
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AUDIO = os.path.join(ROOT, os.pardir, "shared", "data", "gtzan_excerpts")
 
 
 def _run(args, **kwargs):
@@ -52,9 +51,11 @@ def installed(tmp_path_factory):
   return venv / "bin", outside
 
 
-def test_the_wheel_trains_the_tiny_config_outside_the_repository(installed):
-  if not os.path.isdir(AUDIO):
-    pytest.skip("../shared/data/gtzan_excerpts is absent")
+def test_the_wheel_trains_the_tiny_config_outside_the_repository(
+  installed, tiny_audio_dir, tiny_data_dir
+):
+  """On the suite's tiny audio folder and its records (built once per
+  session), so the run's own cost is training, not decoding."""
   bin_dir, outside = installed
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
   where = _run(
@@ -65,8 +66,8 @@ def test_the_wheel_trains_the_tiny_config_outside_the_repository(installed):
   workdir = outside / "run"
   _run(
     [str(bin_dir / "mcl-train"), "--config=test", f"--workdir={workdir}",
-     f"--config.data.source_dir={AUDIO}",
-     f"--config.data.data_dir={outside / 'tfds'}"],
+     f"--config.data.source_dir={tiny_audio_dir}",
+     f"--config.data.data_dir={tiny_data_dir}"],
     cwd=outside, env=env,
   )  # fmt: skip
   with open(workdir / "results.json") as f:
@@ -81,7 +82,7 @@ def test_the_wheel_trains_the_tiny_config_outside_the_repository(installed):
     cwd=outside, env=env,
   ).stdout  # fmt: skip
   assert report.startswith("after task 1")
-  clip = sorted(glob.glob(os.path.join(AUDIO, "metal", "*")))[0]
+  clip = sorted(glob.glob(os.path.join(tiny_audio_dir, "metal", "*")))[0]
   predicted = _run(
     [str(bin_dir / "mcl-predict"), f"--workdir={workdir}", clip],
     cwd=outside, env=env,

@@ -6,20 +6,13 @@ a loopback coordinator (`mcl.trainer.parallel.initialize` reads
 JAX_COORDINATOR_ADDRESS). Both layouts partition the step over a 2-device
 `("data",)` mesh; in the second every process feeds only its rows of each
 global batch. The workers print their figures as JSON. All three run at
-once, forked from one server that has imported the workers' modules
+once, forked from one forked that has imported the workers' modules
 (tests/forks.py).
 """
 
 import json
-import os
 import socket
 import textwrap
-
-import pytest
-
-from tests import forks
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 
 _CONTINUAL = textwrap.dedent(
   """
@@ -84,36 +77,24 @@ def _free_port() -> int:
 
 def _result(child) -> dict:
   status = child.wait()
-  assert status == 0, child.log()[-3000:]
-  (line,) = [x for x in child.log().splitlines() if x.startswith("RESULT ")]
+  assert status == 0, child.stderr()[-3000:]
+  (line,) = [x for x in child.stdout().splitlines() if x.startswith("RESULT ")]
   return json.loads(line[len("RESULT ") :])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-  """A fork server that has imported the workers' modules (tests/forks.py):
-  each worker is a real process that initialises JAX itself."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["PYTHONPATH"] = ROOT
-  folder = str(tmp_path_factory.mktemp("forks"))
-  # Not tests.test_tagging: its key at import would start a backend.
-  with forks.Server(["mcl.experiments"], folder, env) as s:
-    yield s
-
-
-def _run(server, worker: str, workdir) -> tuple[dict, list[dict]]:
+def _run(forked, worker: str, workdir) -> tuple[dict, list[dict]]:
   """(one process with 2 devices, [process 0, process 1]), all three
   started at once."""
   # XLA reads XLA_FLAGS when jax is imported, before the fork: the child
   # asks for its two CPU devices through JAX's config instead.
-  one = server.start(
+  one = forked.start(
     "import jax\njax.config.update('jax_num_cpu_devices', 2)\n" + worker,
     [str(workdir / "one")],
     name="one",
   )
   port = _free_port()
   two = [
-    server.start(
+    forked.start(
       worker,
       [str(workdir / "two")],
       {
@@ -128,8 +109,8 @@ def _run(server, worker: str, workdir) -> tuple[dict, list[dict]]:
   return _result(one), [_result(p) for p in two]
 
 
-def test_two_processes_run_den_as_one_process(server, tmp_path):
-  one, two = _run(server, _CONTINUAL, tmp_path)
+def test_two_processes_run_den_as_one_process(forked, tmp_path):
+  one, two = _run(forked, _CONTINUAL, tmp_path)
   assert two[0] == two[1]
   assert two[0] == one
   assert one["average_accuracy"] > 0.5
@@ -137,8 +118,8 @@ def test_two_processes_run_den_as_one_process(server, tmp_path):
   assert results["accuracy_matrix"] == one["accuracy_matrix"]
 
 
-def test_two_processes_fit_the_tagging_recipe_as_one_process(server, tmp_path):
-  one, two = _run(server, _TAGGING, tmp_path)
+def test_two_processes_fit_the_tagging_recipe_as_one_process(forked, tmp_path):
+  one, two = _run(forked, _TAGGING, tmp_path)
   assert two[0] == two[1]
   assert two[0] == one
   assert one["steps"] > 0 and one["roc_auc"] > 0.8

@@ -5,8 +5,6 @@ clip."""
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -14,9 +12,9 @@ import pytest
 
 from mcl.features import audio, logmel
 from mcl.models import musicnn_checkpoint, pons_musicnn
+from tests import forks
 from tests.conftest import MTAT_CLIP
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("musicnn")
 
@@ -124,28 +122,22 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_pretrained_predict_tags_the_mtat_clip_techno_and_skips_a_broken_file(
-  tmp_path,
+  tmp_path, forked
 ):
   if not os.path.exists(MTAT_CLIP):
     pytest.skip(f"real audio not found at {MTAT_CLIP}")
   broken = tmp_path / "broken.mp3"
   broken.write_bytes(b"not an mp3 at all")
   output = str(tmp_path / "tags")
-  done = subprocess.run(
+  done = forked.run(
+    forks.cli("mcl.predict"),
     [
-      sys.executable,
-      "-m",
-      "mcl.predict",
       "--pretrained=MTT_musicnn",
       "--top_k=5",
       f"--output={output}",
       MTAT_CLIP,
       str(broken),
     ],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    check=False,
   )
   assert done.returncode == 0, done.stderr
   rows = [line.split() for line in done.stdout.splitlines()]

@@ -3,8 +3,6 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,9 +15,7 @@ from mcl.datasets import from_config
 from mcl.experiments import prediction
 from mcl.runtime import errors
 from mcl.trainer import checkpointing, metrics
-from tests import test_audio
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import forks, test_audio
 
 
 @pytest.fixture(scope="module")
@@ -145,27 +141,16 @@ def test_predict_skips_damaged_float_wavs_and_goes_on(run, gtzan_dir, tmp_path):
 
 
 def test_command_line_prints_the_table_and_writes_json_and_csv(
-  run, gtzan_dir, tmp_path
+  run, gtzan_dir, tmp_path, forked
 ):
   _, workdir, _ = run
   paths = [
     os.path.join(gtzan_dir, g, f"{g}.00007.wav") for g in ("blues", "pop")
   ]
   output = str(tmp_path / "out")
-  done = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "mcl.predict",
-      f"--workdir={workdir}",
-      f"--output={output}",
-      "--task=1",
-      *paths,
-    ],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    check=False,
+  done = forked.run(
+    forks.cli("mcl.predict"),
+    [f"--workdir={workdir}", f"--output={output}", "--task=1", *paths],
   )
   assert done.returncode == 0, done.stderr
   lines = done.stdout.splitlines()
@@ -184,19 +169,8 @@ def test_command_line_prints_the_table_and_writes_json_and_csv(
   assert len(rows) == 2 * (2 + 4)  # Per file: 2 task-1 classes, 4 in all.
   assert {r["scope"] for r in rows} == {"task1", "all"}
 
-  bad = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "mcl.predict",
-      f"--workdir={workdir}",
-      "--task=9",
-      paths[0],
-    ],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    check=False,
+  bad = forked.run(
+    forks.cli("mcl.predict"), [f"--workdir={workdir}", "--task=9", paths[0]]
   )
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines()[-1].startswith("error: --task=9")

@@ -2,12 +2,11 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from mcl.analysis import protocol, sweep
+from tests import forks
 
 GRIDS = {
   "stl": [{"method": "stl"}],
@@ -268,29 +267,26 @@ def get_protocol(seeds=(0, 1), budget="cpu"):
 """
 
 
-def _sweep_cli(*args):
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  return subprocess.run(
-    [sys.executable, os.path.join(repo, "launch", "sweep.py"), *args],
-    capture_output=True,
-    text=True,
-    cwd=repo,
-    check=False,
+def _sweep_cli(forked, *args):
+  """launch/sweep.py as a script, in a process of its own (forked)."""
+  script = os.path.join(forks.ROOT, "launch", "sweep.py")
+  return forked.run(
+    f"import runpy\nrunpy.run_path({script!r}, run_name='__main__')\n", args
   )
 
 
-def test_print_only_prints_tuning_then_final_commands(tmp_path):
+def test_print_only_prints_tuning_then_final_commands(tmp_path, forked):
   path = tmp_path / "protocol_file.py"
   path.write_text(_PROTOCOL_FILE)
   root = str(tmp_path / "root")
   args = (f"--protocol={path}", f"--root={root}", "--print_only")
-  first = _sweep_cli(*args)
+  first = _sweep_cli(forked, *args)
   assert first.returncode == 0, first.stderr
   lines = [x for x in first.stdout.splitlines() if "mcl.main" in x]
   assert len(lines) == 4 * 3 and "tuning/ewc_c2/fold2_seed0" in lines[-1]
 
   _write_tuning(root, _protocol())
-  second = _sweep_cli(*args)
+  second = _sweep_cli(forked, *args)
   assert second.returncode == 0, second.stderr
   lines = [x for x in second.stdout.splitlines() if "mcl.main" in x]
   assert len(lines) == 3 + 3 * 3  # The first seed's own rows are links.
@@ -299,7 +295,10 @@ def test_print_only_prints_tuning_then_final_commands(tmp_path):
   assert os.path.exists(os.path.join(root, "selection.md"))
 
   unfinished = _sweep_cli(
-    f"--protocol={path}", f"--root={tmp_path / 'empty'}", "--aggregate_only"
+    forked,
+    f"--protocol={path}",
+    f"--root={tmp_path / 'empty'}",
+    "--aggregate_only",
   )
   assert unfinished.returncode != 0
   assert "tuning runs have not finished" in unfinished.stderr

@@ -4,17 +4,19 @@ import json
 import os
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AUDIO = os.path.join(ROOT, os.pardir, "shared", "data", "gtzan_excerpts")
 
 
-def test_the_tutorial_runs_end_to_end(tmp_path, monkeypatch):
-  if not os.path.isdir(AUDIO):
-    pytest.skip("../shared/data/gtzan_excerpts is absent")
-  monkeypatch.setenv("MCL_AUDIO_DIR", AUDIO)
+def test_the_tutorial_runs_end_to_end(
+  tmp_path, monkeypatch, tiny_audio_dir, tiny_data_dir
+):
+  """On the suite's tiny audio folder and its records (built once per
+  session); the notebook's defaults are the 100 excerpts and records of
+  its own."""
+  monkeypatch.setenv("MCL_AUDIO_DIR", tiny_audio_dir)
+  monkeypatch.setenv("MCL_DATA_DIR", tiny_data_dir)
   monkeypatch.setenv("MCL_WORKDIR", str(tmp_path))
   with open(os.path.join(ROOT, "docs", "tutorial.ipynb")) as f:
     notebook = nbformat.read(f, as_version=4)
