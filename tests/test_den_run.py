@@ -114,12 +114,15 @@ def test_non_finite_loss_stops_with_state_saved(tiny_config, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def method_runs(tmp_path_factory, tiny_audio_dir, tiny_data_dir):
-  """Every method of the runner on the tiny config: {method: (dir, results)}."""
+def method_runs(tmp_path_factory, tiny_audio_dir, tiny_data_dir, finished_run):
+  """Every method of the runner on the tiny config: {method: (config,
+  dir, results)}; DEN's is the session's `finished_run`."""
   from mcl.configs import test as test_config
 
-  out = {}
+  out = {"den": finished_run}
   for name in registry.METHODS:
+    if name == "den":
+      continue
     config = test_config.get_config()
     config.data.source_dir = tiny_audio_dir
     config.data.data_dir = tiny_data_dir

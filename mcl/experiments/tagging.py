@@ -235,7 +235,9 @@ def model_of(config: ml_collections.ConfigDict, rng: jax.Array):
   model = models.get_model_class(config.model.name)(
     **config.model.widths, num_classes=config.data.num_tags
   )
-  variables = model.init(
+  # Jitted: one compilation instead of one per operation (a full-size
+  # model initialises about 2x faster on CPU).
+  variables = jax.jit(model.init, static_argnames="train")(
     {"params": rng, "dropout": rng}, jnp.zeros((1, *spec.shape)), train=False
   )
   return model, variables
