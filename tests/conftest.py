@@ -1,11 +1,21 @@
-"""Shared fixtures: real audio from ../shared/data, tiny configs."""
+"""Shared fixtures: real audio from ../shared/data, tiny configs, a fork
+server; and the suite's XLA settings."""
 
 import os
 
-import pytest
+# Before JAX is imported (XLA reads XLA_FLAGS once). Compiling is most of
+# the suite's time on CPU and the tiny networks gain nothing from XLA's
+# backend optimisation: without it the suite compiles about 2x faster
+# (BUILD_NOTES.md, "Performance figures"). Runs outside the suite keep
+# XLA's default.
+_O0 = "--xla_backend_optimization_level=0"
+if _O0 not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_O0}".strip()
 
-from mcl.configs import test as test_config
-from tests import forks
+import pytest  # noqa: E402
+
+from mcl.configs import test as test_config  # noqa: E402
+from tests import forks  # noqa: E402
 
 SHARED_DATA = os.path.join(
   os.path.dirname(__file__), os.pardir, os.pardir, "shared", "data"
@@ -31,9 +41,10 @@ def forked(tmp_path_factory):
   (tests/forks.py):
   tests of command lines and of several processes get real processes
   without paying 6-9 s of imports for each. Children see PYTHONPATH set
-  to the repository and no XLA_FLAGS unless they pass their own."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["PYTHONPATH"] = forks.ROOT
+  to the repository and the suite's XLA_FLAGS (read by the server's
+  import of JAX: a child asks for more CPU devices through JAX's config,
+  `jax_num_cpu_devices`)."""
+  env = dict(os.environ, PYTHONPATH=forks.ROOT)
   folder = str(tmp_path_factory.mktemp("forks"))
   # The CLIs' own modules define absl flags, which must not meet in one
   # process: the server imports what they import, each child its CLI.

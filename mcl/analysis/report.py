@@ -385,10 +385,8 @@ def write_report(
     raise ValueError(f"{root}: no finished run (no complete results.json)")
   table = aggregate(runs)
   every_run = [r for by_run in runs.values() for r in by_run.values()]
-  atomic_files.write_text(
-    os.path.join(out_dir, "results.md"),
-    markdown(table, order) + "\n" + provenance.markdown(every_run),
-  )
+  text = markdown(table, order) + "\n" + provenance.markdown(every_run)
+  atomic_files.write_text(os.path.join(out_dir, "results.md"), text)
   paired_path = os.path.join(out_dir, "paired.md")
   if reference in runs and len(runs) > 1:
     atomic_files.write_text(
