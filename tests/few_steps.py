@@ -6,7 +6,14 @@ import jax
 import optax
 
 
-def train(model, x, loss_of_logits, steps: int, learning_rate: float = 3e-3):
+def train(
+  model,
+  x,
+  loss_of_logits,
+  steps: int,
+  learning_rate: float = 3e-3,
+  optimise: bool = False,
+):
   """Trains `model` `steps` Adam steps on `x`.
 
   Args:
@@ -15,6 +22,9 @@ def train(model, x, loss_of_logits, steps: int, learning_rate: float = 3e-3):
     loss_of_logits: logits -> scalar loss (the targets are closed over).
     steps: optimizer steps.
     learning_rate: Adam's.
+    optimise: compile with XLA's default backend optimisation (level 2)
+      instead of the suite's level 0 (tests/conftest.py), for a model
+      whose steps, not its compilation, take the time.
 
   Returns:
     (initial variables, final params, final batch_stats, losses [steps],
@@ -42,7 +52,6 @@ def train(model, x, loss_of_logits, steps: int, learning_rate: float = 3e-3):
     params = optax.apply_updates(params, updates)
     return (params, batch_stats, opt_state), loss
 
-  @jax.jit
   def run(init_rng, dropout_rng):
     variables = model.init(init_rng, x, train=False)
     params = variables["params"]
@@ -52,4 +61,6 @@ def train(model, x, loss_of_logits, steps: int, learning_rate: float = 3e-3):
     final_loss, _ = loss_fn(params, batch_stats, rngs[0])
     return variables, params, batch_stats, losses, final_loss
 
-  return run(jax.random.key(0), jax.random.key(1))
+  keys = jax.random.key(0), jax.random.key(1)
+  options = {"xla_backend_optimization_level": 2} if optimise else None
+  return jax.jit(run).lower(*keys).compile(compiler_options=options)(*keys)

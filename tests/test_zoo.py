@@ -117,6 +117,9 @@ LAYER_NAMES = {
 }
 BATCH = 4
 TRAIN_STEPS = 6
+# Models whose few steps run 3x slower unoptimised than they compile
+# (musicnn's long temporal filters: 22 s against 8 s, measured here).
+OPTIMISED = {"musicnn"}
 
 
 def abstract_variables(model, x):
@@ -249,7 +252,7 @@ def test_tiny_model_trains_on_real_audio(name, mtat_waveform, mtat_log_mels):
     return optax.sigmoid_binary_cross_entropy(logits, target).mean()
 
   _, _, batch_stats, losses, final_loss = few_steps.train(
-    model, x, loss, TRAIN_STEPS
+    model, x, loss, TRAIN_STEPS, optimise=name in OPTIMISED
   )
   losses = np.asarray(losses)
   assert np.all(np.isfinite(losses)) and np.isfinite(final_loss), losses
