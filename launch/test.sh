@@ -8,4 +8,4 @@ bash launch/setup.sh test
 # Two workers (pytest-xdist), a test file each at a time, so that a
 # module's fixtures are built once: MCL_TEST_WORKERS=0 runs in one process.
 exec .venv/bin/python -m pytest tests -n "${MCL_TEST_WORKERS:-2}" \
-  --dist loadfile "$@"
+  --dist loadfile --durations=25 "$@"

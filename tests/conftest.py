@@ -2,6 +2,7 @@
 server; and the suite's XLA settings."""
 
 import os
+import tempfile
 
 # Before JAX is imported (XLA reads XLA_FLAGS once). Compiling is most of
 # the suite's time on CPU and the tiny networks gain nothing from XLA's
@@ -11,6 +12,18 @@ import os
 _O0 = "--xla_backend_optimization_level=0"
 if _O0 not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_O0}".strip()
+
+# librosa's numba functions are compiled and cached on first use; two
+# pytest workers filling one cache at once crashed a feature process
+# (a segfault at address 0, a cold cache in a fresh venv). Each worker
+# keeps its own cache (reused by later runs).
+os.environ.setdefault(
+  "NUMBA_CACHE_DIR",
+  os.path.join(
+    tempfile.gettempdir(),
+    f"mcl-numba-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}",
+  ),
+)
 
 import pytest  # noqa: E402
 

@@ -11,6 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCKS = {
   "run": os.path.join(ROOT, "launch", "requirements.lock"),
   "test": os.path.join(ROOT, "launch", "requirements-test.lock"),
+  "tools": os.path.join(ROOT, "launch", "requirements-tools.lock"),
 }
 # `name==version \` opens a pinned entry; its hashes follow.
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)")
@@ -61,7 +62,9 @@ def test_every_declared_range_is_pinned_and_satisfied(name, extra):
 
 def test_every_pin_is_hashed_and_the_test_lock_extends_the_run_lock():
   run, test = _pins(LOCKS["run"]), _pins(LOCKS["test"])
-  for pins in (run, test):
+  tools = _pins(LOCKS["tools"])
+  assert list(tools) == ["uv"]  # The installer, alone.
+  for pins in (run, test, tools):
     assert all(hashes >= 1 for _, hashes in pins.values())
   # The musicnn wheel (installed --no-deps) is locked in both.
   assert run["musicnn"][0] == test["musicnn"][0] == "0.1.0"
@@ -71,10 +74,18 @@ def test_every_pin_is_hashed_and_the_test_lock_extends_the_run_lock():
     assert key in test and key not in run
 
 
-def test_setup_installs_from_the_locks_by_hash_without_resolving():
-  with open(os.path.join(ROOT, "launch", "setup.sh")) as f:
-    script = f.read()
-  assert "launch/requirements.lock" in script
-  assert "launch/requirements-test.lock" in script
-  assert "--require-hashes" in script and "--no-deps" in script
-  assert ">=" not in script
+@pytest.mark.parametrize(
+  "script,locks",
+  [
+    ("setup.sh", ("requirements", "requirements-test")),
+    ("tools.sh", ("requirements-tools",)),
+  ],
+)
+def test_the_installs_read_the_locks_by_hash_without_resolving(script, locks):
+  with open(os.path.join(ROOT, "launch", script)) as f:
+    lines = [x for x in f if not x.lstrip().startswith("#")]
+  code = "".join(lines)
+  for lock in locks:
+    assert f"launch/{lock}.lock" in code
+  assert "--require-hashes" in code and "--no-deps" in code
+  assert ">=" not in code
