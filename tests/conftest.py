@@ -1,7 +1,9 @@
 """Shared fixtures: real audio from ../shared/data, tiny configs, a fork
 server; and the suite's XLA settings."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Before JAX is imported (XLA reads XLA_FLAGS once). Compiling is most of
@@ -13,17 +15,17 @@ _O0 = "--xla_backend_optimization_level=0"
 if _O0 not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_O0}".strip()
 
-# librosa's numba functions are compiled and cached on first use; two
-# pytest workers filling one cache at once crashed a feature process
-# (a segfault at address 0, a cold cache in a fresh venv). Each worker
-# keeps its own cache (reused by later runs).
-os.environ.setdefault(
-  "NUMBA_CACHE_DIR",
-  os.path.join(
-    tempfile.gettempdir(),
-    f"mcl-numba-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}",
-  ),
-)
+# librosa's numba functions are compiled and cached on first use, and
+# processes that compile the same gufuncs at once into one cache can
+# write mismatched files, which then crash every process that loads them
+# (numba issue #10128: a segfault at address 0, seen here in a fresh
+# venv). Each pytest worker gets a cache of its own for the session; in
+# it, parallel feature extraction compiles in the parent first
+# (`mcl.datasets.extraction.parallel_map`) and the fork server before it
+# forks (`forked`).
+_NUMBA_CACHE = tempfile.mkdtemp(prefix="mcl-numba-")
+atexit.register(shutil.rmtree, _NUMBA_CACHE, ignore_errors=True)
+os.environ["NUMBA_CACHE_DIR"] = _NUMBA_CACHE
 
 import pytest  # noqa: E402
 
@@ -67,7 +69,14 @@ def forked(tmp_path_factory):
     "mcl.analysis.protocol",
     "mcl.analysis.report",
   ]
-  with forks.Server(modules, folder, env) as s:
+  # Children inherit the log-mel front end compiled (see _NUMBA_CACHE).
+  warm_up = (
+    "import numpy as np\n"
+    "from mcl.features import audio, logmel\n"
+    "noise = np.random.default_rng(0).standard_normal(16_000)\n"
+    "logmel.log_mel(noise.astype(np.float32), audio.FeatureConfig())\n"
+  )
+  with forks.Server(modules, folder, env, warm_up) as s:
     yield s
 
 

@@ -31,8 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _SERVER = r"""
 import importlib, json, os, signal, sys, traceback
-for name in sys.argv[1:]:
+for name in sys.argv[2:]:
   importlib.import_module(name)
+exec(compile(sys.argv[1], "<warm-up>", "exec"), {})
 # A backend started here would be shared, threads and all, by every child.
 bridge = sys.modules.get("jax._src.xla_bridge")
 if bridge is not None and getattr(bridge, "_backends", None):
@@ -135,11 +136,15 @@ class Server:
       initialised a JAX backend (which no child may share).
   """
 
-  def __init__(self, modules, folder: str, env: dict | None = None):
+  def __init__(
+    self, modules, folder: str, env: dict | None = None, warm_up: str = ""
+  ):
+    """Starts the server: imports `modules`, then runs `warm_up` (code
+    whose compiled state every child inherits)."""
     self._folder = folder
     self._count = 0
     self._process = subprocess.Popen(
-      [sys.executable, "-c", _SERVER, *modules],
+      [sys.executable, "-c", _SERVER, warm_up, *modules],
       stdin=subprocess.PIPE,
       stdout=subprocess.PIPE,
       text=True,

@@ -112,15 +112,29 @@ def parallel_map(
 
   Yields:
     (index into `items`, result).
+
+  The first item is computed in this process, before the workers start:
+  numba compiles librosa's functions once, here, into its cache, and the
+  workers load them. Workers compiling them at once into an empty cache
+  can write mismatched gufunc files and die of a segfault (numba issue
+  #10128; seen here in a fresh venv).
   """
-  with (
-    concurrent.futures.ProcessPoolExecutor(
-      num_workers or os.cpu_count(),
-      mp_context=multiprocessing.get_context("spawn"),
-    ) as pool,
-    tqdm.tqdm(total=len(items), desc=description) as progress,
-  ):
-    for start in range(0, len(items), WINDOW):
+  if not items:
+    return
+  with tqdm.tqdm(total=len(items), desc=description) as progress:
+    first = fn(items[0], *constants)
+    progress.update()
+    yield 0, first
+    yield from _in_workers(fn, items, num_workers, constants, progress)
+
+
+def _in_workers(fn, items, num_workers, constants, progress):
+  """`parallel_map` of `items[1:]` in spawned worker processes."""
+  with concurrent.futures.ProcessPoolExecutor(
+    num_workers or os.cpu_count(),
+    mp_context=multiprocessing.get_context("spawn"),
+  ) as pool:
+    for start in range(1, len(items), WINDOW):
       window = items[start : start + WINDOW]
       results = pool.map(
         fn,
