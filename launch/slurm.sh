@@ -11,7 +11,8 @@
 # of each global batch. The workdir and the records' data_dir must be on a
 # file system every node sees; the global batch (config.train.batch_size)
 # must divide over the GPUs. Set up .venv once on that file system first
-# (`bash launch/setup.sh`, then `.venv/bin/pip install -U "jax[cuda12]"`).
+# (`bash launch/setup.sh`, then `.venv/bin/pip install "jax[cuda12]==V"`
+# with V the jax version of launch/requirements.lock, so jax stays locked).
 #SBATCH --job-name=mcl
 #SBATCH --output=mcl-%j.out
 set -euo pipefail

@@ -5,7 +5,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash launch/setup.sh test
 .venv/bin/ruff check mcl configs tests
-# Two workers (pytest-xdist), a test file each at a time, so that a
-# module's fixtures are built once: MCL_TEST_WORKERS=0 runs in one process.
+# Two workers (pytest-xdist): each starts on its half of the suite, in
+# order, so a module's fixtures are mostly built once, and takes tests
+# from the other's tail when its own run out (worksteal).
+# MCL_TEST_WORKERS=0 runs in one process.
 exec .venv/bin/python -m pytest tests -n "${MCL_TEST_WORKERS:-2}" \
-  --dist loadfile --durations=25 "$@"
+  --dist worksteal --durations=25 "$@"
