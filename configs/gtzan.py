@@ -26,6 +26,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.fold = 0  # Test fold; validation is the next one.
   config.data.chunk_seconds = 3.0
   config.data.eval_chunks = 8  # Evenly spaced chunks averaged per clip.
+  # Frozen-encoder records (configs/gtzan_musicnn.py): "none" keeps the
+  # log-mel records; else a musicnn checkpoint (mcl.models.encoders), its
+  # layer ("default": chosen on validation folds) and the hop between its
+  # 3-s patches.
+  config.data.encoder = "none"
+  config.data.encoder_layer = "default"
+  config.data.patch_hop_seconds = 1.5
   # A class without clips in a split is an error before training; True
   # only warns.
   config.data.allow_empty_classes = False
@@ -40,7 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.features.f_min = 0.0
   config.features.f_max = 8_000.0
   config.features.top_db = 80.0
-  config.features.min_seconds = 3.0
+  # Shorter clips are skipped; longer ones shorter than a chunk are
+  # zero-padded to one.
+  config.features.min_seconds = 1.0
   config.features.silence_db = -80.0  # Peak level: digital silence only.
   config.features.front_end = "log_mel"  # or "vggish" (mcl.features.audio)
 

@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.test_fraction = 0.2
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = "conv_classifier"
+  config.model.name = "mlp"
   config.model.widths = ml_collections.ConfigDict()
   config.model.widths.conv_widths = ()  # Flattened pixels into dense_0.
   config.model.widths.dense_widths = (312, 128)

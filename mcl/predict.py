@@ -17,9 +17,11 @@ evenly spaced chunks, chunk probabilities averaged (`mcl.trainer.evaluation`).
   probability; the table shows the top-k.
 
 Folders are searched for files with an audio extension; anything else in
-them, and every file that fails `mcl.features.audio`'s checks (undecodable, too
-short, silent, a NaN, infinite or absurdly loud sample, non-finite
-features), is listed as skipped with the reason, and the batch goes on.
+them, and every file that fails `mcl.features.audio`'s checks (undecodable,
+shorter than `features.min_seconds`, silent, a NaN, infinite or absurdly
+loud sample, non-finite features), is listed as skipped with the reason,
+and the batch goes on. A clip shorter than one chunk or patch is scored
+zero-padded to one and marked "(padded)" (`padded` in the files).
 The table is printed, and written with every probability as
 `<output>.json` and `<output>.csv` (default `<workdir>/predictions`).
 From Python, `mcl.experiments.prediction.predict(workdir, paths)` returns
@@ -53,7 +55,7 @@ def table(result: prediction.PredictionSet, top_k: int = 3) -> str:
   scopes = list(result.predictions[0].scores)
   rows = [["file", *scopes]]
   for item in result.predictions:
-    cells = [item.path]
+    cells = [item.path + (" (padded)" if item.padded else "")]
     for scope in scopes:
       best = item.scores[scope].top(top_k if scope == prediction.TAGS else 1)
       cells.append(", ".join(f"{name} {p:.3f}" for name, p in best))
@@ -67,13 +69,14 @@ def table(result: prediction.PredictionSet, top_k: int = 3) -> str:
 
 def write(result: prediction.PredictionSet, output: str) -> None:
   """`<output>.json` (everything) and `<output>.csv` (a row per file,
-  scope and class: path, scope, name, probability, rank)."""
+  scope and class: path, scope, name, probability, rank, padded)."""
   content = {
     "workdir": result.workdir,
     "checkpoint": result.checkpoint,
     "predictions": [
       {
         "path": p.path,
+        "padded": p.padded,
         "scores": {
           scope: dict(zip(s.names, s.probabilities.tolist(), strict=True))
           for scope, s in p.scores.items()
@@ -88,11 +91,12 @@ def write(result: prediction.PredictionSet, output: str) -> None:
   atomic_files.write_json(output + ".json", content)
   with atomic_files.replace(output + ".csv", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["path", "scope", "name", "probability", "rank"])
+    writer.writerow(["path", "scope", "name", "probability", "rank", "padded"])
     for p in result.predictions:
       for scope, s in p.scores.items():
         for rank, (name, probability) in enumerate(s.top(len(s.names))):
-          writer.writerow([p.path, scope, name, f"{probability:.6f}", rank])
+          row = [p.path, scope, name, f"{probability:.6f}", rank, p.padded]
+          writer.writerow(row)
 
 
 @errors.usage_errors

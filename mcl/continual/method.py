@@ -72,6 +72,12 @@ def phase_record(**phases: fit.FitResult) -> dict:
   }
 
 
+# `model.name` of a continual config: every method's trunk is a
+# `ConvClassifier`; "mlp" is one without conv blocks (DEN's 312-128
+# perceptron, on images or frozen-encoder embeddings).
+TRUNKS = ("conv_classifier", "mlp")
+
+
 @dataclasses.dataclass(frozen=True)
 class Widths:
   """Layer widths of the backbone (`configs/*.py` `model.widths`).

@@ -10,8 +10,8 @@ here read an experiment config and call them:
   (`task_data.check_classes`, `check_chunk_length`) before it is used;
 - `audio_builder(config)`: the prepared records and split of an audio
   source of the continual runs; `tagging_records(config)`: those of the
-  single-task zoo (MagnaTagATune top-50, FMA genres);
-  `track_feature_splits(config)`: the feature baseline's tables;
+  single-task zoo (MagnaTagATune top-50, FMA genres) (the feature
+  baseline's tables are `mcl.datasets.feature_tables`');
 - `chunk_frames(config)`, `label_names(config)`: what the continual run,
   the checks and `mcl.predict` read before any record exists.
 
@@ -26,19 +26,23 @@ import math
 from collections.abc import Callable, Sequence
 
 import ml_collections
-import numpy as np
 
 from mcl.datasets import (
+  encoded_folders,
   fma,
+  input_pipeline,
   labelled_folders,
   magnatagatune,
   permuted_digits,
   task_data,
   tasks,
-  track_table,
 )
 from mcl.features import audio
 from mcl.runtime import errors
+
+# A musicnn patch (187 frames at hop 256, 16 kHz) rounded up to whole
+# seconds: a clip padded to it makes at least one patch.
+PATCH_SECONDS = 3.0
 
 
 def audio_builder(config: ml_collections.ConfigDict):
@@ -67,7 +71,16 @@ def audio_builder(config: ml_collections.ConfigDict):
       config.data.data_dir,
       features,
       num_folds=config.data.num_folds,
+      pad_seconds=pad_seconds(config),
     )
+    if encoder(config) != "none":
+      builder = encoded_folders.build(
+        builder,
+        config.data.data_dir,
+        encoder(config),
+        config.data.encoder_layer,
+        config.data.patch_hop_seconds,
+      )
     return builder, split
   if config.data.source == "magnatagatune":
     builder = magnatagatune.build(
@@ -89,9 +102,26 @@ def audio_builder(config: ml_collections.ConfigDict):
   )
 
 
+def encoder(config: ml_collections.ConfigDict) -> str:
+  """`data.encoder`: a frozen encoder of `mcl.models.encoders.ENCODERS`
+  whose patch embeddings are the records, or "none" (log-mel records)."""
+  return config.data.get("encoder", "none")
+
+
+def pad_seconds(config: ml_collections.ConfigDict) -> float:
+  """The length in seconds a shorter clip is zero-padded to when its
+  records are built: one encoder patch (3 s) or one `data.chunk_seconds`."""
+  if encoder(config) != "none":
+    return PATCH_SECONDS
+  return float(config.data.chunk_seconds)
+
+
 def chunk_frames(config: ml_collections.ConfigDict) -> int:
   """Training/evaluation chunk length in frames (`data.chunk_seconds` at
-  the features' sample rate in Hz and hop length in samples)."""
+  the features' sample rate in Hz and hop length in samples); 1 (one
+  patch's embedding) for encoder records."""
+  if encoder(config) != "none":
+    return 1
   return int(
     round(
       config.data.chunk_seconds
@@ -217,70 +247,6 @@ def tagging_records(config: ml_collections.ConfigDict) -> TaggingRecords:
   )
 
 
-def _track_table_splits(config):
-  """Labels, clip count, skipped files and {"fold<f>": splits}."""
-  table = track_table.build(
-    config.data.source_dir, config.data.data_dir, config.data.num_folds
-  )
-  splits = {}
-  for f in config.data.test_folds:
-    split = tasks.fold_split(int(f), config.data.num_folds)
-    splits[f"fold{f}"] = tuple(
-      table.split(_folds(e))
-      for e in (split.train, split.validation, split.test)
-    )
-  return table.label_names, len(table.labels), table.skipped, splits
-
-
-def _fma_feature_splits(config):
-  """Labels, track count, skipped tracks and {"fma_<subset>": splits}."""
-  builder = fma.build(
-    config.data.manual_dir,
-    config.data.data_dir,
-    fma.make_config(config.data.subset, precomputed=True),
-  )
-  arrays = []
-  for split in fma.SPLITS:
-    rows = list(builder.as_dataset(split=split).as_numpy_iterator())
-    arrays.append(
-      (
-        np.stack([r["features"] for r in rows]).astype(np.float32),
-        np.asarray([r["label"] for r in rows], np.int32),
-      )
-    )
-  labels = builder.info.features["label"].names
-  clips = sum(len(y) for _, y in arrays)
-  skipped = list(builder.info.metadata.get("skipped", []))
-  return labels, clips, skipped, {f"fma_{config.data.subset}": tuple(arrays)}
-
-
-def _folds(expression: str) -> list[int]:
-  """'fold2+fold3' -> [2, 3]."""
-  return [int(part[len("fold") :]) for part in expression.split("+")]
-
-
-def track_feature_splits(config: ml_collections.ConfigDict):
-  """The feature baseline's data (`mcl.experiments.feature_dnn`): FMA's
-  518 track features of `config.data.source`.
-
-  "labelled_folders": the features of a `<label>/<clip>` folder
-  (`mcl.datasets.track_table`, cached), one split per test fold of
-  `config.data.test_folds` (validation the next fold); "fma": FMA's own
-  precomputed features in the dataset's split.
-
-  Returns:
-    (labels, clip count, skipped clips, {split name: ((x, y) train,
-    validation, test)}), x float32 [clips, 518], y int32 [clips].
-
-  Raises:
-    mcl.runtime.errors.UserError: a bad data setting (missing folder).
-    mcl.runtime.errors.MissingDataError: FMA's metadata is not in place.
-  """
-  if config.data.source == "fma":
-    return _fma_feature_splits(config)
-  return _track_table_splits(config)
-
-
 def audio_task_data(config: ml_collections.ConfigDict) -> task_data.TaskData:
   """Checks the tasks, builds (or loads) the records of `config.data`
   (`audio_builder`) and checks every class's clips (`check_classes`) and
@@ -314,7 +280,9 @@ def audio_task_data(config: ml_collections.ConfigDict) -> task_data.TaskData:
     split,
     task_list,
     frames=chunk_frames(config),
-    num_mels=config.features.n_mels,
+    num_mels=builder.info.features[input_pipeline.input_feature(builder)].shape[
+      -1
+    ],
     batch_size=config.train.batch_size,
     eval_batch_size=config.train.eval_batch_size,
     eval_chunks=config.data.eval_chunks,

@@ -1,4 +1,4 @@
-"""tf.data pipelines over precomputed log-mel (or waveform) records.
+"""tf.data pipelines over precomputed log-mel, embedding or waveform records.
 
 Training draws random fixed-length chunks of whole clips (Won et al. 2020);
 evaluation takes `num_chunks` evenly spaced chunks of every clip so that the
@@ -17,6 +17,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+# A continual record's input: a log-mel [frames, mels] or a frozen
+# encoder's patch embeddings [patches, D] (`mcl.datasets.encoded_folders`;
+# a "chunk" is then one patch's embedding, 1 x D).
+INPUT_FEATURES = ("log_mel", "embedding")
+
+
+def input_feature(builder: tfds.core.DatasetBuilder) -> str:
+  """The record feature of `INPUT_FEATURES` that `builder` holds."""
+  return next(k for k in INPUT_FEATURES if k in builder.info.features)
+
 
 def _task_clips(
   builder: tfds.core.DatasetBuilder,
@@ -32,9 +42,10 @@ def _task_clips(
   local[np.asarray(class_ids)] = np.arange(len(class_ids), dtype=np.int32)
   local = tf.constant(local)
   ds = builder.as_dataset(split=split, shuffle_files=False)
+  feature = input_feature(builder)
   ds = ds.map(
     lambda ex: {
-      "inputs": ex["log_mel"],
+      "inputs": ex[feature],
       "label": tf.gather(local, tf.cast(ex["label"], tf.int32)),
     }
   )
@@ -116,7 +127,8 @@ def train_batches(
   """Endless, seeded stream of random-chunk training batches of a task.
 
   Args:
-    builder: a prepared builder with "log_mel" and a "label" ClassLabel.
+    builder: a prepared builder with an `INPUT_FEATURES` feature and a
+      "label" ClassLabel.
     split: TFDS split expression to draw clips from, e.g. 'fold2+fold3'.
     class_ids: global label ids of the task, in head order.
     chunk_frames: chunk length in frames.
@@ -153,7 +165,8 @@ def eval_batches(
   """Whole-clip evaluation batches of a task, fixed shape, fixed order.
 
   Args:
-    builder: a prepared builder with "log_mel" and a "label" ClassLabel.
+    builder: a prepared builder with an `INPUT_FEATURES` feature and a
+      "label" ClassLabel.
     split: TFDS split expression to evaluate.
     class_ids: global label ids of the task, in head order.
     chunk_frames: chunk length in frames.

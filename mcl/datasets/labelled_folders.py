@@ -12,7 +12,9 @@ report (the dataset's `metadata.json`, and the log) with the reason: an
 extension libsndfile does not decode, a file outside any `<label>/` folder
 or in a sub-folder of one, or an `mcl.features.audio.AudioError` (undecodable,
 too short, digital silence, a NaN, infinite or absurdly loud sample,
-non-finite features).
+non-finite features). A clip shorter than `pad_seconds` (one training
+chunk or encoder patch) but not than `features.min_seconds` is zero-padded
+to it, stored with `padded` True and listed in the report's "padded".
 
 The records are named by the folder's path, its content (every file's
 path, size and modification time, `fingerprint`) and the parameters: a
@@ -36,7 +38,8 @@ from mcl.runtime import errors
 # 1.2.0: the name's digest covers the folder's content (1.1.0 records of a
 # folder changed since were read stale), and clips with non-finite or
 # absurdly loud samples are skipped (1.1.0 stored NaN log-mels).
-_VERSION = tfds.core.Version("1.2.0")
+# 1.3.0: clips shorter than a chunk are zero-padded and marked "padded".
+_VERSION = tfds.core.Version("1.3.0")
 
 
 @dataclasses.dataclass(eq=False)
@@ -47,11 +50,14 @@ class LabelledFoldersConfig(tfds.core.BuilderConfig):
     source_dir: root folder with one sub-folder of audio files per label.
     features: log-mel front-end parameters.
     num_folds: number of clip folds (splits `fold0` .. `fold<num_folds-1>`).
+    pad_seconds: shorter clips are zero-padded to this length in seconds
+      (`audio.load_clip`); 0 pads nothing.
   """
 
   source_dir: str = ""
   features: audio.FeatureConfig = audio.FeatureConfig()
   num_folds: int = 5
+  pad_seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,12 +147,10 @@ def scan(source_dir: str) -> Folder:
 def fingerprint(folder: Folder) -> str:
   """A digest of the folder's content as the scan found it.
 
-  Covers every clip and ignored file (so the build report stays true):
-  its path relative to the folder, the real path it resolves to, its size
-  in bytes and its modification time in ns, all through symlinks
-  (`os.stat`), since a folder may link its clips from elsewhere. Adding,
-  removing, renaming, rewriting or re-linking a file changes it; reading
-  the files does not. A file gone since the scan counts as absent.
+  Covers every clip and ignored file: its path relative to the folder,
+  its real path, size (bytes) and modification time (ns), through symlinks
+  (`os.stat`). Adding, removing, renaming, rewriting or re-linking a file
+  changes it; reading does not. A file gone since the scan is absent.
 
   Args:
     folder: from `scan`.
@@ -175,7 +179,10 @@ def fingerprint(folder: Folder) -> str:
 
 
 def make_config(
-  folder: Folder, features: audio.FeatureConfig, num_folds: int
+  folder: Folder,
+  features: audio.FeatureConfig,
+  num_folds: int,
+  pad_seconds: float = 0.0,
 ) -> LabelledFoldersConfig:
   """A builder config whose name identifies the source and all parameters.
 
@@ -187,6 +194,7 @@ def make_config(
     folder: the scanned `<label>/<clip>` folder.
     features: log-mel parameters.
     num_folds: number of folds, at least 2.
+    pad_seconds: shorter clips are zero-padded to this length (seconds).
 
   Returns:
     The builder config.
@@ -203,6 +211,7 @@ def make_config(
       fingerprint(folder),
       dataclasses.asdict(features),
       num_folds,
+      pad_seconds,
     ],
     sort_keys=True,
   )
@@ -216,19 +225,13 @@ def make_config(
     source_dir=source_dir,
     features=features,
     num_folds=num_folds,
+    pad_seconds=pad_seconds,
   )
 
 
 def assign_folds(clips: dict[str, list[str]], num_folds: int) -> dict[str, int]:
-  """Stratified, deterministic fold of every clip.
-
-  Args:
-    clips: {label: sorted paths}, as `Folder.clips`.
-    num_folds: number of folds.
-
-  Returns:
-    {path: fold}, fold = rank of the clip within its label % num_folds.
-  """
+  """Stratified, deterministic fold of every clip of {label: sorted
+  paths} (`Folder.clips`): {path: rank within its label % num_folds}."""
   return {
     path: rank % num_folds
     for paths in clips.values()
@@ -260,6 +263,7 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
     folder = folder or scan(config.source_dir)
     self._clips = folder.clips
     self._skipped = list(folder.ignored)
+    self._padded = []
     super().__init__(config=config, **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -273,6 +277,7 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
           "label": tfds.features.ClassLabel(names=list(self._clips)),
           "clip_id": tfds.features.Text(),
           "fold": np.int32,
+          "padded": np.bool_,
         }
       ),
       metadata=tfds.core.MetadataDict(),
@@ -283,6 +288,7 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # Local files only.
     folds = assign_folds(self._clips, self.builder_config.num_folds)
     self.info.metadata["skipped"] = self._skipped
+    self.info.metadata["padded"] = self._padded
     return {
       f"fold{k}": self._generate_examples(
         [p for p, f in folds.items() if f == k], k
@@ -291,15 +297,19 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
     }
 
   def _generate_examples(self, paths: list[str], fold: int):
-    root = self.builder_config.source_dir
+    config = self.builder_config
     for path in paths:
       try:
-        features = audio.file_log_mel(path, self.builder_config.features)
+        clip = audio.load_clip(path, config.features, config.pad_seconds)
+        features = audio.clip_features(path, clip.waveform, config.features)
       except audio.AudioError as e:
         logging.warning("Skipping clip: %s", e)
         self._skipped.append({"path": e.path, "problem": e.problem})
         continue
-      clip_id = os.path.splitext(os.path.relpath(path, root))[0]
+      if clip.padded:
+        logging.info("Padding clip %s (%.2f s)", path, clip.seconds)
+        self._padded.append({"path": path, "seconds": round(clip.seconds, 3)})
+      clip_id = os.path.splitext(os.path.relpath(path, config.source_dir))[0]
       label = os.path.basename(os.path.dirname(path))
       yield (
         clip_id,
@@ -308,6 +318,7 @@ class LabelledFolders(tfds.core.GeneratorBasedBuilder):
           "label": label,
           "clip_id": clip_id,
           "fold": fold,
+          "padded": clip.padded,
         },
       )
 
@@ -317,21 +328,23 @@ def build(
   data_dir: str,
   features: audio.FeatureConfig | None = None,
   num_folds: int = 5,
+  pad_seconds: float = 0.0,
 ) -> LabelledFolders:
   """Builds (or reuses) the records of a labelled audio folder.
 
   Records are reused only for the same folder content and parameters
-  (`make_config`): a folder changed since is built afresh under a new
-  name (the old records stay in `data_dir`, unread).
+  (`make_config`); a changed folder is built afresh under a new name.
 
   Args:
     source_dir: root of `<label>/<clip>` audio.
     data_dir: TFDS data directory where the records are written.
     features: log-mel parameters (default `audio.FeatureConfig()`).
     num_folds: number of clip folds.
+    pad_seconds: shorter clips are zero-padded to this length (seconds).
 
   Returns:
-    The prepared builder; `skipped_clips(builder)` is its build report.
+    The prepared builder; `skipped_clips(builder)` and
+    `padded_clips(builder)` are its build report.
 
   Raises:
     mcl.runtime.errors.UserError: see `make_config` and `scan`.
@@ -341,7 +354,7 @@ def build(
   # exactly the content their name was made from.
   folder = scan(source_dir)
   builder = LabelledFolders(
-    config=make_config(folder, features, num_folds),
+    config=make_config(folder, features, num_folds, pad_seconds),
     folder=folder,
     data_dir=data_dir,
   )
@@ -358,10 +371,11 @@ def build(
     )
   skipped = skipped_clips(builder)
   logging.info(
-    "Dataset %s: %d clips in %d folds, %d skipped%s",
+    "Dataset %s: %d clips in %d folds, %d padded, %d skipped%s",
     builder.data_dir,
     builder.info.splits.total_num_examples,
     num_folds,
+    len(padded_clips(builder)),
     len(skipped),
     "".join(f"\n  {s['path']}: {s['problem']}" for s in skipped),
   )
@@ -372,3 +386,9 @@ def skipped_clips(builder: LabelledFolders) -> list[dict[str, str]]:
   """The build report: files that are not records, as [{"path": ...,
   "problem": ...}] (the folder's ignored files, then decoding failures)."""
   return list(builder.info.metadata.get("skipped", []))
+
+
+def padded_clips(builder: LabelledFolders) -> list[dict]:
+  """The build report's padded clips: [{"path": ..., "seconds": decoded
+  length}], each stored zero-padded to the config's `pad_seconds`."""
+  return list(builder.info.metadata.get("padded", []))

@@ -120,7 +120,7 @@ class SplitClips:
 
   Attributes:
     labels: int [clips], label ids.
-    frames: int [clips], log-mel frames of each clip.
+    frames: int [clips], log-mel frames (or patches) of each clip.
     names: the clips' names (`CLIP_NAMES`), for messages.
   """
 
@@ -138,10 +138,11 @@ def split_clips(builder, split: str) -> SplitClips:
   in one pass (the log-mels are parsed, not decoded to numpy)."""
   features = builder.info.features
   name = next(key for key in CLIP_NAMES if key in features)
+  feature = input_pipeline.input_feature(builder)
   ds = builder.as_dataset(
-    split=split, decoders={"log_mel": tfds.decode.SkipDecoding()}
+    split=split, decoders={feature: tfds.decode.SkipDecoding()}
   )
-  ds = ds.map(lambda ex: (ex["label"], tf.shape(ex["log_mel"])[0], ex[name]))
+  ds = ds.map(lambda ex: (ex["label"], tf.shape(ex[feature])[0], ex[name]))
   rows = list(tfds.as_numpy(ds))
   return SplitClips(
     labels=np.asarray([r[0] for r in rows], np.int64),

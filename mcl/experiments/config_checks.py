@@ -29,7 +29,7 @@ import jax
 import ml_collections
 
 from mcl import models
-from mcl.continual import den, registry
+from mcl.continual import den, method, registry
 from mcl.datasets import from_config
 from mcl.experiments.config_rules import (
   MISSING,
@@ -46,7 +46,7 @@ from mcl.experiments.config_rules import (
   lookup,
 )
 from mcl.features import audio
-from mcl.models import inputs
+from mcl.models import encoders, inputs
 from mcl.runtime import errors
 
 # tasks.fold_split: a test fold, the next for validation, >= 1 to train.
@@ -68,6 +68,42 @@ def _replayed_batches(config: ml_collections.ConfigDict) -> str | None:
     f"train.batch_size={size} + replay.batch_size={extra}: the replayed "
     f"batch must be a multiple of the {jax.device_count()} devices"
   )
+
+
+def _mlp_trunk(config: ml_collections.ConfigDict) -> str | None:
+  """model.name="mlp" is the trunk without conv blocks."""
+  if lookup(config, "model.name") != "mlp":
+    return None
+  if not lookup(config, "model.widths.conv_widths"):
+    return None
+  return (
+    f"model.name='mlp' with model.widths.conv_widths="
+    f"{lookup(config, 'model.widths.conv_widths')!r}: an MLP has no conv "
+    "blocks; set conv_widths=() or model.name='conv_classifier'"
+  )
+
+
+def _encoder_records(config: ml_collections.ConfigDict) -> str | None:
+  """Encoder records are built from a labelled folder's musicnn log-mels,
+  with a layer the encoder has."""
+  name = lookup(config, "data.encoder")
+  if name in (MISSING, "none") or name not in encoders.ENCODERS:
+    return None  # Its own rule reports an unknown name.
+  if lookup(config, "data.source") != "labelled_folders":
+    return (
+      f"data.encoder={name!r}: encoder records are built from "
+      "data.source='labelled_folders'"
+    )
+  if lookup(config, "features.front_end") != "musicnn":
+    return (
+      f"data.encoder={name!r}: needs features.front_end='musicnn' "
+      "(16 kHz, 96 bands; configs/gtzan_musicnn.py)"
+    )
+  try:
+    encoders.resolve_layer(name, lookup(config, "data.encoder_layer"))
+  except errors.UserError as e:
+    return str(e)
+  return None
 
 
 # Every experiment reads these.
@@ -103,8 +139,8 @@ CONTINUAL: dict[str, Rule] = {
   **FEATURES,
   **FIT,
   "method": Name(registry.METHODS),
-  # Recorded only: each method builds its own module.
-  "model.name": Name(models.MODELS),
+  # Each method builds its own module; "mlp" has no conv blocks.
+  "model.name": Name(method.TRUNKS),
   "model.widths.conv_widths": Widths(),
   "model.widths.dense_widths": Widths(),
   "tasks": TaskGroups(),
@@ -113,6 +149,9 @@ CONTINUAL: dict[str, Rule] = {
   "data.fold": Integer(at_least=0, below="data.num_folds"),
   "data.chunk_seconds": ChunkSeconds(),
   "data.eval_chunks": Integer(at_least=1),
+  # Frozen-encoder records (`mcl.datasets.encoded_folders`).
+  "data.encoder": Name(encoders.ENCODERS),
+  "data.patch_hop_seconds": Real(above=0),
   # Permuted digits and MNIST.
   "data.num_tasks": Integer(at_least=1),
   "data.permutation_seed": Integer(at_least=0),
@@ -177,7 +216,7 @@ SCHEMAS: Mapping[str, Mapping[str, Rule]] = {
   "feature_dnn": TRACK_FEATURES,
 }
 # Rules over several keys at once, per experiment.
-JOINT_RULES = {"continual": (_replayed_batches,)}
+JOINT_RULES = {"continual": (_replayed_batches, _mlp_trunk, _encoder_records)}
 
 
 def problems(config: ml_collections.ConfigDict) -> list[str]:

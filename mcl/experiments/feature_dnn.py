@@ -35,7 +35,7 @@ from absl import logging
 from clu import metric_writers
 from sklearn import neural_network, svm
 
-from mcl.datasets import from_config
+from mcl.datasets import feature_tables
 from mcl.experiments import outputs
 from mcl.features import track_features
 from mcl.models import feature_dnn
@@ -156,7 +156,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mcl.runtime.errors.UserError: a bad data setting (missing folder, folds).
     mcl.runtime.errors.MissingDataError: FMA's metadata is not in place.
   """
-  labels, clips, skipped, splits = from_config.track_feature_splits(config)
+  labels, clips, skipped, splits = feature_tables.track_feature_splits(config)
   folds = {
     name: train_and_test(
       config, arrays, len(labels), i, os.path.join(workdir, name)

@@ -23,10 +23,13 @@ over the patches.
 
 Folders are searched for files with an audio extension; anything else in
 them, and every file that fails `mcl.features.audio`'s checks
-(undecodable, too short, silent, a NaN, infinite or absurdly loud sample,
-non-finite features), is listed in `PredictionSet.skipped` with the
-reason, and the batch goes on. The command line, its table and its files
-are `mcl.predict`'s.
+(undecodable, shorter than `features.min_seconds`, silent, a NaN, infinite
+or absurdly loud sample, non-finite features), is listed in
+`PredictionSet.skipped` with the reason, and the batch goes on. A clip
+shorter than one chunk or patch is zero-padded to one
+(`audio.load_clip`) and its `Prediction.padded` is True. A run on frozen
+encoder records embeds the clip's patches with the run's encoder. The
+command line, its table and its files are `mcl.predict`'s.
 """
 
 import dataclasses
@@ -43,9 +46,9 @@ from mcl import inspect as run_inspect
 from mcl import models
 from mcl.continual import registry, scoring
 from mcl.datasets import from_config, input_pipeline
-from mcl.features import audio, logmel
+from mcl.features import audio, logmel, patches
+from mcl.models import encoders, musicnn_checkpoint
 from mcl.models import inputs as model_inputs
-from mcl.models import musicnn_checkpoint
 from mcl.runtime import errors
 from mcl.trainer import checkpointing, evaluation
 
@@ -76,10 +79,12 @@ class Scores:
 @dataclasses.dataclass(frozen=True)
 class Prediction:
   """What the run says of one file: {scope: Scores}, scopes in order
-  ("task0", "task1", ..., "all"; or "tags")."""
+  ("task0", "task1", ..., "all"; or "tags"); `padded` when the clip was
+  shorter than one chunk or patch and scored zero-padded to one."""
 
   path: str
   scores: dict[str, Scores]
+  padded: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,12 +183,29 @@ class _Continual:
     self.features = audio.FeatureConfig(**config.features)
     self.chunk_length = from_config.chunk_frames(config)
     self.num_chunks = config.data.eval_chunks
+    self.pad_seconds = from_config.pad_seconds(config)
+    self.encoder = None
+    if from_config.encoder(config) != "none":
+      self.encoder = encoders.Encoder(
+        config.data.encoder, (config.data.encoder_layer,)
+      )
+      self.hop = patches.hop_frames(
+        config.data.patch_hop_seconds,
+        self.features.sample_rate,
+        self.features.hop_length,
+      )
 
-  def inputs(self, path: str) -> np.ndarray:
-    log_mel = audio.file_log_mel(path, self.features)
-    return input_pipeline.evenly_spaced_chunks(
-      log_mel, self.chunk_length, self.num_chunks
+  def inputs(self, path: str) -> tuple[np.ndarray, bool]:
+    """[K, frames, mels] evenly spaced chunks (or [K, 1, D] patch
+    embeddings), and whether the clip was padded."""
+    clip = audio.load_clip(path, self.features, self.pad_seconds)
+    x = audio.clip_features(path, clip.waveform, self.features)
+    if self.encoder is not None:
+      (x,) = self.encoder.embed_clip(x, self.hop)
+    chunks = input_pipeline.evenly_spaced_chunks(
+      x, self.chunk_length, self.num_chunks
     )
+    return chunks, clip.padded
 
   def score(self, inputs: np.ndarray) -> dict[str, Scores]:
     """inputs: float32 [1, K, frames, mels]."""
@@ -241,17 +263,22 @@ class _Tagging:
     self.num_chunks = config.data.eval_chunks
     self.checkpoint = None
 
-  def inputs(self, path: str) -> np.ndarray:
-    signal = audio.load_audio(path, self.features.sample_rate)
-    audio.check_audio(path, signal, self.features)
+  def inputs(self, path: str) -> tuple[np.ndarray, bool]:
+    """Evenly spaced model inputs of the clip, padded to one input."""
+    rate = self.features.sample_rate
+    seconds = self.spec.length / rate
+    if self.spec.feature != "waveform":
+      seconds *= self.features.hop_length
+    clip = audio.load_clip(path, self.features, seconds)
     if self.spec.feature == "waveform":
       # As stored and read back by the records (int16 PCM).
-      x = audio.to_pcm16(signal).astype(np.float32) / 32767.0
+      x = audio.to_pcm16(clip.waveform).astype(np.float32) / 32767.0
     else:
-      x = audio.clip_features(path, signal, self.features)
-    return input_pipeline.evenly_spaced_chunks(
+      x = audio.clip_features(path, clip.waveform, self.features)
+    chunks = input_pipeline.evenly_spaced_chunks(
       x, self.spec.length, self.num_chunks
     )
+    return chunks, clip.padded
 
   def score(self, inputs: np.ndarray) -> dict[str, Scores]:
     log_p, _ = evaluation.clip_log_probabilities(
@@ -275,13 +302,14 @@ class _Pretrained:
       )
     )
 
-  def inputs(self, path: str) -> np.ndarray:
+  def inputs(self, path: str) -> tuple[np.ndarray, bool]:
     """float32 [patches, 187, 96]: consecutive patches, the rest dropped
-    (the package's `batch_data` without overlap)."""
-    spectrogram = audio.file_log_mel(path, self.features)
+    (the package's `batch_data` without overlap); a clip shorter than a
+    patch zero-padded to one."""
+    clip = audio.load_clip(path, self.features, from_config.PATCH_SECONDS)
+    spectrogram = audio.clip_features(path, clip.waveform, self.features)
     frames = logmel.MUSICNN_PATCH_FRAMES
-    count = spectrogram.shape[0] // frames
-    return spectrogram[: count * frames].reshape(count, frames, -1)
+    return patches.cut(spectrogram, frames, frames), clip.padded
 
   def score(self, inputs: np.ndarray) -> dict[str, Scores]:
     """inputs: float32 [1, patches, 187, 96]; the mean taggram."""
@@ -297,11 +325,12 @@ def _score_files(scorer, workdir: str, paths: Sequence[str]) -> PredictionSet:
   predictions = []
   for path in files:
     try:
-      chunks = np.asarray(scorer.inputs(path), np.float32)
+      chunks, padded = scorer.inputs(path)
     except audio.AudioError as e:
       skipped.append({"path": e.path, "problem": e.problem})
       continue
-    predictions.append(Prediction(path, scorer.score(chunks[None])))
+    scores = scorer.score(np.asarray(chunks, np.float32)[None])
+    predictions.append(Prediction(path, scores, padded))
   return PredictionSet(workdir, scorer.checkpoint, predictions, skipped)
 
 

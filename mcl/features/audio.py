@@ -9,6 +9,7 @@ sees it, and every feature of a file before it is stored or scored
 """
 
 import dataclasses
+import math
 import os
 
 import librosa
@@ -145,7 +146,9 @@ class FeatureConfig:
     f_min: lowest mel band edge in Hz.
     f_max: highest mel band edge in Hz.
     top_db: dynamic range kept below the clip's peak, in dB.
-    min_seconds: clips shorter than this (after decoding) are rejected.
+    min_seconds: clips shorter than this (after decoding) are rejected;
+      a longer clip shorter than a chunk or patch is zero-padded to one
+      (`load_clip`).
     silence_db: clips whose peak sample level is below this, in dBFS, are
       digital silence and rejected (see `check_audio`).
   """
@@ -157,7 +160,7 @@ class FeatureConfig:
   f_min: float = 0.0
   f_max: float = 8_000.0
   top_db: float = 80.0
-  min_seconds: float = 3.0
+  min_seconds: float = 1.0
   silence_db: float = -80.0
   front_end: str = "log_mel"
 
@@ -310,12 +313,64 @@ def clip_features(
   return values
 
 
-def file_log_mel(path: str, config: FeatureConfig) -> np.ndarray:
-  """Decodes, checks and featurises one file.
+@dataclasses.dataclass(frozen=True)
+class Clip:
+  """A decoded, checked clip.
+
+  Attributes:
+    waveform: float32 [samples] at the config's sample rate, zero-padded
+      to the asked length.
+    seconds: its decoded length in seconds, before padding.
+    padded: True when zeros were appended.
+  """
+
+  waveform: np.ndarray
+  seconds: float
+  padded: bool
+
+
+def load_clip(
+  path: str, config: FeatureConfig, pad_seconds: float = 0.0
+) -> Clip:
+  """Decodes and checks one file, zero-padded to at least `pad_seconds`.
+
+  A clip shorter than one chunk or patch (but not shorter than
+  `config.min_seconds`) is scored as the front ends score a short clip:
+  digital silence appended at its end, so that its features are those of
+  the clip followed by silence (not a dB floor, nor a stretched clip).
+
+  Args:
+    path: audio file.
+    config: front-end parameters (`sample_rate`, the checks').
+    pad_seconds: the length in seconds a shorter clip is padded to (0: no
+      padding).
+
+  Returns:
+    The `Clip`, its waveform at `config.sample_rate` Hz.
+
+  Raises:
+    AudioError: see `load_audio` and `check_audio` (a clip under
+      `config.min_seconds` is "too short", never padded).
+  """
+  waveform = load_audio(path, config.sample_rate)
+  check_audio(path, waveform, config)
+  seconds = waveform.shape[0] / config.sample_rate
+  missing = int(math.ceil(pad_seconds * config.sample_rate)) - waveform.shape[0]
+  if missing <= 0:
+    return Clip(waveform, seconds, False)
+  return Clip(np.pad(waveform, (0, missing)), seconds, True)
+
+
+def file_log_mel(
+  path: str, config: FeatureConfig, pad_seconds: float = 0.0
+) -> np.ndarray:
+  """Decodes, checks, pads and featurises one file.
 
   Args:
     path: audio file.
     config: front-end parameters.
+    pad_seconds: a shorter clip is zero-padded to this length, in seconds
+      (`load_clip`).
 
   Returns:
     float32 [frames, n_mels]: `features` of the decoded file, finite.
@@ -325,6 +380,6 @@ def file_log_mel(path: str, config: FeatureConfig) -> np.ndarray:
       non-finite or absurdly loud samples, or non-finite features (see
       `load_audio`, `check_audio` and `clip_features`).
   """
-  waveform = load_audio(path, config.sample_rate)
-  check_audio(path, waveform, config)
-  return clip_features(path, waveform, config)
+  return clip_features(
+    path, load_clip(path, config, pad_seconds).waveform, config
+  )

@@ -1,0 +1,240 @@
+"""Frozen-encoder records: stored embeddings, their identity, padded
+clips, and every continual method on an MLP over them (real GTZAN audio,
+the musicnn package's MSD_musicnn checkpoint)."""
+
+import collections
+import os
+
+import jax
+import numpy as np
+import pytest
+import soundfile
+import tensorflow_datasets as tfds
+
+from mcl import experiments
+from mcl.configs import gtzan_musicnn
+from mcl.continual import registry
+from mcl.datasets import encoded_folders, from_config, labelled_folders
+from mcl.experiments import prediction
+from mcl.features import audio, logmel, patches
+from mcl.models import encoders, musicnn_checkpoint
+
+HOP_SECONDS = 6.0  # 2-3 patches of a 15-20 s excerpt: a fast build.
+
+
+def tiny_encoder_config(audio_dir, data_dir):
+  """configs/gtzan_musicnn.py at test size: two tasks, a 16-8 MLP."""
+  config = gtzan_musicnn.get_config()
+  config.tasks = (("blues", "classical"), ("metal", "pop"))
+  config.data.source_dir = audio_dir
+  config.data.data_dir = data_dir
+  config.data.patch_hop_seconds = HOP_SECONDS
+  config.data.eval_chunks = 3
+  config.model.widths.dense_widths = (16, 8)
+  config.train.batch_size = 8
+  config.train.eval_batch_size = 4
+  config.train.fit.learning_rate = 1e-2
+  config.train.fit.max_steps = 10
+  config.train.fit.eval_every = 5
+  config.train.fit.patience = 2
+  config.den.k = 2
+  config.replay.memory_clips = 4
+  config.replay.batch_size = 4
+  return config
+
+
+@pytest.fixture(scope="module")
+def short_clip_dir(gtzan_dir, tmp_path_factory):
+  """blues and classical: 3 real clips each, one blues clip cut to 2.0 s
+  (shorter than a patch) and one classical clip cut to 0.3 s (shorter
+  than features.min_seconds)."""
+  root = tmp_path_factory.mktemp("short_clips")
+  for genre in ("blues", "classical"):
+    os.makedirs(root / genre)
+    for i in range(3):
+      name = f"{genre}.{i:05d}.wav"
+      os.symlink(os.path.join(gtzan_dir, genre, name), root / genre / name)
+  for genre, seconds in (("blues", 2.0), ("classical", 0.3)):
+    signal, rate = soundfile.read(
+      os.path.join(gtzan_dir, genre, f"{genre}.00003.wav")
+    )
+    soundfile.write(
+      root / genre / f"{genre}.short.wav", signal[: int(seconds * rate)], rate
+    )
+  return str(root)
+
+
+@pytest.fixture(scope="module")
+def encoder_run(tiny_audio_dir, tiny_data_dir, tmp_path_factory):
+  """(config, workdir, results) of a tiny DEN run on MSD_musicnn records."""
+  config = tiny_encoder_config(tiny_audio_dir, tiny_data_dir)
+  workdir = str(tmp_path_factory.mktemp("encoder_run"))
+  return config, workdir, experiments.run(config, workdir)
+
+
+def test_patches_hop_and_pad():
+  x = np.arange(10 * 2, dtype=np.float32).reshape(10, 2)
+  cut = patches.cut(x, 4, 3)
+  assert cut.shape == (3, 4, 2)
+  np.testing.assert_array_equal(cut[1], x[3:7])
+  short = patches.cut(x[:3], 4, 3)
+  assert short.shape == (1, 4, 2)
+  np.testing.assert_array_equal(short[0, 3], 0.0)
+  assert patches.hop_frames(1.5, 16_000, 256) == 94
+
+
+def test_stored_embeddings_equal_the_flax_ports_sown_layer(encoder_run):
+  config, _, _ = encoder_run
+  builder, _ = from_config.audio_builder(config)
+  assert builder.info.metadata["layer"] == "penultimate"
+  record = next(iter(tfds.as_numpy(builder.as_dataset(split="fold0"))))
+  path = os.path.join(
+    config.data.source_dir, record["clip_id"].decode() + ".wav"
+  )
+  log_mel = logmel.musicnn_log_mel(audio.load_audio(path, 16_000))
+  hop = patches.hop_frames(HOP_SECONDS, 16_000, 256)
+  starts = range(0, log_mel.shape[0] - 187 + 1, hop)
+  fixed = np.stack([log_mel[s : s + 187] for s in starts])
+  pretrained = musicnn_checkpoint.load("MSD_musicnn")
+  _, sown = pretrained.model.apply(
+    pretrained.variables, fixed, train=False, mutable=["intermediates"]
+  )
+  expected = np.asarray(sown["intermediates"]["penultimate"][0])
+  assert record["embedding"].shape == expected.shape == (len(starts), 200)
+  np.testing.assert_allclose(record["embedding"], expected, atol=1e-5)
+
+
+def test_other_encoder_or_layer_gives_other_records(encoder_run):
+  config, _, _ = encoder_run
+  builder, _ = from_config.audio_builder(config)
+  log_mels = labelled_folders.build(
+    config.data.source_dir,
+    config.data.data_dir,
+    audio.FeatureConfig(**config.features),
+    num_folds=config.data.num_folds,
+    pad_seconds=from_config.PATCH_SECONDS,
+  )
+  same = encoded_folders.make_config(
+    log_mels, "MSD_musicnn", "penultimate", HOP_SECONDS
+  )
+  assert same.name == builder.builder_config.name
+  names = {
+    encoded_folders.make_config(log_mels, e, layer, hop).name
+    for e, layer, hop in (
+      ("MSD_musicnn", "penultimate", HOP_SECONDS),
+      ("MTT_musicnn", "penultimate", HOP_SECONDS),
+      ("MSD_musicnn", "cnn3_max_mean", HOP_SECONDS),
+      ("MSD_musicnn", "penultimate", 3.0),
+    )
+  }
+  assert len(names) == 4
+  config.data.encoder_layer = "cnn3_max_mean"
+  other, _ = from_config.audio_builder(config)
+  assert other.data_dir != builder.data_dir
+  row = next(iter(tfds.as_numpy(other.as_dataset(split="fold0"))))
+  assert row["embedding"].shape[-1] == 128  # max and mean of 64 channels
+
+
+def test_unknown_layer_is_named():
+  with pytest.raises(Exception, match="penultimate"):
+    encoders.resolve_layer("MSD_musicnn", "nope")
+
+
+def test_short_clips_are_padded_in_records_and_predictions(
+  short_clip_dir, tiny_data_dir, encoder_run
+):
+  config = tiny_encoder_config(short_clip_dir, tiny_data_dir)
+  config.data.num_folds = 3
+  log_mels = labelled_folders.build(
+    short_clip_dir,
+    tiny_data_dir,
+    audio.FeatureConfig(**config.features),
+    num_folds=3,
+    pad_seconds=from_config.PATCH_SECONDS,
+  )
+  short = os.path.join(short_clip_dir, "blues", "blues.short.wav")
+  tiny = os.path.join(short_clip_dir, "classical", "classical.short.wav")
+  assert labelled_folders.padded_clips(log_mels) == [
+    {"path": short, "seconds": 2.0}
+  ]
+  skipped = labelled_folders.skipped_clips(log_mels)
+  assert [s["path"] for s in skipped] == [tiny]
+  assert "too short: decodes to 0.30 s < 1.00 s" in skipped[0]["problem"]
+  builder, _ = from_config.audio_builder(config)
+  rows = {
+    r["clip_id"].decode(): r
+    for k in range(3)
+    for r in tfds.as_numpy(builder.as_dataset(split=f"fold{k}"))
+  }
+  assert rows["blues/blues.short"]["padded"]
+  assert rows["blues/blues.short"]["embedding"].shape == (1, 200)
+  assert not rows["blues/blues.00000"]["padded"]
+  # Both predicts score the 2.0-s clip, padded, and name the 0.3-s one.
+  _, workdir, _ = encoder_run
+  for result in (
+    prediction.predict(workdir, [short, tiny]),
+    prediction.predict_pretrained("MSD_musicnn", [short, tiny]),
+  ):
+    assert [(p.path, p.padded) for p in result.predictions] == [(short, True)]
+    assert [s["path"] for s in result.skipped] == [tiny]
+    assert "too short" in result.skipped[0]["problem"]
+
+
+@pytest.mark.parametrize("method", sorted(registry.METHODS))
+def test_every_method_learns_on_embeddings(
+  method, tiny_audio_dir, tiny_data_dir, tmp_path
+):
+  config = tiny_encoder_config(tiny_audio_dir, tiny_data_dir)
+  config.method = method
+  results = experiments.run(config, str(tmp_path))
+  assert results["total_params"] > 0
+  if method == "joint":  # One fit of every task: no per-task loss.
+    final = results["validation_accuracy_matrix"][-1]
+    assert np.mean(final) > 0.5, final  # Two classes per head.
+    return
+  learnt = [
+    (loss, zero)
+    for loss, zero in zip(
+      results["validation_loss"],
+      results["zero_shot_validation_loss"],
+      strict=True,
+    )
+    if loss is not None
+  ]
+  assert learnt, results["validation_loss"]
+  assert all(loss < zero for loss, zero in learnt), learnt
+
+
+def test_den_on_the_mlp_compiles_each_phase_kind_once(
+  gtzan_dir, tiny_data_dir, tmp_path
+):
+  # The five genre pairs, 3 clips per genre in 3 folds.
+  for genre in os.listdir(gtzan_dir):
+    if os.path.isdir(os.path.join(gtzan_dir, genre)):
+      os.makedirs(tmp_path / "audio" / genre)
+      for i in range(3):
+        name = f"{genre}.{i:05d}.wav"
+        source = os.path.join(gtzan_dir, genre, name)
+        os.symlink(source, tmp_path / "audio" / genre / name)
+  config = tiny_encoder_config(str(tmp_path / "audio"), tiny_data_dir)
+  config.tasks = gtzan_musicnn.get_config().tasks
+  config.data.num_folds = 3
+  config.den.tau = 0.0  # Every task expands (its loss is above 0) ...
+  config.den.split_top_k = 1  # ... and splits a unit per layer.
+  config.den.capacity = 4.0
+  counts = collections.Counter()
+
+  def listen(event, duration, **kwargs):
+    del duration
+    if event == "/jax/core/compile/backend_compile_duration":
+      counts[kwargs.get("fun_name")] += 1
+
+  jax.clear_caches()
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    results = experiments.run(config, str(tmp_path / "run"))
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
+  assert all(r["expanded"] for r in results["task_records"][1:])
+  # One trace per phase kind: sparse, head, selective, expand, split.
+  assert 1 <= counts["jit(train_step)"] <= 5, counts
