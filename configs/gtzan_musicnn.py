@@ -8,7 +8,8 @@ musicnn package's MSD_musicnn checkpoint at its chosen layer
 perceptron (Yoon et al. 2018: 312-128, ReLU) on one patch embedding; a
 test clip is scored by averaging its head's probabilities over its
 patches (`data.eval_chunks` = 12 evenly spaced ones: every patch of the
-15-20-s excerpts, which have 8-12; a clip with fewer counts some twice). The budget is configs/gtzan.py's default (150-step phases).
+15-20-s excerpts, which have 8-12; a clip with fewer counts some twice).
+The budget is configs/gtzan.py's default (150-step phases).
 Every method of `mcl.continual.registry.METHODS` runs with
 `--config.method=<name>`; `--config.data.encoder=MTT_musicnn` (or a vgg)
 swaps the encoder.

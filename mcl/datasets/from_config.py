@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import ml_collections
+import numpy as np
 
 from mcl.datasets import (
   encoded_folders,
@@ -152,10 +153,11 @@ def check_chunk_length(
   clips: dict[str, task_data.SplitClips],
   config: ml_collections.ConfigDict,
 ) -> None:
-  """No clip of the tasks' classes is shorter than a chunk.
+  """No clip of the tasks' classes is shorter than a chunk, and at most
+  half of them were zero-padded to one when their records were built.
 
-  A shorter clip is zero-padded into every chunk drawn from it, so a
-  chunk longer than most clips trains and tests on padding.
+  A shorter clip would be zero-padded into every chunk drawn from it, and
+  a chunk longer than most clips trains and tests on padding.
 
   Args:
     task_list: the tasks.
@@ -165,9 +167,26 @@ def check_chunk_length(
 
   Raises:
     mcl.runtime.errors.UserError: `data.chunk_seconds` is above the length of
-      some clip; the message names the shortest clips with their lengths (s).
+      some clip; the message names the shortest clips with their lengths (s);
+      or above that of more than half the clips, padded to it.
   """
   wanted = {label for task in task_list for label in task.class_ids}
+  padded = sorted(
+    name
+    for split in clips.values()
+    if split.padded is not None
+    for label, pad, name in zip(
+      split.labels, split.padded, split.names, strict=True
+    )
+    if label in wanted and pad
+  )
+  total = sum(np.isin(c.labels, list(wanted)).sum() for c in clips.values())
+  if 2 * len(padded) > total:
+    raise errors.UserError(
+      f"data.chunk_seconds={config.data.chunk_seconds!r}: longer than "
+      f"{len(padded)} of the tasks' {total} clips ({', '.join(padded[:3])}"
+      ", ...), which were zero-padded to it; a chunk must fit most clips"
+    )
   lengths = [
     (int(frames), name)
     for split in clips.values()

@@ -122,11 +122,14 @@ class SplitClips:
     labels: int [clips], label ids.
     frames: int [clips], log-mel frames (or patches) of each clip.
     names: the clips' names (`CLIP_NAMES`), for messages.
+    padded: bool [clips], stored zero-padded to one chunk (None: the
+      records pad nothing).
   """
 
   labels: np.ndarray
   frames: np.ndarray
   names: list[str]
+  padded: np.ndarray | None = None
 
   def class_counts(self, num_labels: int) -> np.ndarray:
     """int [num_labels]: clips of each label."""
@@ -142,9 +145,18 @@ def split_clips(builder, split: str) -> SplitClips:
   ds = builder.as_dataset(
     split=split, decoders={feature: tfds.decode.SkipDecoding()}
   )
-  ds = ds.map(lambda ex: (ex["label"], tf.shape(ex[feature])[0], ex[name]))
+  has_padded = "padded" in features
+  ds = ds.map(
+    lambda ex: (
+      ex["label"],
+      tf.shape(ex[feature])[0],
+      ex[name],
+      ex["padded"] if has_padded else False,
+    )
+  )
   rows = list(tfds.as_numpy(ds))
   return SplitClips(
+    padded=np.asarray([r[3] for r in rows], bool) if has_padded else None,
     labels=np.asarray([r[0] for r in rows], np.int64),
     frames=np.asarray([r[1] for r in rows], np.int64),
     names=[
