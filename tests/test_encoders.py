@@ -12,12 +12,14 @@ import soundfile
 import tensorflow_datasets as tfds
 
 from mcl import experiments
+from mcl import inspect as run_inspect
 from mcl.configs import gtzan_musicnn
-from mcl.continual import registry
+from mcl.continual import registry, scoring
 from mcl.datasets import encoded_folders, from_config, labelled_folders
 from mcl.experiments import prediction
 from mcl.features import audio, logmel, patches
 from mcl.models import encoders, musicnn_checkpoint
+from mcl.trainer import checkpointing, metrics
 
 HOP_SECONDS = 6.0  # 2-3 patches of a 15-20 s excerpt: a fast build.
 
@@ -238,3 +240,50 @@ def test_den_on_the_mlp_compiles_each_phase_kind_once(
   assert all(r["expanded"] for r in results["task_records"][1:])
   # One trace per phase kind: sparse, head, selective, expand, split.
   assert 1 <= counts["jit(train_step)"] <= 5, counts
+
+
+def test_predict_equals_the_encoder_runs_evaluation(encoder_run):
+  config, workdir, results = encoder_run
+  data = from_config.build(config)
+  params, metadata = run_inspect.load(workdir)
+  method = registry.METHODS[config.method].from_config(
+    config, tuple(metadata["input_shape"])
+  )
+  checkpoints = checkpointing.TaskCheckpoints(
+    os.path.join(workdir, "checkpoints")
+  )
+  state = checkpoints.state(1)
+  checkpoints.close()
+  test = data.builder.as_dataset(split=data.split.test, shuffle_files=False)
+  ids = [r["clip_id"].decode() for r in tfds.as_numpy(test)]
+  for task in data.tasks:
+    names = [i for i in ids if i.split("/")[0] in task.class_names]
+    paths = [os.path.join(config.data.source_dir, i + ".wav") for i in names]
+    out = prediction.predict(workdir, paths, task=task.index)
+    evaluated = scoring.evaluate(
+      method.network(params, state, task.index),
+      data.eval_batches(task.index, "test"),
+    )
+    predicted = np.stack(
+      [p.scores[f"task{task.index}"].probabilities for p in out.predictions]
+    )
+    np.testing.assert_allclose(predicted, evaluated.probabilities, atol=1e-5)
+    labels = [task.class_names.index(n.split("/")[0]) for n in names]
+    assert metrics.accuracy(predicted, np.asarray(labels)) == pytest.approx(
+      results["accuracy_matrix"][-1][task.index]
+    )
+
+
+def test_in_memory_streams_are_seeded_and_shaped(encoder_run):
+  config, _, _ = encoder_run
+  data = from_config.build(config)
+  first = next(data.train_batches(0, seed=3))
+  again = next(data.train_batches(0, seed=3))
+  other = next(data.train_batches(0, seed=4))
+  assert first["inputs"].shape == (8, 1, 200)
+  np.testing.assert_array_equal(first["inputs"], again["inputs"])
+  assert not np.array_equal(first["inputs"], other["inputs"])
+  assert set(first["label"].tolist()) <= {0, 1}
+  (batch,) = data.eval_batches(0, "validation")
+  assert batch["inputs"].shape == (4, 3, 1, 200)
+  assert batch["mask"].tolist() == [1.0, 1.0, 0.0, 0.0]  # 2 clips of 4.

@@ -29,9 +29,9 @@ import ml_collections
 import numpy as np
 
 from mcl.datasets import (
+  clip_memory,
   encoded_folders,
   fma,
-  input_pipeline,
   labelled_folders,
   magnatagatune,
   permuted_digits,
@@ -294,14 +294,21 @@ def audio_task_data(config: ml_collections.ConfigDict) -> task_data.TaskData:
     config.data.allow_empty_classes,
   )
   check_chunk_length(task_list, clips, config)
+  if encoder(config) != "none":
+    return clip_memory.ClipTaskData(
+      builder,
+      split,
+      task_list,
+      batch_size=config.train.batch_size,
+      eval_batch_size=config.train.eval_batch_size,
+      eval_chunks=config.data.eval_chunks,
+    )
   return task_data.AudioTaskData(
     builder,
     split,
     task_list,
     frames=chunk_frames(config),
-    num_mels=builder.info.features[input_pipeline.input_feature(builder)].shape[
-      -1
-    ],
+    num_mels=config.features.n_mels,
     batch_size=config.train.batch_size,
     eval_batch_size=config.train.eval_batch_size,
     eval_chunks=config.data.eval_chunks,
