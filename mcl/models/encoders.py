@@ -110,6 +110,7 @@ def _sown(pretrained, x_BxTxF: jnp.ndarray) -> dict:
   return sown["intermediates"]
 
 
+@functools.cache
 def embedding_dimension(name: str, layer: str) -> int:
   """D of an encoder's layer, by abstract evaluation (nothing computed).
 
