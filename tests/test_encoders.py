@@ -3,7 +3,11 @@ clips, and every continual method on an MLP over them (real GTZAN audio,
 the musicnn package's MSD_musicnn checkpoint)."""
 
 import collections
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -11,7 +15,7 @@ import pytest
 import soundfile
 import tensorflow_datasets as tfds
 
-from mcl import experiments
+from mcl import experiments, models
 from mcl import inspect as run_inspect
 from mcl.configs import gtzan_musicnn
 from mcl.continual import registry, scoring
@@ -19,7 +23,9 @@ from mcl.datasets import encoded_folders, from_config, labelled_folders
 from mcl.experiments import prediction
 from mcl.features import audio, logmel, patches
 from mcl.models import encoders, musicnn_checkpoint
+from mcl.models.conv_classifier import encoder_name
 from mcl.trainer import checkpointing, metrics
+from tests import conftest, forks
 
 HOP_SECONDS = 6.0  # 2-3 patches of a 15-20 s excerpt: a fast build.
 
@@ -287,3 +293,71 @@ def test_in_memory_streams_are_seeded_and_shaped(encoder_run):
   (batch,) = data.eval_batches(0, "validation")
   assert batch["inputs"].shape == (4, 3, 1, 200)
   assert batch["mask"].tolist() == [1.0, 1.0, 0.0, 0.0]  # 2 clips of 4.
+
+
+def test_the_fine_tuned_trunk_starts_as_the_frozen_encoder():
+  pretrained = musicnn_checkpoint.load("MSD_musicnn")
+  x = np.random.default_rng(0).random((3, 187, 96), np.float32) * 3
+  _, sown = pretrained.model.apply(
+    pretrained.variables, x, train=False, mutable=["intermediates"]
+  )
+  expected = np.asarray(sown["intermediates"]["penultimate"][0])
+  model = models.ConvClassifier((), (4,), (2,), encoder=True)
+  params = model.init(jax.random.key(0), x)["params"]
+  params.update(musicnn_checkpoint.folded(pretrained, encoder_name))
+  _, inner = model.apply(
+    {"params": params},
+    x,
+    mutable=["intermediates"],
+    capture_intermediates=False,
+  )
+  dense_input = np.asarray(inner["intermediates"]["dense_0_input"][0])
+  embedded = (expected - expected.mean(1, keepdims=True)) / (
+    expected.std(1, keepdims=True) + 1e-5
+  )
+  np.testing.assert_allclose(dense_input, embedded, atol=1e-4)
+
+
+def test_fine_tuning_the_encoder_lowers_validation_loss(
+  tiny_audio_dir, tiny_data_dir, tmp_path
+):
+  # XLA's CPU backend at optimisation level 0 (the suite's, conftest)
+  # gives NaN gradients through the musicnn trunk, level 2 finite ones: the
+  # two runs go in a fresh interpreter at XLA's default level.
+  code = textwrap.dedent(
+    f"""
+    import json
+    from mcl import experiments
+    from tests.test_encoders import tiny_encoder_config
+    out = {{}}
+    for method in ("finetune", "stl"):
+      config = tiny_encoder_config({tiny_audio_dir!r}, {tiny_data_dir!r})
+      config.method = method
+      config.model.fine_tune_encoder = True
+      config.train.fit.learning_rate = 1e-4
+      config.train.fit.max_steps = 4
+      config.train.fit.eval_every = 2
+      r = experiments.run(config, {str(tmp_path)!r} + "/" + method)
+      out[method] = [
+        r["total_params"], r["validation_loss"],
+        r["zero_shot_validation_loss"],
+      ]
+    print(json.dumps(out))
+    """
+  )
+  flags = os.environ.get("XLA_FLAGS", "").replace(conftest.O0_FLAG, "")
+  child = subprocess.run(
+    [sys.executable, "-c", code],
+    env={**os.environ, "XLA_FLAGS": flags},
+    cwd=forks.ROOT,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
+  assert child.returncode == 0, child.stderr[-3000:]
+  out = json.loads(child.stdout.strip().splitlines()[-1])
+  for method, (params, losses, zero_shot) in out.items():
+    assert params > 787_000, method  # The trunk is trained.
+    pairs = zip(losses, zero_shot, strict=True)
+    assert all(loss < zero for loss, zero in pairs), (method, losses)
