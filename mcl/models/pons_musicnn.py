@@ -37,6 +37,19 @@ def _batch_norm(train: bool, name: str) -> nn.BatchNorm:
   )
 
 
+def _max(x: jnp.ndarray, axis: int) -> jnp.ndarray:
+  """`x.max(axis)` whose gradient goes to one maximum (the first).
+
+  `jnp.max`'s gradient divides by the count of elements equal to the
+  maximum; under jit XLA may recompute the operand in two fusions that
+  round differently, find no element equal, and divide by zero (seen:
+  NaN gradients through this trunk on CPU). Gathering at the argmax has
+  the same value and no division.
+  """
+  index = jnp.expand_dims(jnp.argmax(x, axis=axis), axis)
+  return jnp.take_along_axis(x, index, axis=axis).squeeze(axis)
+
+
 class Affine(nn.Module):
   """x * scale + bias per channel: an inference-mode BatchNorm with its
   moving statistics folded into `scale` and `bias`
@@ -87,13 +100,13 @@ def musicnn_trunk(
     name = f"timbral_{int(fraction * 10)}"
     h = jnp.pad(h_BxTxFx1, ((0, 0), (3, 3), (0, 0), (0, 0)))
     conv = nn.Conv(timbral, (7, height), padding="VALID", name=rename(name))
-    front.append(norm(rename(f"{name}_bn"))(nn.relu(conv(h))).max(axis=2))
+    front.append(_max(norm(rename(f"{name}_bn"))(nn.relu(conv(h))), 2))
   temporal = int(frontend_scale * 32)
   for length in (128, 64, 32):
     name = f"temporal_{length}"
     conv = nn.Conv(temporal, (length, 1), padding="SAME", name=rename(name))
     h = nn.relu(conv(h_BxTxFx1))
-    front.append(norm(rename(f"{name}_bn"))(h).max(axis=2))
+    front.append(_max(norm(rename(f"{name}_bn"))(h), 2))
   front_BxTxC = jnp.concatenate(front, axis=-1)
   sow("timbral", jnp.concatenate(front[:2], -1))
   sow("temporal", jnp.concatenate(front[2:], -1))
@@ -110,7 +123,7 @@ def musicnn_trunk(
     stages.append(h)
   h_BxTxC = jnp.concatenate(stages, axis=-1)
 
-  max_BxC = h_BxTxC.max(axis=1)
+  max_BxC = _max(h_BxTxC, 1)
   mean_BxC = h_BxTxC.mean(axis=1)
   sow("max_pool", max_BxC)
   sow("mean_pool", mean_BxC)
