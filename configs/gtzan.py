@@ -58,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.widths = ml_collections.ConfigDict()
   config.model.widths.conv_widths = (8, 16, 32, 32)
   config.model.widths.dense_widths = (32,)
+  # With data.encoder set: train its musicnn trunk end to end on the patch
+  # log-mels instead of reading its frozen embeddings (not for DEN).
+  config.model.fine_tune_encoder = False
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 16

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import tensorflow_datasets as tfds
 
-from mcl import experiments
+from mcl import experiments, models
 from mcl import inspect as run_inspect
 from mcl.configs import gtzan_musicnn
 from mcl.continual import registry, scoring
@@ -19,6 +19,7 @@ from mcl.datasets import encoded_folders, from_config, labelled_folders
 from mcl.experiments import prediction
 from mcl.features import audio, logmel, patches
 from mcl.models import encoders, musicnn_checkpoint
+from mcl.models.conv_classifier import encoder_name
 from mcl.trainer import checkpointing, metrics
 
 HOP_SECONDS = 6.0  # 2-3 patches of a 15-20 s excerpt: a fast build.
@@ -287,3 +288,46 @@ def test_in_memory_streams_are_seeded_and_shaped(encoder_run):
   (batch,) = data.eval_batches(0, "validation")
   assert batch["inputs"].shape == (4, 3, 1, 200)
   assert batch["mask"].tolist() == [1.0, 1.0, 0.0, 0.0]  # 2 clips of 4.
+
+
+def test_the_fine_tuned_trunk_starts_as_the_frozen_encoder():
+  pretrained = musicnn_checkpoint.load("MSD_musicnn")
+  x = np.random.default_rng(0).random((3, 187, 96), np.float32) * 3
+  _, sown = pretrained.model.apply(
+    pretrained.variables, x, train=False, mutable=["intermediates"]
+  )
+  expected = np.asarray(sown["intermediates"]["penultimate"][0])
+  model = models.ConvClassifier((), (4,), (2,), encoder=True)
+  params = model.init(jax.random.key(0), x)["params"]
+  params.update(musicnn_checkpoint.folded(pretrained, encoder_name))
+  _, inner = model.apply(
+    {"params": params},
+    x,
+    mutable=["intermediates"],
+    capture_intermediates=False,
+  )
+  dense_input = np.asarray(inner["intermediates"]["dense_0_input"][0])
+  embedded = (expected - expected.mean(1, keepdims=True)) / (
+    expected.std(1, keepdims=True) + 1e-5
+  )
+  np.testing.assert_allclose(dense_input, embedded, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["finetune", "stl"])
+def test_fine_tuning_the_encoder_lowers_validation_loss(
+  method, tiny_audio_dir, tiny_data_dir, tmp_path
+):
+  config = tiny_encoder_config(tiny_audio_dir, tiny_data_dir)
+  config.method = method
+  config.model.fine_tune_encoder = True
+  config.train.fit.learning_rate = 1e-4
+  config.train.fit.max_steps = 4
+  config.train.fit.eval_every = 2
+  results = experiments.run(config, str(tmp_path))
+  assert results["total_params"] > 777_000  # The trunk (777,109) is trained.
+  pairs = zip(
+    results["validation_loss"],
+    results["zero_shot_validation_loss"],
+    strict=True,
+  )
+  assert all(loss < zero for loss, zero in pairs), results["validation_loss"]

@@ -7,8 +7,6 @@ bit-identical: task j reads only columns <= j, which never train again.
 Task j's network is column j alone for STL, columns 0..j for progressive.
 """
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +14,7 @@ import numpy as np
 from mcl.continual import method
 from mcl.datasets import task_data as data
 from mcl.models import ProgressiveNet, head_name
-from mcl.models.progressive_net import column_of
+from mcl.models.progressive_net import column_of, encoder_column
 
 
 class Columns(method.Method):
@@ -27,7 +25,7 @@ class Columns(method.Method):
 
   def _model(self, head_sizes):
     return ProgressiveNet(
-      **dataclasses.asdict(self.widths),
+      **self.widths.module_fields(),
       head_sizes=head_sizes,
       lateral=self.lateral,
     )
@@ -37,6 +35,7 @@ class Columns(method.Method):
     params = jax.device_get(
       model.init(key, jnp.zeros(self.input_shape))["params"]
     )
+    params.update(self.widths.pretrained(lambda n: encoder_column(n, 0)))
     return params, {"columns": np.asarray(1, np.int32)}
 
   def begin_task(self, params, state, task, rng):
@@ -45,6 +44,9 @@ class Columns(method.Method):
     key = jax.random.key(int(rng.integers(2**31)))
     fresh = jax.device_get(
       model.init(key, jnp.zeros(self.input_shape))["params"]
+    )
+    fresh.update(
+      self.widths.pretrained(lambda n: encoder_column(n, task.index))
     )
     # Old columns keep their values; only column `task` is new.
     params = {**fresh, **params}

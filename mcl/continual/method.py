@@ -25,7 +25,8 @@ import numpy as np
 from mcl import models
 from mcl.continual import phase, slots, surgery, timestamped
 from mcl.datasets import tasks
-from mcl.models import ConvClassifier, head_name
+from mcl.models import ConvClassifier, head_name, musicnn_checkpoint
+from mcl.models.conv_classifier import encoder_name
 from mcl.trainer import fit
 
 Params = dict
@@ -85,10 +86,30 @@ class Widths:
   Attributes:
     conv_widths: channels of the 3x3 conv blocks, input to output.
     dense_widths: units of the dense layers.
+    encoder: a musicnn checkpoint whose trunk comes first and is trained
+      end to end (`model.fine_tune_encoder`), or "" for none.
   """
 
   conv_widths: tuple[int, ...]
   dense_widths: tuple[int, ...]
+  encoder: str = ""
+
+  def module_fields(self) -> dict:
+    """The trunk modules' fields (`ConvClassifier`, `ProgressiveNet`)."""
+    return {
+      "conv_widths": self.conv_widths,
+      "dense_widths": self.dense_widths,
+      "encoder": bool(self.encoder),
+    }
+
+  def pretrained(self, rename) -> Params:
+    """The encoder trunk's checkpoint groups, named by `rename` (see
+    `musicnn_checkpoint.folded`); {} without an encoder."""
+    if not self.encoder:
+      return {}
+    return musicnn_checkpoint.folded(
+      musicnn_checkpoint.load(self.encoder), rename
+    )
 
 
 class Method:
@@ -147,9 +168,11 @@ class Method:
     Raises:
       TypeError: the config section has unknown or missing settings.
     """
+    fine_tune = config.model.get("fine_tune_encoder", False)
     widths = Widths(
       conv_widths=tuple(config.model.widths.conv_widths),
       dense_widths=tuple(config.model.widths.dense_widths),
+      encoder=config.data.encoder if fine_tune else "",
     )
     settings = None
     if cls.section is not None:
@@ -160,9 +183,10 @@ class Method:
     """b_j of forward transfer: the backbone (`ConvClassifier` at the
     method's widths, one head for `task`) at random initialisation."""
     model = ConvClassifier(
-      **dataclasses.asdict(self.widths), head_sizes=(task.num_classes,)
+      **self.widths.module_fields(), head_sizes=(task.num_classes,)
     )
     params = model.init(key, jnp.zeros(self.input_shape))["params"]
+    params = {**params, **self.widths.pretrained(encoder_name)}
     return Network(model, params, 0)
 
   def architecture_record(self, params: Params, state: State) -> dict:
@@ -230,7 +254,7 @@ class Sequential(Method):
     """The slots of `params`, or None when the run's tasks are unknown."""
     if not self.head_sizes:
       return None
-    model = ConvClassifier(**dataclasses.asdict(self.widths), head_sizes=())
+    model = ConvClassifier(**self.widths.module_fields(), head_sizes=())
     initial = dict(
       zip(
         model.hidden_layers,
@@ -263,11 +287,12 @@ class Sequential(Method):
 
   def init(self, key, task):
     model = ConvClassifier(
-      **dataclasses.asdict(self.widths), head_sizes=(task.num_classes,)
+      **self.widths.module_fields(), head_sizes=(task.num_classes,)
     )
     params = jax.device_get(
       model.init(key, jnp.zeros(self.input_shape))["params"]
     )
+    params = {**params, **self.widths.pretrained(encoder_name)}
     timestamps = {
       name: np.zeros(params[name]["bias"].shape, np.int32)
       for name in model.hidden_layers

@@ -58,6 +58,11 @@ def timestamped_params(
       "kernel": params[name]["kernel"][:previous],
       "bias": params[name]["bias"],
     }
+  # A pretrained trunk before the layers (`ConvClassifier.encoder`) is
+  # every task's.
+  for name, group in params.items():
+    if name not in layers and not name.startswith("head_"):
+      sub[name] = group
   return sub
 
 
@@ -76,7 +81,6 @@ def parameters_per_task(
   counts = []
   for task, head in enumerate(heads):
     sub = timestamped_params(params, timestamps, layers, heads, task)
-    counts.append(
-      int(sum(v.size for name in (*layers, head) for v in sub[name].values()))
-    )
+    own = [n for n in sub if not n.startswith("head_") or n == head]
+    counts.append(int(sum(v.size for n in own for v in sub[n].values())))
   return counts

@@ -4,21 +4,17 @@ The builders (`mcl.datasets.*`), `mcl.datasets.task_data.AudioTaskData`
 and `mcl.datasets.permuted_digits` take plain arguments; the functions
 here read an experiment config and call them:
 
-- `build(config)`: the continual run's `TaskData` of `config.data.source`
-  ("labelled_folders", "magnatagatune", "fma": log-mel records, tasks from
-  `config.tasks`; "permuted_digits", "mnist": permuted images), checked
-  (`task_data.check_classes`, `check_chunk_length`) before it is used;
+- `build(config)`: the continual run's checked `TaskData` of
+  `config.data.source` (log-mel or frozen-encoder records of audio, tasks
+  from `config.tasks`; permuted images);
 - `audio_builder(config)`: the prepared records and split of an audio
-  source of the continual runs; `tagging_records(config)`: those of the
-  single-task zoo (MagnaTagATune top-50, FMA genres) (the feature
-  baseline's tables are `mcl.datasets.feature_tables`');
+  source of the continual runs; `tagging_records(config)`: the zoo's;
 - `chunk_frames(config)`, `label_names(config)`: what the continual run,
   the checks and `mcl.predict` read before any record exists.
 
-Chunks are spelt once: `config.data.chunk_seconds` (the training and
-evaluation chunk of the continual runs, in seconds) and
-`config.data.eval_chunks` (evenly spaced chunks per evaluation clip, in
-every experiment); the zoo's model input length is its `config.input`.
+Chunks are spelt once: `config.data.chunk_seconds` (the continual runs'
+chunk, in seconds) and `config.data.eval_chunks` (evenly spaced chunks per
+evaluation clip); the zoo's model input length is its `config.input`.
 """
 
 import dataclasses
@@ -38,7 +34,7 @@ from mcl.datasets import (
   task_data,
   tasks,
 )
-from mcl.features import audio
+from mcl.features import audio, logmel
 from mcl.runtime import errors
 
 # A musicnn patch (187 frames at hop 256, 16 kHz) rounded up to whole
@@ -103,16 +99,25 @@ def audio_builder(config: ml_collections.ConfigDict):
   )
 
 
+def fine_tunes_encoder(config: ml_collections.ConfigDict) -> bool:
+  """`model.fine_tune_encoder`: `data.encoder`'s trunk is trained end to
+  end on the patch log-mels (the records stay log-mels)."""
+  return bool(config.get("model", {}).get("fine_tune_encoder", False))
+
+
 def encoder(config: ml_collections.ConfigDict) -> str:
   """`data.encoder`: a frozen encoder of `mcl.models.encoders.ENCODERS`
-  whose patch embeddings are the records, or "none" (log-mel records)."""
+  whose patch embeddings are the records, or "none" (log-mel records,
+  also when the encoder is fine-tuned)."""
+  if fine_tunes_encoder(config):
+    return "none"
   return config.data.get("encoder", "none")
 
 
 def pad_seconds(config: ml_collections.ConfigDict) -> float:
   """The length in seconds a shorter clip is zero-padded to when its
   records are built: one encoder patch (3 s) or one `data.chunk_seconds`."""
-  if encoder(config) != "none":
+  if encoder(config) != "none" or fine_tunes_encoder(config):
     return PATCH_SECONDS
   return float(config.data.chunk_seconds)
 
@@ -120,9 +125,12 @@ def pad_seconds(config: ml_collections.ConfigDict) -> float:
 def chunk_frames(config: ml_collections.ConfigDict) -> int:
   """Training/evaluation chunk length in frames (`data.chunk_seconds` at
   the features' sample rate in Hz and hop length in samples); 1 (one
-  patch's embedding) for encoder records."""
+  patch's embedding) for encoder records, a 187-frame patch when the
+  encoder is fine-tuned."""
   if encoder(config) != "none":
     return 1
+  if fine_tunes_encoder(config):
+    return logmel.MUSICNN_PATCH_FRAMES
   return int(
     round(
       config.data.chunk_seconds

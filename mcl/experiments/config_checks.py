@@ -106,6 +106,27 @@ def _encoder_records(config: ml_collections.ConfigDict) -> str | None:
   return None
 
 
+def _fine_tuned_encoder(config: ml_collections.ConfigDict) -> str | None:
+  """model.fine_tune_encoder trains a musicnn checkpoint's trunk, on its
+  own front end, under a method that does not grow units."""
+  if lookup(config, "model.fine_tune_encoder") is not True:
+    return None
+  name = lookup(config, "data.encoder")
+  if name not in ("MSD_musicnn", "MTT_musicnn"):
+    return (
+      f"model.fine_tune_encoder=True with data.encoder={name!r}: the "
+      "trunk is a musicnn checkpoint (MSD_musicnn or MTT_musicnn)"
+    )
+  if lookup(config, "features.front_end") != "musicnn":
+    return "model.fine_tune_encoder=True: needs features.front_end='musicnn'"
+  if lookup(config, "method") == "den":
+    return (
+      "model.fine_tune_encoder=True with method='den': DEN's surgery grows "
+      "conv and dense units, not a pretrained trunk; use another method"
+    )
+  return None
+
+
 # Every experiment reads these.
 COMMON: dict[str, Rule] = {
   "seed": Integer(at_least=0),

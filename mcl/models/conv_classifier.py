@@ -16,6 +16,13 @@ the hidden layers are `dense_0`, `dense_1`, ... The per-example
 standardisation is kept: it is invariant to a permutation of the input
 values, so permuted tasks differ only in pixel order, and it puts images
 and log-mels on one scale without a parameter.
+
+With `encoder=True` the network's input is a musicnn log-mel patch and
+its first layers are the musicnn package's trunk up to the penultimate
+(`pons_musicnn.musicnn_trunk`, groups `encoder_<layer>`, its BatchNorms
+as trained `Affine`s), loaded from a checkpoint by the method that builds
+it and trained end to end: the 200-d penultimate is the MLP's input, as
+the stored embeddings of a frozen encoder are (`model.fine_tune_encoder`).
 """
 
 from collections.abc import Sequence
@@ -23,7 +30,28 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mcl.models import layers
+from mcl.models import layers, pons_musicnn
+
+# The pretrained trunk's parameter groups are `encoder_<checkpoint layer>`.
+ENCODER_PREFIX = "encoder_"
+
+
+def encoder_name(layer: str) -> str:
+  """The group of a checkpoint layer in an encoder trunk."""
+  return ENCODER_PREFIX + layer
+
+
+def encoder_embedding(x_BxTxF: jnp.ndarray, rename) -> jnp.ndarray:
+  """musicnn's penultimate as a [B, 1, 200] "image" (call from a compact
+  method; `rename` names its groups)."""
+  h = pons_musicnn.musicnn_trunk(
+    x_BxTxF,
+    norm=lambda name: pons_musicnn.Affine(name=name),
+    dropout=lambda x: x,
+    sow=lambda name, value: None,
+    rename=rename,
+  )
+  return h[:, None, :]
 
 
 def standardise(x_BxTxF: jnp.ndarray) -> jnp.ndarray:
@@ -55,11 +83,13 @@ class ConvClassifier(nn.Module):
     conv_widths: output channels of `conv_0`, `conv_1`, ...
     dense_widths: units of `dense_0`, `dense_1`, ...
     head_sizes: classes of `head_0`, `head_1`, ... (one head per task).
+    encoder: a musicnn trunk before the layers (module docstring).
   """
 
   conv_widths: Sequence[int]
   dense_widths: Sequence[int]
   head_sizes: Sequence[int]
+  encoder: bool = False
 
   @property
   def hidden_layers(self) -> tuple[str, ...]:
@@ -92,6 +122,7 @@ class ConvClassifier(nn.Module):
         int(params[head_name(t)]["bias"].shape[0])
         for t in range(count("head_"))
       ),
+      encoder=count(ENCODER_PREFIX) > 0,
     )
 
   @nn.compact
@@ -112,6 +143,8 @@ class ConvClassifier(nn.Module):
     # Every hidden layer's input is sown into "intermediates" (a no-op
     # unless that collection is mutable): Gradient Projection Memory
     # (`mcl.continual.gpm`) reads the layers' input representations.
+    if self.encoder:
+      log_mel_BxTxF = encoder_embedding(log_mel_BxTxF, encoder_name)
     x = standardise(log_mel_BxTxF)[..., None]
     for i, width in enumerate(self.conv_widths):
       self.sow("intermediates", f"conv_{i}_input", x)

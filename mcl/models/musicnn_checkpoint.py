@@ -229,3 +229,42 @@ def trainable_count(folder: str) -> int:
     for key, shape in reader.get_variable_to_shape_map().items()
     if "Adam" not in key and "moving_" not in key and not key.startswith("beta")
   )
+
+
+def folded(pretrained: Pretrained, rename) -> dict:
+  """A musicnn checkpoint's trunk as the parameters of
+  `pons_musicnn.musicnn_trunk` with `Affine` norms: every inference-mode
+  BatchNorm folded into a per-channel scale and bias (scale / sqrt(var +
+  1e-3), bias - mean x that), the output layer dropped.
+
+  Args:
+    pretrained: a musicnn (not vgg) checkpoint from `load`.
+    rename: the trunk's name of a checkpoint layer (`musicnn_trunk`'s).
+
+  Returns:
+    {rename(layer): {"kernel", "bias"} or {"scale", "bias"}} float32.
+
+  Raises:
+    mcl.runtime.errors.UserError: a vgg checkpoint.
+  """
+  if not isinstance(pretrained.model, pons_musicnn.PonsMusicnn):
+    raise errors.UserError(
+      f"{pretrained.name}: only the musicnn checkpoints are fine-tuned as "
+      "a trunk"
+    )
+  params, stats = (
+    pretrained.variables["params"],
+    pretrained.variables["batch_stats"],
+  )
+  out = {}
+  for layer, group in params.items():
+    if layer == "output":
+      continue
+    if layer in stats:
+      scale = group["scale"] / np.sqrt(stats[layer]["var"] + 1e-3)
+      bias = group["bias"] - stats[layer]["mean"] * scale
+      group = {"scale": scale, "bias": bias}
+    out[rename(layer)] = {
+      k: np.asarray(v, np.float32) for k, v in group.items()
+    }
+  return out

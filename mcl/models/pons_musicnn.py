@@ -20,7 +20,7 @@ the package's feature names (`penultimate`, `pool5`, ...): apply with
 `mutable=["intermediates"]` to read them.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -35,6 +35,105 @@ def _batch_norm(train: bool, name: str) -> nn.BatchNorm:
   return nn.BatchNorm(
     use_running_average=not train, momentum=0.99, epsilon=1e-3, name=name
   )
+
+
+def _max(x: jnp.ndarray, axis: int) -> jnp.ndarray:
+  """`x.max(axis)` whose gradient goes to one maximum (the first).
+
+  `jnp.max`'s gradient divides by the count of elements equal to the
+  maximum; under jit XLA may recompute the operand in two fusions that
+  round differently, find no element equal, and divide by zero (seen:
+  NaN gradients through this trunk on CPU). Gathering at the argmax has
+  the same value and no division.
+  """
+  index = jnp.expand_dims(jnp.argmax(x, axis=axis), axis)
+  return jnp.take_along_axis(x, index, axis=axis).squeeze(axis)
+
+
+class Affine(nn.Module):
+  """x * scale + bias per channel: an inference-mode BatchNorm with its
+  moving statistics folded into `scale` and `bias`
+  (`mcl.models.musicnn_checkpoint.folded`), so that it trains as plain
+  parameters and no statistic moves between tasks."""
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    """x: float32 [..., C] -> [..., C]."""
+    channels = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (channels,))
+    bias = self.param("bias", nn.initializers.zeros, (channels,))
+    return x * scale + bias
+
+
+def musicnn_trunk(
+  x_BxTxF: jnp.ndarray,
+  *,
+  norm: Callable[[str], nn.Module],
+  dropout: Callable[[jnp.ndarray], jnp.ndarray],
+  sow: Callable[[str, jnp.ndarray], None],
+  rename: Callable[[str], str] = lambda name: name,
+  midend_width: int = 64,
+  backend_width: int = 200,
+  frontend_scale: float = 1.6,
+) -> jnp.ndarray:
+  """musicnn's layers up to the penultimate, created in the calling
+  module's scope (called from a compact method), layer `l` named
+  `rename(l)` (the checkpoint's names: `input_bn`, `timbral_4`, ...).
+
+  Args:
+    x_BxTxF: float32 [batch, frames, 96] musicnn log-mel.
+    norm: the normalisation layer of a name (BatchNorm or `Affine`).
+    dropout: applied to the pooled features.
+    sow: records an intermediate feature (name, value).
+    rename: a layer's name in the calling module.
+    midend_width, backend_width, frontend_scale: `PonsMusicnn`'s.
+
+  Returns:
+    float32 [batch, backend_width]: the penultimate (after its norm).
+  """
+  bands = x_BxTxF.shape[-1]
+  h_BxTxFx1 = norm(rename("input_bn"))(x_BxTxF[..., None])
+  front = []
+  timbral = int(frontend_scale * 128)
+  for fraction in (0.4, 0.7):
+    height = int(fraction * bands)
+    name = f"timbral_{int(fraction * 10)}"
+    h = jnp.pad(h_BxTxFx1, ((0, 0), (3, 3), (0, 0), (0, 0)))
+    conv = nn.Conv(timbral, (7, height), padding="VALID", name=rename(name))
+    front.append(_max(norm(rename(f"{name}_bn"))(nn.relu(conv(h))), 2))
+  temporal = int(frontend_scale * 32)
+  for length in (128, 64, 32):
+    name = f"temporal_{length}"
+    conv = nn.Conv(temporal, (length, 1), padding="SAME", name=rename(name))
+    h = nn.relu(conv(h_BxTxFx1))
+    front.append(_max(norm(rename(f"{name}_bn"))(h), 2))
+  front_BxTxC = jnp.concatenate(front, axis=-1)
+  sow("timbral", jnp.concatenate(front[:2], -1))
+  sow("temporal", jnp.concatenate(front[2:], -1))
+
+  stages = [front_BxTxC]
+  h = front_BxTxC
+  for i in range(3):
+    # A conv spanning every channel of its input, i.e. a 1D conv in time.
+    name = f"midend_{i}"
+    c = nn.Conv(midend_width, (7,), padding=((3, 3),), name=rename(name))(h)
+    c = norm(rename(f"{name}_bn"))(nn.relu(c))
+    h = c if i == 0 else c + h
+    sow(f"cnn{i + 1}", h)
+    stages.append(h)
+  h_BxTxC = jnp.concatenate(stages, axis=-1)
+
+  max_BxC = _max(h_BxTxC, 1)
+  mean_BxC = h_BxTxC.mean(axis=1)
+  sow("max_pool", max_BxC)
+  sow("mean_pool", mean_BxC)
+  # tf.concat([max, mean], 2) of [B, C, 1] maps, then flatten.
+  pooled = jnp.stack([max_BxC, mean_BxC], axis=-1).reshape(h_BxTxC.shape[0], -1)
+  pooled = dropout(norm(rename("pool_bn"))(pooled))
+  dense = nn.relu(nn.Dense(backend_width, name=rename("dense"))(pooled))
+  penultimate = norm(rename("dense_bn"))(dense)
+  sow("penultimate", penultimate)
+  return penultimate
 
 
 class PonsMusicnn(nn.Module):
@@ -74,55 +173,17 @@ class PonsMusicnn(nn.Module):
       float32 [batch, num_classes] logits (the package's taggram is their
       sigmoid).
     """
-    bands = x_BxTxF.shape[-1]
-    h_BxTxFx1 = _batch_norm(train, "input_bn")(x_BxTxF[..., None])
-    front = []
-    timbral = int(self.frontend_scale * 128)
-    for fraction in (0.4, 0.7):
-      height = int(fraction * bands)
-      name = f"timbral_{int(fraction * 10)}"
-      h = jnp.pad(h_BxTxFx1, ((0, 0), (3, 3), (0, 0), (0, 0)))
-      h = nn.relu(nn.Conv(timbral, (7, height), padding="VALID", name=name)(h))
-      h = _batch_norm(train, f"{name}_bn")(h)
-      front.append(h.max(axis=2))
-    temporal = int(self.frontend_scale * 32)
-    for length in (128, 64, 32):
-      name = f"temporal_{length}"
-      h = nn.Conv(temporal, (length, 1), padding="SAME", name=name)(h_BxTxFx1)
-      h = _batch_norm(train, f"{name}_bn")(nn.relu(h))
-      front.append(h.max(axis=2))
-    front_BxTxC = jnp.concatenate(front, axis=-1)
-    self.sow("intermediates", "timbral", jnp.concatenate(front[:2], -1))
-    self.sow("intermediates", "temporal", jnp.concatenate(front[2:], -1))
-
-    stages = [front_BxTxC]
-    h = front_BxTxC
-    for i in range(3):
-      # A conv spanning every channel of its input, i.e. a 1D conv in time.
-      c = nn.Conv(
-        self.midend_width, (7,), padding=((3, 3),), name=f"midend_{i}"
-      )(h)
-      c = _batch_norm(train, f"midend_{i}_bn")(nn.relu(c))
-      h = c if i == 0 else c + h
-      self.sow("intermediates", f"cnn{i + 1}", h)
-      stages.append(h)
-    h_BxTxC = jnp.concatenate(stages, axis=-1)
-
-    max_BxC = h_BxTxC.max(axis=1)
-    mean_BxC = h_BxTxC.mean(axis=1)
-    self.sow("intermediates", "max_pool", max_BxC)
-    self.sow("intermediates", "mean_pool", mean_BxC)
-    # tf.concat([max, mean], 2) of [B, C, 1] maps, then flatten.
-    pooled = jnp.stack([max_BxC, mean_BxC], axis=-1).reshape(
-      h_BxTxC.shape[0], -1
+    dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
+    penultimate = musicnn_trunk(
+      x_BxTxF,
+      norm=lambda name: _batch_norm(train, name),
+      dropout=dropout,
+      sow=lambda name, value: self.sow("intermediates", name, value),
+      midend_width=self.midend_width,
+      backend_width=self.backend_width,
+      frontend_scale=self.frontend_scale,
     )
-    pooled = _batch_norm(train, "pool_bn")(pooled)
-    pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
-    dense = nn.relu(nn.Dense(self.backend_width, name="dense")(pooled))
-    penultimate = _batch_norm(train, "dense_bn")(dense)
-    self.sow("intermediates", "penultimate", penultimate)
-    h = nn.Dropout(self.dropout_rate, deterministic=not train)(penultimate)
-    return nn.Dense(self.num_classes, name="output")(h)
+    return nn.Dense(self.num_classes, name="output")(dropout(penultimate))
 
 
 class PonsVGG(nn.Module):

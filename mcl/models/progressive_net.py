@@ -26,7 +26,18 @@ import jax
 import jax.numpy as jnp
 
 from mcl.models import layers
-from mcl.models.conv_classifier import dense_input, head_name, standardise
+from mcl.models.conv_classifier import (
+  ENCODER_PREFIX,
+  dense_input,
+  encoder_embedding,
+  head_name,
+  standardise,
+)
+
+
+def encoder_column(layer: str, column: int) -> str:
+  """The group of a checkpoint layer in column `column`'s encoder trunk."""
+  return f"{ENCODER_PREFIX}{layer}_col{column}"
 
 
 def column_of(name: str) -> int | None:
@@ -47,12 +58,16 @@ class ProgressiveNet(nn.Module):
     head_sizes: classes of head c (one column and head per task).
     lateral: connect earlier columns to later ones (progressive nets); False
       gives independent single-task networks.
+    encoder: each column starts with its own musicnn trunk
+      (`encoder_<layer>_col<c>`; `ConvClassifier`'s `encoder`), no
+      laterals between trunks.
   """
 
   conv_widths: Sequence[int]
   dense_widths: Sequence[int]
   head_sizes: Sequence[int]
   lateral: bool
+  encoder: bool = False
 
   @property
   def heads(self) -> tuple[str, ...]:
@@ -77,6 +92,7 @@ class ProgressiveNet(nn.Module):
         int(params[head_name(t)]["bias"].shape[0]) for t in range(columns)
       ),
       lateral=any(name.startswith("lateral_") for name in params),
+      encoder=any(name.startswith(ENCODER_PREFIX) for name in params),
     )
 
   def _layer(self, make, name, hidden, c, first):
@@ -106,8 +122,15 @@ class ProgressiveNet(nn.Module):
       One float32 [batch, head_sizes[c]] array per column c.
     """
     columns = len(self.head_sizes)
-    x = standardise(log_mel_BxTxF)[..., None]
-    hidden = [x] * columns
+    if self.encoder:
+      hidden = [
+        standardise(
+          encoder_embedding(log_mel_BxTxF, lambda n, c=c: encoder_column(n, c))
+        )[..., None]
+        for c in range(columns)
+      ]
+    else:
+      hidden = [standardise(log_mel_BxTxF)[..., None]] * columns
 
     def freeze(h):  # Only the newest column trains.
       return [jax.lax.stop_gradient(v) for v in h[:-1]] + h[-1:]
