@@ -8,26 +8,21 @@ and STL rows with `data.encoder = "MTT_musicnn"` (its chosen layer).
       --root=runs/protocol_mtt_musicnn
 """
 
+import dataclasses
+
 from configs.sweeps import gtzan_musicnn_protocol
 from mcl.analysis import protocol
 
-# Every run's overrides: the budget and the encoder.
-BUDGETS = {
-  name: {**budget, "data.encoder": "MTT_musicnn"}
-  for name, budget in gtzan_musicnn_protocol.BUDGETS.items()
-}
 GRIDS = {k: gtzan_musicnn_protocol.GRIDS[k] for k in ("stl", "den")}
 VARIANTS = {label: protocol.Variant(label) for label in GRIDS}
 
 
 def get_protocol(seeds=(1, 2, 3), budget="default") -> protocol.Protocol:
-  if budget not in BUDGETS:
-    raise ValueError(f"unknown budget {budget!r}; known: {sorted(BUDGETS)}")
-  return protocol.Protocol(
-    config="gtzan_musicnn",
-    budget=BUDGETS[budget],
+  base = gtzan_musicnn_protocol.get_protocol(seeds, budget)
+  return dataclasses.replace(
+    base,
+    # Every run's overrides: the budget and the encoder.
+    budget={**base.budget, "data.encoder": "MTT_musicnn"},
     grids=GRIDS,
     variants=VARIANTS,
-    folds=range(5),
-    seeds=tuple(seeds),
   )

@@ -17,25 +17,18 @@ and values), the replay memory in clips. The MTT_musicnn rows (DEN and STL)
 are configs/sweeps/gtzan_mtt_musicnn_protocol.py's.
 """
 
+import dataclasses
+
 from configs.sweeps import gtzan_protocol
 from mcl.analysis import protocol
 
-BUDGETS = {
-  "default": gtzan_protocol.BUDGETS["default"],
-  "cpu": gtzan_protocol.BUDGETS["cpu"],
-}
+BUDGETS = gtzan_protocol.BUDGETS
 GRIDS = gtzan_protocol.GRIDS
 VARIANTS = gtzan_protocol.VARIANTS
 
 
 def get_protocol(seeds=(1, 2, 3), budget="default") -> protocol.Protocol:
-  if budget not in BUDGETS:
-    raise ValueError(f"unknown budget {budget!r}; known: {sorted(BUDGETS)}")
-  return protocol.Protocol(
+  return dataclasses.replace(
+    gtzan_protocol.get_protocol(seeds, budget),
     config="gtzan_musicnn",  # mcl/configs/gtzan_musicnn.py, by name
-    budget=BUDGETS[budget],
-    grids=GRIDS,
-    variants=VARIANTS,
-    folds=range(5),
-    seeds=tuple(seeds),
   )
