@@ -265,15 +265,19 @@ def _stack(kernel, bias):
 
 
 def _restricted_bases(basis, trainable_rows):
-  """Bases of the layer's change per pattern of trainable rows.
+  """Bases of the layer's change, one per output column.
 
   A column whose trainable rows are D may change only within {x = D x},
   so its change is projected onto {x = D x, M^T x = 0}: x = d - Q Q^T d
   with Q an orthonormal basis of range(D M) (exact, since d = D d), not
   onto M's complement followed by a mask, which would undo part of the
-  projection. Returns float32 [P, rows, k] (zero columns where D M loses
-  rank) and float32 [P, out] one-hot column patterns (0 for a column with
-  nothing trainable, whose change stays zero).
+  projection. One SVD per distinct pattern of trainable rows; returns
+  float32 [out, rows, k], column o's Q (zero columns where D M loses
+  rank; all zero for a column with nothing trainable, whose change is
+  then left alone). Per column rather than per pattern: with selective
+  retraining nearly every column of an MLP layer has its own pattern,
+  and a [patterns, rows, k] contraction with every column cost patterns
+  times more each step.
   """
   rows, out = trainable_rows.shape
   active = trainable_rows.any(axis=0)
@@ -281,14 +285,14 @@ def _restricted_bases(basis, trainable_rows):
     trainable_rows[:, active].T, axis=0, return_inverse=True
   )
   k = basis.shape[1]
-  qs = np.zeros((len(patterns), rows, k), np.float32)
-  columns = np.zeros((len(patterns), out), np.float32)
-  columns[which.reshape(-1), np.flatnonzero(active)] = 1.0
+  qs = np.zeros((out, rows, k), np.float32)
   for p, rows_p in enumerate(patterns):
     u, s, _ = np.linalg.svd(rows_p[:, None] * basis, full_matrices=False)
     keep = s > RANK_RTOL
-    qs[p, :, : keep.sum()] = rows_p[:, None] * u[:, keep]
-  return qs, columns
+    q = np.zeros((rows, k), np.float32)
+    q[:, : keep.sum()] = rows_p[:, None] * u[:, keep]
+    qs[np.flatnonzero(active)[which.reshape(-1) == p]] = q
+  return qs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,10 +306,10 @@ class _Projection:
       kernel, bias = params[name]["kernel"], params[name]["bias"]
       ref = args["reference"][name]
       delta = _stack(kernel - ref["kernel"], bias - ref["bias"])
-      q, columns = args["bases"][name], args["columns"][name]
-      coefficients = jnp.einsum("prk,ro->pko", q, delta, precision=_HIGHEST)
+      q = args["bases"][name]
+      coefficients = jnp.einsum("ork,ro->ok", q, delta, precision=_HIGHEST)
       delta = delta - jnp.einsum(
-        "prk,pko->ro", q, coefficients * columns[:, None], precision=_HIGHEST
+        "ork,ok->ro", q, coefficients, precision=_HIGHEST
       )
       new_kernel = ref["kernel"] + delta[:-1].reshape(kernel.shape)
       new_bias = ref["bias"] + delta[-1]
@@ -346,13 +350,13 @@ def projection(
 
   Returns:
     proximal(params, trainable, metric) for `mcl.trainer.train.Phase`; its
-    arrays (bases per row pattern, W_ref) are arguments, so phases with new
+    arrays (bases per column, W_ref) are arguments, so phases with new
     bases of the same shapes reuse the compiled step.
 
   Raises:
     ValueError: a basis does not have the layer's rows.
   """
-  names, qs, columns, anchors = [], {}, {}, {}
+  names, qs, anchors = [], {}, {}
   for name in layers:
     if name not in bases or bases[name].shape[1] == 0:
       continue
@@ -374,13 +378,12 @@ def projection(
         ]
       )
       rows = rows > 0
-    q, c = _restricted_bases(_orthonormal(bases[name]), rows)
     names.append(name)
-    qs[name], columns[name] = jnp.asarray(q), jnp.asarray(c)
+    qs[name] = jnp.asarray(_restricted_bases(_orthonormal(bases[name]), rows))
     anchors[name] = {
       k: jnp.array(reference[name][k]) for k in ("kernel", "bias")
     }
   return train.Term(
     _Projection(tuple(names)),
-    {"bases": qs, "columns": columns, "reference": anchors},
+    {"bases": qs, "reference": anchors},
   )
