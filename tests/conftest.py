@@ -11,9 +11,10 @@ import tempfile
 # backend optimisation: without it the suite compiles about 2x faster
 # (BUILD_NOTES.md, "Performance figures"). Runs outside the suite keep
 # XLA's default.
-_O0 = "--xla_backend_optimization_level=0"
-if _O0 not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_O0}".strip()
+O0_FLAG = "--xla_backend_optimization_level=0"
+if O0_FLAG not in os.environ.get("XLA_FLAGS", ""):
+  flags = os.environ.get("XLA_FLAGS", "")
+  os.environ["XLA_FLAGS"] = f"{flags} {O0_FLAG}".strip()
 
 # librosa's numba functions are compiled and cached on first use, and
 # processes that compile the same gufuncs at once into one cache can
