@@ -15,8 +15,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.experiment = "continual"
   config.method = "den"
   config.seed = 0
+  # "task_incremental": a head per task, the task id given at test;
+  # "class_incremental": one head over every class seen, no task id, and
+  # its own methods (mcl.continual.class_incremental; icarl, derpp, ncm
+  # and ranpac below, the others reading their sections).
+  config.scenario = "task_incremental"
   # A tuple of tuples, so --config.tasks="(('rock', 'pop'), ...)" works.
   config.tasks = tasks.GTZAN_GENRE_PAIRS
+  # A named sequence replacing config.tasks: "s1", "s2" or "s3", the ISMIR
+  # 2024 study's orders (mcl.datasets.tasks.GTZAN_ORDERS); "" for none.
+  config.order = ""
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "labelled_folders"  # <label>/<clip> audio, in folds.
@@ -119,4 +127,25 @@ def get_config() -> ml_collections.ConfigDict:
   config.replay.memory_clips = 10
   config.replay.chunks_per_clip = 4
   config.replay.batch_size = 8  # Memory chunks added to every batch.
+
+  # Class-incremental methods (config.scenario = "class_incremental").
+  config.icarl = ml_collections.ConfigDict()
+  config.icarl.memory_clips = 10  # Herded exemplars in all.
+  config.icarl.chunks_per_clip = 4
+  config.icarl.batch_size = 8
+  config.icarl.strength = 1.0  # Distillation of the old classes.
+  config.icarl.temperature = 2.0
+
+  config.derpp = ml_collections.ConfigDict()
+  config.derpp.memory_clips = 10
+  config.derpp.chunks_per_clip = 4
+  config.derpp.batch_size = 8
+  config.derpp.alpha = 0.3  # Logit matching (Buzzega et al. 2020).
+  config.derpp.beta = 0.5  # Cross-entropy of memory chunks.
+
+  config.ncm = ml_collections.ConfigDict()
+  config.ncm.distance = "euclidean"  # L2Center; or "cosine"
+
+  config.ranpac = ml_collections.ConfigDict()
+  config.ranpac.projection_dim = 1000  # M random ReLU features.
   return config

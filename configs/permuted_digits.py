@@ -48,13 +48,21 @@ def get_config() -> ml_collections.ConfigDict:
 
   # The methods' settings are GTZAN's (DEN's chosen on its validation
   # fold); only replay's memory is counted in images here.
-  for section in ("den", "l2", "ewc", "lwf"):
+  for section in ("den", "l2", "ewc", "lwf", "ncm", "ranpac"):
     config[section] = gtzan.get_config()[section]
 
   config.replay = ml_collections.ConfigDict()
   config.replay.memory_clips = 200  # Images, shared by the seen tasks.
   config.replay.chunks_per_clip = 1  # An image is one chunk.
   config.replay.batch_size = 32
+  # The class-incremental scenario's (`--config.scenario`), memories in
+  # images as replay's.
+  config.scenario = "task_incremental"
+  for section in ("icarl", "derpp"):
+    config[section] = gtzan.get_config()[section]
+    config[section].memory_clips = 200
+    config[section].chunks_per_clip = 1
+    config[section].batch_size = 32
   return config
 
 

@@ -221,7 +221,16 @@ def test_the_messages_say_what_is_allowed(tiny_config):
   assert message(**{"data.fold": 5}) == (
     "data.fold=5: must be an integer in [0, 5) (data.num_folds=5)"
   )
-  assert message(method="dne").startswith("method='dne': must be one of [")
+  assert message(method="dne").startswith(
+    "method='dne': not a task_incremental method"
+  )
+  assert message(scenario="class_incremental", method="den").startswith(
+    "method='den': not a class_incremental method"
+  )
+  assert message(scenario="class_incremental", method="ncm").startswith(
+    "method='ncm': a closed-form head on frozen-encoder records"
+  )
+  assert message(order="s4") == "order='s4': must be one of ['', 's1', 's2', 's3']"
   # Every problem at once, on one line.
   both = message(**{"seed": -1, "den.k": -1})
   assert both == (
@@ -333,10 +342,11 @@ def _continual_network(config):
   else:
     frames = from_config.chunk_frames(config)
     shape = (1, frames, config.features.n_mels)
-    sizes = [len(group) for group in config.tasks]
-    names = tuple(config.tasks[0])
+    groups = tasks.task_groups(config)
+    sizes = [len(group) for group in groups]
+    names = tuple(groups[0])
     first = tasks.Task(0, names, tuple(range(len(names))))
-  method = registry.METHODS[config.method].from_config(config, shape, sizes)
+  method = registry.method_class(config).from_config(config, shape, sizes)
   return jax.eval_shape(lambda: method.init(KEY, first)[0])
 
 

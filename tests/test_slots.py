@@ -2,7 +2,6 @@
 stay zero through a phase, and a 5-task DEN run compiles each phase kind
 of `train_step` once."""
 
-import collections
 
 import jax
 import jax.numpy as jnp
@@ -182,21 +181,6 @@ def test_padded_training_equals_compact_training_up_to_rounding():
   for name, group in compact.items():
     for k, v in group.items():
       np.testing.assert_allclose(live[name][k], v, atol=1e-5, err_msg=name)
-
-
-@pytest.fixture
-def compilations():
-  """{function name: XLA compilations} while the test runs."""
-  counts = collections.Counter()
-
-  def listen(event, duration, **kwargs):
-    del duration
-    if event == "/jax/core/compile/backend_compile_duration":
-      counts[kwargs.get("fun_name")] += 1
-
-  jax.monitoring.register_event_duration_secs_listener(listen)
-  yield counts
-  jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def test_a_growing_den_run_compiles_each_phase_kind_once(

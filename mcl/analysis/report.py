@@ -256,7 +256,7 @@ def mean_matrix(by_run: dict[str, dict]) -> np.ndarray:
   return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _pyplot():
+def pyplot():
   import matplotlib  # noqa: PLC0415 - only the plots need it
 
   matplotlib.use("Agg")
@@ -268,7 +268,7 @@ def _pyplot():
 def plot_matrix(matrix: np.ndarray, title: str, path: str) -> None:
   """Heatmap of an accuracy matrix (R[i, j]: task j after task i; NaN
   where undefined) with its values, written as a PNG to `path`."""
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(4, 3.5))
   image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
   for (i, j), v in np.ndenumerate(matrix):
@@ -280,44 +280,6 @@ def plot_matrix(matrix: np.ndarray, title: str, path: str) -> None:
   plt.close(fig)
 
 
-def plot_run(results: dict, out_dir: str) -> list[str]:
-  """One run's figures beside its results.json; returns their paths.
-
-  - `accuracy_matrix.png`: the test accuracy matrix (`plot_matrix`);
-  - `capacity.png`: parameters (all and nonzero) of each task's network
-    in the final model, and the units of every hidden layer after each
-    task (DEN's growth; flat for fixed-size methods).
-  """
-  paths = [os.path.join(out_dir, "accuracy_matrix.png")]
-  plot_matrix(mean_matrix({"run": results}), f"{results['method']}", paths[0])
-  plt = _pyplot()
-  fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
-  tasks = np.arange(len(results["params_per_task"]))
-  for offset, key, label in (
-    (-0.2, "params_per_task", "all"),
-    (0.2, "nonzero_params_per_task", "nonzero"),
-  ):
-    values = [np.nan if v is None else v for v in results[key]]
-    left.bar(tasks + offset, values, width=0.4, label=label)
-  left.set(xlabel="task", ylabel="parameters of its network", xticks=tasks)
-  left.legend(fontsize=7)
-  units = [u for u in results["units_per_layer"] if u is not None]
-  for layer in units[0] if units else {}:
-    right.plot(
-      range(len(units)), [u[layer] for u in units], marker="o", label=layer
-    )
-  right.set(xlabel="after task", ylabel="units", xticks=range(len(units)))
-  if units:
-    right.legend(fontsize=7)
-  else:  # Columns (STL, progressive) have no per-layer unit count.
-    right.set_title("no unit timestamps", fontsize=8)
-  fig.suptitle(results["method"])
-  paths.append(os.path.join(out_dir, "capacity.png"))
-  atomic_files.save_figure(fig, paths[-1], dpi=100, bbox_inches="tight")
-  plt.close(fig)
-  return paths
-
-
 def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
   """Writes the sweep's figures as PNG files; returns their paths.
 
@@ -326,7 +288,7 @@ def plot(runs: dict[str, dict[str, dict]], table: dict, out_dir: str) -> list:
   - `accuracy_vs_params.png`: final average accuracy against nonzero
     parameters relative to STL.
   """
-  plt = _pyplot()
+  plt = pyplot()
   paths = []
   for label, by_run in runs.items():
     paths.append(os.path.join(out_dir, f"matrix_{label}.png"))

@@ -120,6 +120,8 @@ class Method:
   from the config section `section`); it reads no config afterwards.
 
   Attributes:
+    scenario: "task_incremental" (a head per task, the task id given at
+      test) or "class_incremental" (`mcl.continual.class_incremental`).
     joint: True when the method trains all tasks at once (`learn_task` is
       then called once, for the last task, after every `begin_task`).
     model_name: registry name of the module it builds.
@@ -127,6 +129,7 @@ class Method:
     settings_class: the frozen dataclass of those settings.
   """
 
+  scenario = "task_incremental"
   joint = False
   model_name = "conv_classifier"
   section: str | None = None

@@ -9,7 +9,7 @@ experiment hands it `mcl.experiments.continual.context.TaskContext`.
 """
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 import flax.linen as nn
@@ -62,11 +62,14 @@ class Context(Protocol):
     heads: tuple[int, ...] | None = None,
     validation: Mapping[int, Sequence[dict]] | None = None,
     fit_config: FitConfig | None = None,
+    loss: Callable | None = None,
+    evaluate: Callable[[dict], fit.Evaluation] | None = None,
   ) -> fit.FitResult:
     """`fit.fit` of the current task (defaults) or of given streams.
 
     `batches` default to the current task's stream, `heads` to its head,
-    `validation` to its validation clips, `fit_config` to the run's.
+    `validation` to its validation clips, `fit_config` to the run's;
+    `loss` and `evaluate` are `fit_phase`'s.
     """
     ...
 
@@ -98,6 +101,8 @@ def fit_phase(
   *,
   penalty: train.Term | None = None,
   proximal: train.Term | None = None,
+  loss: Callable | None = None,
+  evaluate: Callable[[dict], fit.Evaluation] | None = None,
   **kwargs,
 ) -> fit.FitResult:
   """One phase: a one-stage Adam fit under a mask, early-stopped on the
@@ -115,6 +120,11 @@ def fit_phase(
     fit_config: the budget.
     penalty: added to the loss, or None.
     proximal: applied after every update, or None.
+    loss: `loss(outputs, batch) -> scalar`; None: each example's
+      cross-entropy on its own task's head (`train.TaskCrossEntropy`).
+    evaluate: variables -> `fit.Evaluation` of a validation pass; None:
+      the mean over `validation`'s heads (class-incremental methods score
+      among all seen classes instead).
     **kwargs: `fit.fit`'s writer, step_offset and name.
 
   Returns:
@@ -126,7 +136,7 @@ def fit_phase(
       infinite.
   """
 
-  def evaluate(variables):
+  def by_heads(variables):
     results = [
       evaluation.evaluate_labels(model, variables, clips, head)
       for head, clips in validation.items()
@@ -143,9 +153,9 @@ def fit_phase(
     model,
     {"params": params},
     lambda _: stream,
-    evaluate,
+    evaluate or by_heads,
     fit_config.recipe(),
-    loss=train.TaskCrossEntropy(tuple(heads)),
+    loss=loss or train.TaskCrossEntropy(tuple(heads)),
     rng=jax.random.key(0),
     trainable=trainable,
     penalty=penalty,

@@ -2,9 +2,12 @@
 
 Task-incremental scores evaluate task j on `method.network(..., j)` with
 its own head (task id given). The class-incremental score withholds the
-task id: every seen task's network scores each clip, their heads' chunk
-logits are concatenated in task order, and the clip's prediction is the
-argmax of the chunk-averaged softmax over all classes seen so far.
+task id: a task-incremental method's seen networks each score a clip,
+their heads' chunk logits are concatenated in task order, and the clip's
+prediction is the argmax of the chunk-averaged softmax over all classes
+seen so far; a class-incremental method answers from its one head
+(`mcl.continual.class_incremental`), and its task-level rows are scored
+among all seen classes too.
 """
 
 import dataclasses
@@ -82,30 +85,107 @@ def class_incremental_probabilities(
   return (p / p.sum(axis=-1, keepdims=True)).mean(axis=1)
 
 
-def class_incremental_accuracy(
-  networks: Sequence[method.Network], batches: list[dict]
-) -> float:
-  """Accuracy among all seen classes, task id withheld.
+CLASS_INCREMENTAL = "class_incremental"
 
-  Args:
-    networks: the networks of tasks 0..i, in task order.
-    batches: evaluation batches of the clips of tasks 0..i, labelled by
-      position in the concatenation of the tasks' classes.
 
-  Returns:
-    Share of clips whose argmax over the concatenated heads is right.
+def class_scorer(method_, params, state, tasks_seen: int):
+  """inputs -> float64 [clips, classes of tasks 0..tasks_seen - 1]: the
+  clip probabilities among all seen classes, task id withheld.
+
+  A class-incremental method answers from its one head
+  (`class_probabilities`); a task-incremental one from its networks'
+  heads concatenated (`class_incremental_probabilities`).
   """
-  probabilities, labels = [], []
-  for batch in batches:
-    keep = batch["mask"] > 0
-    p = class_incremental_probabilities(networks, batch["inputs"])
-    probabilities.append(p[keep])
-    labels.append(batch["label"][keep])
-  return metrics.accuracy(np.concatenate(probabilities), np.concatenate(labels))
+  if method_.scenario == CLASS_INCREMENTAL:
+    seen = method_.seen_classes(tasks_seen - 1)
+    return lambda x: method_.class_probabilities(params, state, seen, x)
+  networks = [
+    method_.scoring_network(params, state, j) for j in range(tasks_seen)
+  ]
+  return lambda x: class_incremental_probabilities(networks, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeenClips:
+  """Clips of some seen tasks scored among all seen classes.
+
+  Attributes:
+    probabilities: float64 [clips, seen classes].
+    labels: int [clips], the class's position among the seen classes.
+    task: int [clips], the clip's task.
+  """
+
+  probabilities: np.ndarray
+  labels: np.ndarray
+  task: np.ndarray
+
+  def loss(self) -> float:
+    """Mean -log p(label) (nats)."""
+    p = self.probabilities[np.arange(self.labels.size), self.labels]
+    return float(-np.mean(np.log(np.maximum(p, 1e-300))))
+
+  def accuracy_row(self, seen: Sequence[tasks.Task]) -> list[float]:
+    """Accuracy on each task's clips among all seen classes."""
+    right = np.argmax(self.probabilities, axis=1) == self.labels
+    return [float(right[self.task == t.index].mean()) for t in seen]
+
+  def confusion(self) -> list[list[int]]:
+    """[true class][predicted class] clip counts."""
+    n = self.probabilities.shape[1]
+    counts = np.zeros((n, n), np.int64)
+    np.add.at(counts, (self.labels, np.argmax(self.probabilities, axis=1)), 1)
+    return counts.tolist()
+
+
+def seen_clips(
+  score, seen: Sequence[tasks.Task], eval_sets, only: int | None = None
+) -> SeenClips:
+  """`score` (from `class_scorer`) of the clips of `seen` (tasks 0..i in
+  order), or of task `only` among them, labelled among all seen classes."""
+  probabilities, labels, task_of, offset = [], [], [], 0
+  for task in seen:
+    for batch in eval_sets[task.index] if only in (None, task.index) else ():
+      keep = batch["mask"] > 0
+      probabilities.append(score(batch["inputs"])[keep])
+      labels.append(batch["label"][keep] + offset)
+      task_of.append(np.full(int(keep.sum()), task.index))
+    offset += task.num_classes
+  return SeenClips(
+    np.concatenate(probabilities), np.concatenate(labels), np.concatenate(task_of)
+  )
+
+
+def validation_loss(method_, params, state, seen, validation_sets) -> float:
+  """The last of the `seen` tasks' clip-level validation loss: on its own
+  head, or among all seen classes in the class-incremental scenario."""
+  task = seen[-1]
+  if method_.scenario != CLASS_INCREMENTAL:
+    network = method_.scoring_network(params, state, task.index)
+    return evaluate(network, validation_sets[task.index]).loss
+  score = class_scorer(method_, params, state, len(seen))
+  return seen_clips(score, seen, validation_sets, only=task.index).loss()
+
+
+def _class_incremental_rows(clips: SeenClips, seen) -> TaskScores:
+  """A class-incremental method's rows: each task's clips among all seen
+  classes (ROC-AUC and PR-AUC: its classes one-vs-rest over every seen
+  clip)."""
+  aucs, offset = [], 0
+  for task in seen:
+    classes = range(offset, offset + task.num_classes)
+    aucs.append(
+      metrics.one_vs_rest_auc(clips.probabilities, clips.labels, classes)
+    )
+    offset += task.num_classes
+  return TaskScores(
+    clips.accuracy_row(seen), [a[0] for a in aucs], [a[1] for a in aucs]
+  )
 
 
 def after_task(
-  networks: Sequence[method.Network],
+  method_,
+  params,
+  state,
   seen: Sequence[tasks.Task],
   test_sets: Sequence[list[dict]],
   validation_sets: Sequence[list[dict]],
@@ -113,30 +193,38 @@ def after_task(
   """The rows of the score matrices after the last of the `seen` tasks.
 
   Args:
-    networks: the networks of tasks 0..i.
+    method_: the run's method; params, state: its tree and state.
     seen: tasks 0..i.
     test_sets: every task's test batches (indexed by task).
     validation_sets: every task's validation batches.
 
   Returns:
     {"accuracy_row", "auroc_row", "pr_auc_row": test scores of tasks
-    0..i; "validation_accuracy_row"; "class_incremental_accuracy" over
-    the union of their test clips, labelled by position among all seen
-    classes}.
+    0..i (task id given; in the class-incremental scenario, among all
+    seen classes); "validation_accuracy_row"; "class_incremental_row":
+    test accuracy of each task's clips among all seen classes;
+    "class_incremental_accuracy" over the union of their clips;
+    "confusion_matrix": [true][predicted] over the seen classes}.
   """
   upto = len(seen)
-  test = task_incremental(networks, test_sets[:upto])
-  validation = task_incremental(networks, validation_sets[:upto])
-  union, offset = [], 0
-  for task in seen:
-    union += [
-      {**b, "label": b["label"] + offset} for b in test_sets[task.index]
-    ]
-    offset += task.num_classes
+  score = class_scorer(method_, params, state, upto)
+  test_clips = seen_clips(score, seen, test_sets)
+  if method_.scenario == CLASS_INCREMENTAL:
+    test = _class_incremental_rows(test_clips, seen)
+    validation = _class_incremental_rows(
+      seen_clips(score, seen, validation_sets), seen
+    )
+  else:
+    networks = [method_.scoring_network(params, state, j) for j in range(upto)]
+    test = task_incremental(networks, test_sets[:upto])
+    validation = task_incremental(networks, validation_sets[:upto])
+  predicted = np.argmax(test_clips.probabilities, axis=1)
   return {
     "accuracy_row": test.accuracy,
     "auroc_row": test.roc_auc,
     "pr_auc_row": test.pr_auc,
     "validation_accuracy_row": validation.accuracy,
-    "class_incremental_accuracy": class_incremental_accuracy(networks, union),
+    "class_incremental_row": test_clips.accuracy_row(seen),
+    "class_incremental_accuracy": float(np.mean(predicted == test_clips.labels)),
+    "confusion_matrix": test_clips.confusion(),
   }

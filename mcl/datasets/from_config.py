@@ -285,7 +285,7 @@ def audio_task_data(config: ml_collections.ConfigDict) -> task_data.TaskData:
       in a split or a clip shorter than a chunk (after).
   """
   labels = label_names(config)
-  task_list = tasks.make_tasks(config.tasks, labels)
+  task_list = tasks.make_tasks(tasks.task_groups(config), labels)
   builder, split = audio_builder(config)
   built = builder.info.features["label"].names
   if built != labels:

@@ -13,7 +13,7 @@ small frozen dataclass whose fields are the allowed range
 (`mcl.experiments.config_rules`). A key the config does not have is not
 checked (permuted digits have no `tasks`, FMA configs no `data.fold`), so
 one table serves every config of its kind.
-Names are checked against the registries that use them (`registry.METHODS`,
+Names are checked against the registries that use them (`registry.SCENARIOS`,
 `MODELS`, `SOURCES`, ...), never a copy of their keys.
 
 What needs data stays where the data is read: unknown class names
@@ -30,7 +30,8 @@ import ml_collections
 
 from mcl import models
 from mcl.continual import den, method, registry
-from mcl.datasets import from_config
+from mcl.continual.class_incremental import closed_form
+from mcl.datasets import from_config, tasks
 from mcl.experiments.config_rules import (
   MISSING,
   ChunkSeconds,
@@ -53,19 +54,59 @@ from mcl.runtime import errors
 MIN_FOLDS = 3
 
 
+# Methods that join `<section>.batch_size` memory chunks to every batch.
+_REHEARSING = {"replay": "replay", "icarl": "icarl", "derpp": "derpp"}
+# Class-incremental methods solved on a frozen input.
+_CLOSED_FORM = ("ncm", "ranpac")
+# Sources whose records are log-mel chunks unless data.encoder is set.
+_AUDIO_SOURCES = ("labelled_folders", "magnatagatune", "fma")
+
+
+def _method_of_scenario(config: ml_collections.ConfigDict) -> str | None:
+  """`method` names a method of `scenario` (`registry.method_class`)."""
+  if lookup(config, "method") is MISSING:
+    return None
+  try:
+    registry.method_class(config)
+  except errors.UserError as e:
+    return str(e)
+  return None
+
+
+def _closed_form_input(config: ml_collections.ConfigDict) -> str | None:
+  """ncm and ranpac solve a head on fixed features: frozen-encoder
+  embeddings, a user's arrays or images, never audio log-mels."""
+  name = lookup(config, "method")
+  if lookup(config, "scenario") != "class_incremental" or name not in (
+    _CLOSED_FORM
+  ):
+    return None
+  log_mels = lookup(config, "data.source") in _AUDIO_SOURCES and (
+    lookup(config, "data.encoder") in (MISSING, "none")
+  )
+  if log_mels or lookup(config, "model.fine_tune_encoder") is True:
+    return (
+      f"method={name!r}: a closed-form head on frozen-encoder records; set "
+      "data.encoder (configs/gtzan_musicnn_cil.py) and "
+      "model.fine_tune_encoder=False"
+    )
+  return None
+
+
 def _replayed_batches(config: ml_collections.ConfigDict) -> str | None:
-  """Replay joins `replay.batch_size` memory chunks to every batch of
-  `train.batch_size`; the sum is what is split over the devices."""
-  if lookup(config, "method") != "replay":
+  """A rehearsing method joins `<method>.batch_size` memory chunks to
+  every batch of `train.batch_size`; the sum is split over the devices."""
+  section = _REHEARSING.get(lookup(config, "method"))
+  if section is None:
     return None
   size = lookup(config, "train.batch_size")
-  extra = lookup(config, "replay.batch_size")
+  extra = lookup(config, f"{section}.batch_size")
   if not (is_integer(size) and is_integer(extra)):
     return None  # Their own rules report them.
   if (size + extra) % jax.device_count() == 0:
     return None
   return (
-    f"train.batch_size={size} + replay.batch_size={extra}: the replayed "
+    f"train.batch_size={size} + {section}.batch_size={extra}: the replayed "
     f"batch must be a multiple of the {jax.device_count()} devices"
   )
 
@@ -159,7 +200,9 @@ CONTINUAL: dict[str, Rule] = {
   **EVALUATION,
   **FEATURES,
   **FIT,
-  "method": Name(registry.METHODS),
+  # The method is checked against its scenario's (`_method_of_scenario`).
+  "scenario": Name(registry.SCENARIOS),
+  "order": Name(("", *tasks.GTZAN_ORDERS)),
   # Each method builds its own module; "mlp" has no conv blocks.
   "model.name": Name(method.TRUNKS),
   "model.widths.conv_widths": Widths(),
@@ -204,6 +247,19 @@ CONTINUAL: dict[str, Rule] = {
   "replay.memory_clips": Integer(at_least=1),
   "replay.chunks_per_clip": Integer(at_least=1),
   "replay.batch_size": Integer(at_least=1),
+  # The class-incremental methods (`mcl.continual.class_incremental`).
+  "icarl.memory_clips": Integer(at_least=1),
+  "icarl.chunks_per_clip": Integer(at_least=1),
+  "icarl.batch_size": Integer(at_least=1),
+  "icarl.strength": Real(at_least=0),
+  "icarl.temperature": Real(above=0),
+  "derpp.memory_clips": Integer(at_least=1),
+  "derpp.chunks_per_clip": Integer(at_least=1),
+  "derpp.batch_size": Integer(at_least=1),
+  "derpp.alpha": Real(at_least=0),
+  "derpp.beta": Real(at_least=0),
+  "ncm.distance": Name(closed_form.DISTANCES),
+  "ranpac.projection_dim": Integer(at_least=1),
 }
 TAGGING: dict[str, Rule] = {
   **COMMON,
@@ -237,7 +293,16 @@ SCHEMAS: Mapping[str, Mapping[str, Rule]] = {
   "feature_dnn": TRACK_FEATURES,
 }
 # Rules over several keys at once, per experiment.
-JOINT_RULES = {"continual": (_replayed_batches, _mlp_trunk, _encoder_records)}
+JOINT_RULES = {
+  "continual": (
+    _method_of_scenario,
+    _closed_form_input,
+    _replayed_batches,
+    _mlp_trunk,
+    _encoder_records,
+    _fine_tuned_encoder,
+  )
+}
 
 
 def problems(config: ml_collections.ConfigDict) -> list[str]:

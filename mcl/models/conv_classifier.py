@@ -154,6 +154,8 @@ class ConvClassifier(nn.Module):
     for i, width in enumerate(self.dense_widths):
       self.sow("intermediates", f"dense_{i}_input", x)
       x = nn.relu(nn.Dense(width, name=f"dense_{i}")(x))
+    # The heads' input: iCaRL's feature map (`mcl.continual.class_incremental`).
+    self.sow("intermediates", "features", x)
     return tuple(
       nn.Dense(n, name=head_name(t))(x) for t, n in enumerate(self.head_sizes)
     )

@@ -71,6 +71,34 @@ def pr_auc(probabilities: np.ndarray, labels: np.ndarray) -> float | None:
   )
 
 
+def one_vs_rest_auc(
+  probabilities: np.ndarray, labels: np.ndarray, classes
+) -> tuple[float | None, float | None]:
+  """Macro one-vs-rest ROC-AUC and PR-AUC of some of the classes.
+
+  Class c's positives are the clips labelled c, its negatives every other
+  clip; the score is probabilities[:, c] (class-incremental scoring: a
+  task's classes among all seen classes' clips).
+
+  Args:
+    probabilities: float [clips, classes].
+    labels: int [clips].
+    classes: the columns to score.
+
+  Returns:
+    (ROC-AUC, PR-AUC) means over `classes`, or (None, None) when one of
+    them has no positive or no negative clip.
+  """
+  rocs, prs = [], []
+  for c in classes:
+    positive = labels == c
+    if positive.all() or not positive.any():
+      return None, None
+    rocs.append(sk_metrics.roc_auc_score(positive, probabilities[:, c]))
+    prs.append(sk_metrics.average_precision_score(positive, probabilities[:, c]))
+  return float(np.mean(rocs)), float(np.mean(prs))
+
+
 def _final_row(matrix: Matrix) -> np.ndarray:
   return np.asarray(matrix[-1], dtype=np.float64)
 

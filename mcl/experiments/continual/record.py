@@ -27,8 +27,11 @@ class TaskRecord:
     auroc_row: their test ROC-AUC (macro over classes).
     pr_auc_row: their test PR-AUC.
     validation_accuracy_row: their validation accuracy.
-    class_incremental_accuracy: accuracy over the union of the classes
-      seen so far, the task id not given.
+    class_incremental_row: test accuracy of each task 0..task's clips
+      among all classes seen so far, the task id not given.
+    class_incremental_accuracy: accuracy over the union of those clips.
+    confusion_matrix: [true class][predicted class] test clip counts over
+      the seen classes, in task order.
     zero_shot_accuracy: the untrained network's test accuracy on the task
       (forward transfer), None for task 0 and joint runs.
     random_init_accuracy: the method's random-init reference on the task
@@ -52,7 +55,9 @@ class TaskRecord:
   auroc_row: list
   pr_auc_row: list
   validation_accuracy_row: list
+  class_incremental_row: list | None
   class_incremental_accuracy: float | None
+  confusion_matrix: list | None
   zero_shot_accuracy: float | None
   random_init_accuracy: float | None
   validation_loss: float | None

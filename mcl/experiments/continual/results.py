@@ -3,7 +3,12 @@
 R[i][j] is the score on task j after training task i (T tasks); entries
 not reached yet are None. A joint run has one record, after the last
 task, so its matrices have only the last row and no transfer metrics.
-`summarise` writes what results.json says after a task to TensorBoard.
+`accuracy_matrix` is the run's scenario's (task id given, or in the
+class-incremental scenario among all seen classes);
+`class_incremental_matrix` is every run's with the task id withheld, with
+its BWT and forgetting, and the last task's per-class accuracy and
+confusion matrix. `summarise` writes what results.json says after a task
+to TensorBoard.
 """
 
 from collections.abc import Sequence
@@ -33,7 +38,7 @@ class _Rows:
     rows = []
     for i in range(self.num_tasks):
       record = self.by_task.get(i)
-      row = list(getattr(record, field)) if record else []
+      row = list(getattr(record, field) or []) if record else []
       rows.append(row + [None] * (self.num_tasks - len(row)))
     return rows
 
@@ -61,12 +66,37 @@ def _transfer(accuracy, rows: _Rows, sequential: bool) -> dict:
       _mean(square[j][j] for j in range(n)) if sequential else None
     ),
     "bwt": metrics.backward_transfer(square) if sequential else None,
+    # None in the class-incremental scenario (no zero-shot score).
     "fwt": (
       metrics.forward_transfer(zero_shot[:n], random_init[:n])
-      if sequential
+      if sequential and None not in zero_shot[1:n]
       else None
     ),
     "forgetting": metrics.forgetting(square) if sequential else None,
+  }
+
+
+def _class_incremental(task_list, rows: _Rows, last, sequential) -> dict:
+  """The class-incremental matrix, its BWT and forgetting, and the last
+  record's per-class accuracy and confusion matrix."""
+  matrix = rows.matrix("class_incremental_row")
+  n = last.task + 1 if (sequential and last.class_incremental_row) else 0
+  square = [row[:n] for row in matrix[:n]]
+  classes = [c for task in task_list for c in task.class_names]
+  confusion = last.confusion_matrix if last else None
+  per_class = None
+  if confusion:
+    per_class = {
+      classes[c]: (row[c] / sum(row) if sum(row) else None)
+      for c, row in enumerate(confusion)
+    }
+  return {
+    "class_incremental_matrix": matrix,
+    "class_incremental_bwt": metrics.backward_transfer(square) if n else None,
+    "class_incremental_forgetting": metrics.forgetting(square) if n else None,
+    "classes": classes,
+    "per_class_accuracy": per_class,
+    "confusion_matrix": confusion,
   }
 
 
@@ -77,6 +107,7 @@ def assemble(
   config: ml_collections.ConfigDict,
   *,
   joint: bool = False,
+  scenario: str = "task_incremental",
 ) -> dict:
   """results.json from the finished tasks' records.
 
@@ -88,6 +119,7 @@ def assemble(
     config: the experiment config.
     joint: the method trained every task at once (one record, after the
       last task; no sequence of matrix rows).
+    scenario: the method's (`mcl.continual.method.Method.scenario`).
 
   Returns:
     The JSON-ready results.
@@ -100,6 +132,7 @@ def assemble(
   transfer = _transfer(accuracy, rows, sequential)
   return {
     "method": config.method,
+    "scenario": scenario,
     "tasks": [list(task.class_names) for task in task_list],
     "finished_tasks": (
       len(finished) if sequential else (len(task_list) if finished else 0)
@@ -109,6 +142,7 @@ def assemble(
     "pr_auc_matrix": rows.matrix("pr_auc_row"),
     "validation_accuracy_matrix": rows.matrix("validation_accuracy_row"),
     "class_incremental_accuracy": rows.per_task("class_incremental_accuracy"),
+    **_class_incremental(task_list, rows, last, sequential),
     "zero_shot_accuracy": transfer.pop("zero_shot_accuracy"),
     "random_init_accuracy": transfer.pop("random_init_accuracy"),
     "average_accuracy": transfer.pop("average_accuracy"),

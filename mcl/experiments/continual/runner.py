@@ -19,8 +19,9 @@ losses (x: global step), after each task i (x: i) the test accuracy of
 every task so far (`continual/test_accuracy/task<j>`, column j of the
 accuracy matrix), the average accuracy, BWT, class-incremental accuracy,
 the parameters of each task's network, and the matrix as text; at the end,
-`accuracy_matrix.png` and `capacity.png` beside results.json
-(`mcl.analysis.report.plot_run`).
+`accuracy_matrix.png`, `capacity.png` and `confusion_matrix.png`
+beside results.json
+(`mcl.analysis.run_plots.plot_run`).
 """
 
 import os
@@ -31,9 +32,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mcl.analysis import report
+from mcl.analysis import run_plots
 from mcl.continual import capacity, phase, scoring
-from mcl.continual.registry import METHODS
+from mcl.continual import registry
 from mcl.datasets import from_config, tasks
 from mcl.experiments import outputs
 from mcl.experiments.continual import results
@@ -47,10 +48,7 @@ class _Run:
   """One run's data, method, evaluation sets, checkpoints and records."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, data):
-    if config.method not in METHODS:
-      raise errors.UserError(
-        f"unknown method {config.method!r}; known: {sorted(METHODS)}"
-      )
+    method_class = registry.method_class(config)
     self.config = config
     self.workdir = workdir
     self.data = from_config.build(config) if data is None else data
@@ -62,7 +60,7 @@ class _Run:
       builder
       and f"{builder.name}/{builder.builder_config.name}/{builder.version}"
     )
-    self.method = METHODS[config.method].from_config(
+    self.method = method_class.from_config(
       config, self.data.input_shape, tuple(t.num_classes for t in self.tasks)
     )
     # Read after every phase and task: kept on the devices.
@@ -147,23 +145,32 @@ class _Run:
 
   def zero_shot(self, params, state, task: tasks.Task) -> dict:
     """The untrained network of `task` (new head or column; for task 0 the
-    initialisation): test accuracy (forward transfer; None for task 0)
-    and validation loss (the bar a learnt task must get under)."""
-    network = self.method.scoring_network(params, state, task.index)
-    test = self.test_sets[task.index]
-    validation = self.validation_sets[task.index]
+    initialisation): test accuracy (forward transfer; None for task 0
+    and in the class-incremental scenario) and validation loss (the bar
+    a learnt task must get under)."""
+    accuracy = None
+    if task.index and self.method.scenario == "task_incremental":
+      network = self.method.scoring_network(params, state, task.index)
+      accuracy = scoring.evaluate(network, self.test_sets[task.index]).accuracy
     return {
-      "accuracy": scoring.evaluate(network, test).accuracy
-      if task.index
-      else None,
-      "validation_loss": scoring.evaluate(network, validation).loss,
+      "accuracy": accuracy,
+      "validation_loss": self.validation_loss(params, state, task),
     }
+
+  def validation_loss(self, params, state, task: tasks.Task) -> float:
+    """`task`'s clip-level validation loss (`scoring.validation_loss`)."""
+    return scoring.validation_loss(
+      self.method,
+      params,
+      state,
+      self.tasks[: task.index + 1],
+      self.validation_sets,
+    )
 
   def learnt(self, params, state, task: tasks.Task, zero_shot: dict) -> dict:
     """Whether `task` was learnt: its validation loss right after training
     is below its untrained network's (`zero_shot`); logged when not."""
-    network = self.method.scoring_network(params, state, task.index)
-    loss = scoring.evaluate(network, self.validation_sets[task.index]).loss
+    loss = self.validation_loss(params, state, task)
     untrained = zero_shot["validation_loss"]
     if loss >= untrained:
       logging.warning(
@@ -183,7 +190,11 @@ class _Run:
   def random_init_accuracy(self, task: tasks.Task) -> float | None:
     """b_j: task j's test accuracy of the method's random-init reference;
     read by forward transfer only (tasks 1.., sequential runs)."""
-    if not task.index or self.method.joint:
+    if (
+      not task.index
+      or self.method.joint
+      or self.method.scenario != "task_incremental"
+    ):
       return None
     network = self.method.random_init_network(
       task, jax.random.key(self.config.seed)
@@ -207,10 +218,6 @@ class _Run:
       if zero_shot
       else dict.fromkeys(("validation_loss", "zero_shot_validation_loss"))
     )
-    networks = [
-      self.method.scoring_network(params, state, j)
-      for j in range(task.index + 1)
-    ]
     record = TaskRecord(
       task=task.index,
       model=self.method.model_name,
@@ -218,7 +225,9 @@ class _Run:
       records=self.records,
       architecture=checkpointing.architecture(self.method.model(params)),
       **scoring.after_task(
-        networks,
+        self.method,
+        params,
+        state,
         self.tasks[: task.index + 1],
         self.test_sets,
         self.validation_sets,
@@ -258,6 +267,7 @@ class _Run:
       capacity.capacity(networks, params),
       self.config,
       joint=self.method.joint,
+      scenario=self.method.scenario,
     )
     out = outputs.write_results(self.workdir, out)
     outputs.write_metrics_csv(self.workdir, out)
@@ -269,7 +279,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
 
   Args:
     config: an experiment config (see `configs/gtzan.py`);
-      `config.method` picks the method from `mcl.continual.registry.METHODS`.
+      `config.scenario` and `config.method` pick the method
+      (`mcl.continual.registry.method_class`).
     workdir: output folder: checkpoints/, TensorBoard events, results.json.
     data: a `mcl.datasets.task_data.TaskData` to learn instead of
       `config.data`'s (e.g. `mcl.datasets.arrays.from_arrays`).
@@ -306,7 +317,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
   experiment.writer.close()
   experiment.checkpoints.close()
   if jax.process_index() == 0:
-    report.plot_run(out, workdir)
+    run_plots.plot_run(out, workdir)
   logging.info(
     "Average accuracy %.3f, BWT %s, params per task %s",
     out["average_accuracy"],
