@@ -209,8 +209,8 @@ def _print_commands(runs, config: str, root: str) -> None:
       print(sweep.shell_line(sweep.command(run, config, root)))
 
 
-def _report(runs_root: str, order, out_dir: str) -> None:
-  report.write_report(runs_root, order, out_dir)
+def _report(runs_root: str, order, out_dir: str, **kwargs) -> None:
+  report.write_report(runs_root, order, out_dir, **kwargs)
   for name in ("results.md", "paired.md"):
     path = os.path.join(out_dir, name)
     if os.path.exists(path):
@@ -260,7 +260,16 @@ def run_protocol(path: str, seeds, root: str) -> int:
       return failures
   with open(os.path.join(root, "selection.md")) as f:
     print(f.read())
-  _report(os.path.join(root, "final"), list(definition.variants), root)
+  order = list(
+    dict.fromkeys(definition.rows.get(v, (v,))[0] for v in definition.variants)
+  )
+  _report(
+    os.path.join(root, "final"),
+    order,
+    root,
+    reference=definition.reference,
+    rows=definition.rows,
+  )
   return failures
 
 

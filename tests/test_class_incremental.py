@@ -62,8 +62,9 @@ def run(tmp_path_factory):
   def get(name):
     if name not in _RUNS:
       workdir = str(tmp_path_factory.mktemp(name))
-      _RUNS[name] = workdir, experiments.run(
-        _config(name), workdir, data=_data()
+      _RUNS[name] = (
+        workdir,
+        experiments.run(_config(name), workdir, data=_data()),
       )
     return _RUNS[name]
 
@@ -110,7 +111,9 @@ def test_derpp_keeps_the_logits_of_insertion_time(run):
   # Task 0's clips still in the memory after task 1 keep task 0's logits.
   old = after_1["stored"] == 2
   assert 0 < old.sum() < after_1["stored"].size
-  for row, inputs in zip(after_1["logits"][old], after_1["inputs"][old]):
+  for row, inputs in zip(
+    after_1["logits"][old], after_1["inputs"][old], strict=True
+  ):
     (match,) = np.nonzero((after_0["inputs"] == inputs).all(axis=(1, 2, 3)))
     np.testing.assert_array_equal(row, after_0["logits"][match[0]])
 

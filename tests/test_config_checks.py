@@ -230,7 +230,9 @@ def test_the_messages_say_what_is_allowed(tiny_config):
   assert message(scenario="class_incremental", method="ncm").startswith(
     "method='ncm': a closed-form head on frozen-encoder records"
   )
-  assert message(order="s4") == "order='s4': must be one of ['', 's1', 's2', 's3']"
+  assert (
+    message(order="s4") == "order='s4': must be one of ['', 's1', 's2', 's3']"
+  )
   # Every problem at once, on one line.
   both = message(**{"seed": -1, "den.k": -1})
   assert both == (

@@ -2,7 +2,6 @@
 stay zero through a phase, and a 5-task DEN run compiles each phase kind
 of `train_step` once."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

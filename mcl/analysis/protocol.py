@@ -65,6 +65,11 @@ class Protocol:
     folds: test folds (`data.fold`).
     seeds: seeds of the final runs.
     tuning_seed: seed of the tuning runs.
+    reference: the row every other row is compared with (paired.md).
+    rows: {variant: (table row, tag)} for variants pooled into one row
+      of the final table, each run named `<tag>/<run>` there (e.g. one
+      method's runs in three task orders); a variant not named is a row
+      of its own.
 
   Raises:
     mcl.runtime.errors.UserError: a variant names an unknown grid, a grid is
@@ -79,6 +84,8 @@ class Protocol:
   folds: Sequence[int]
   seeds: Sequence[int]
   tuning_seed: int = 0
+  reference: str = "den"
+  rows: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     unknown = {v.grid for v in self.variants.values()} - set(self.grids)

@@ -15,7 +15,7 @@ import dataclasses
 import glob
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -54,6 +54,20 @@ def load_runs(root: str) -> dict[str, dict[str, dict]]:
     label = os.path.basename(os.path.dirname(run_dir))
     runs.setdefault(label, {})[os.path.basename(run_dir)] = results
   return runs
+
+
+def pool(
+  runs: dict[str, dict[str, dict]], rows: Mapping[str, tuple[str, str]]
+) -> dict[str, dict[str, dict]]:
+  """`runs` with the labels of `rows` ({label: (row, tag)}) pooled: run
+  `r` of label `l` becomes run `<tag>/r` of its row (runs of two rows
+  pair by that name); other labels are kept."""
+  pooled: dict[str, dict[str, dict]] = {}
+  for label, by_run in runs.items():
+    row, tag = rows.get(label, (label, None))
+    for name, results in by_run.items():
+      pooled.setdefault(row, {})[f"{tag}/{name}" if tag else name] = results
+  return pooled
 
 
 def _derived(results: dict, stl: dict | None) -> dict:
@@ -331,18 +345,19 @@ def write_report(
   order: Sequence[str] = (),
   out_dir: str | None = None,
   reference: str = "den",
+  rows: Mapping[str, tuple[str, str]] | None = None,
 ) -> dict:
   """results.md (the table, then the distinct provenances of its runs:
   `mcl.runtime.provenance.markdown`), results.csv, paired.md
   (`reference` minus every other label, when `reference` is among
   others) and the plots of the sweep under `root`, written to `out_dir`
-  (default `root`).
+  (default `root`); labels pooled into rows by `rows` (`pool`).
 
   Raises:
     ValueError: no run under `root` has finished.
   """
   out_dir = out_dir or root
-  runs = load_runs(root)
+  runs = pool(load_runs(root), rows or {})
   if not runs:
     raise ValueError(f"{root}: no finished run (no complete results.json)")
   table = aggregate(runs)

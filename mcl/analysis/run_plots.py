@@ -40,7 +40,9 @@ def plot_run(results: dict, out_dir: str) -> list[str]:
     matrix (`plot_confusion`), when results.json has one.
   """
   paths = [os.path.join(out_dir, "accuracy_matrix.png")]
-  report.plot_matrix(report.mean_matrix({"run": results}), f"{results['method']}", paths[0])
+  report.plot_matrix(
+    report.mean_matrix({"run": results}), f"{results['method']}", paths[0]
+  )
   plt = report.pyplot()
   fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
   tasks = np.arange(len(results["params_per_task"]))

@@ -151,7 +151,9 @@ def seen_clips(
       task_of.append(np.full(int(keep.sum()), task.index))
     offset += task.num_classes
   return SeenClips(
-    np.concatenate(probabilities), np.concatenate(labels), np.concatenate(task_of)
+    np.concatenate(probabilities),
+    np.concatenate(labels),
+    np.concatenate(task_of),
   )
 
 
@@ -225,6 +227,8 @@ def after_task(
     "pr_auc_row": test.pr_auc,
     "validation_accuracy_row": validation.accuracy,
     "class_incremental_row": test_clips.accuracy_row(seen),
-    "class_incremental_accuracy": float(np.mean(predicted == test_clips.labels)),
+    "class_incremental_accuracy": float(
+      np.mean(predicted == test_clips.labels)
+    ),
     "confusion_matrix": test_clips.confusion(),
   }

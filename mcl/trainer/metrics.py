@@ -95,7 +95,9 @@ def one_vs_rest_auc(
     if positive.all() or not positive.any():
       return None, None
     rocs.append(sk_metrics.roc_auc_score(positive, probabilities[:, c]))
-    prs.append(sk_metrics.average_precision_score(positive, probabilities[:, c]))
+    prs.append(
+      sk_metrics.average_precision_score(positive, probabilities[:, c])
+    )
   return float(np.mean(rocs)), float(np.mean(prs))
 
 

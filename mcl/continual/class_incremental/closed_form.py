@@ -161,7 +161,9 @@ class RanPAC(ClosedForm):
     gram = state["gram"] + h.T @ h
     targets = state["targets"] + h.T @ np.eye(self.num_classes)[labels]
     seen = self.seen_classes(task.index)
-    lam, accuracy, w_out = self.ridge(context, model, params, gram, targets, task)
+    lam, accuracy, w_out = self.ridge(
+      context, model, params, gram, targets, task
+    )
     params = self.with_head(params, w_out, np.zeros(seen))
     record = {"ridge": lam, "ridge_validation_accuracy": accuracy}
     return params, {**state, "gram": gram, "targets": targets}, record

@@ -141,9 +141,7 @@ class ClassIncremental(method.Method):
       "kernel": jnp.where(seen, params[HEAD]["kernel"], 0.0),
       "bias": jnp.zeros(self.num_classes, jnp.float32),
     }
-    params = jax.device_get(
-      {**params, **self.widths.pretrained(encoder_name)}
-    )
+    params = jax.device_get({**params, **self.widths.pretrained(encoder_name)})
     return params, {"seen_classes": np.asarray(seen.sum(), np.int32)}
 
   def begin_task(self, params, state, task, rng):

@@ -48,7 +48,9 @@ def update(memory: Memory | None, new: Memory, capacity: int) -> Memory:
   groups.sort(key=lambda g: g[0])
   kept = replay.quotas([g["label"].size for _, g in groups], capacity)
   return {
-    k: np.concatenate([g[k][:n] for (_, g), n in zip(groups, kept, strict=True)])
+    k: np.concatenate(
+      [g[k][:n] for (_, g), n in zip(groups, kept, strict=True)]
+    )
     for k in new
   }
 

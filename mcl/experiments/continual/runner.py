@@ -33,8 +33,7 @@ import numpy as np
 from absl import logging
 
 from mcl.analysis import run_plots
-from mcl.continual import capacity, phase, scoring
-from mcl.continual import registry
+from mcl.continual import capacity, phase, registry, scoring
 from mcl.datasets import from_config, tasks
 from mcl.experiments import outputs
 from mcl.experiments.continual import results
