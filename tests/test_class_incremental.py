@@ -2,6 +2,9 @@
 (`mcl.continual.class_incremental`), on separable array features: three
 tasks of two classes, one head over all six."""
 
+import os
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -248,3 +251,15 @@ def test_the_step_compiles_once_per_phase_kind_as_the_head_grows(
   assert out["unlearnt_tasks"] == []
   # Task 0 (no distillation) and tasks 1, 2 (distillation).
   assert compilations["jit(train_step)"] == 2, compilations
+
+
+@pytest.mark.parametrize("name", ["icarl", "derpp", "ranpac"])
+def test_a_killed_run_resumes_to_the_same_results(run, name, tmp_path):
+  workdir, out = run(name)
+  resumed = str(tmp_path / "resumed")
+  shutil.copytree(workdir, resumed)
+  for task in ("1", "2"):  # Killed during task 1.
+    shutil.rmtree(os.path.join(resumed, "checkpoints", task))
+  again = experiments.run(_config(name), resumed, data=_data())
+  for key in ("accuracy_matrix", "auroc_matrix", "confusion_matrix"):
+    assert again[key] == out[key], key

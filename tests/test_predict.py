@@ -187,3 +187,30 @@ def test_a_resume_may_not_change_what_predict_relies_on(run):
     experiments.run(changed, workdir)
   with open(os.path.join(workdir, "config.json")) as f:
     assert f.read() == started  # Untouched.
+
+
+def test_a_class_incremental_run_answers_among_every_class_seen(
+  tmp_path, tiny_audio_dir, tiny_data_dir
+):
+  config = experiments.load_config("configs/test.py")
+  config.data.source_dir = tiny_audio_dir
+  config.data.data_dir = tiny_data_dir
+  config.scenario, config.method = "class_incremental", "icarl"
+  workdir = str(tmp_path / "icarl")
+  results = experiments.run(config, workdir)
+  task_data = from_config.build(config)
+  out = prediction.predict(workdir, [config.data.source_dir])
+  by_path = {p.path: p for p in out.predictions}
+  probabilities, labels = [], []
+  for task in task_data.tasks:
+    for path in _test_clips(config, task_data, task):
+      (scores,) = by_path[path].scores.values()  # "all" only
+      assert scores.names == ("blues", "classical", "metal", "pop")
+      probabilities.append(scores.probabilities)
+      labels.append(scores.names.index(path.split("/")[-2]))
+  assert np.sum(probabilities, axis=1) == pytest.approx(1.0)
+  assert metrics.accuracy(np.stack(probabilities), np.array(labels)) == (
+    pytest.approx(results["final_class_incremental_accuracy"])
+  )
+  with pytest.raises(errors.UserError, match="class-incremental run"):
+    prediction.predict(workdir, [config.data.source_dir], task=0)

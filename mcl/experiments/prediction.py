@@ -11,7 +11,10 @@ averaged (`mcl.trainer.evaluation`).
   probabilities over that task's classes (task-incremental, task id
   given; `task=J` keeps one head), and "all" over every class seen up to
   task I, the heads' chunk logits concatenated before the softmax
-  (class-incremental, `mcl.continual.scoring`).
+  (class-incremental, `mcl.continual.scoring`). A run of the
+  class-incremental scenario has one head: it gives "all" only, its
+  method's own answer (`class_probabilities`: e.g. iCaRL's nearest mean
+  of exemplars).
 - A tagging run uses its best variables (`best/`) and gives every tag's
   probability.
 
@@ -45,7 +48,7 @@ import numpy as np
 from mcl import inspect as run_inspect
 from mcl import models
 from mcl.continual import registry, scoring
-from mcl.datasets import from_config, input_pipeline
+from mcl.datasets import from_config, input_pipeline, tasks
 from mcl.features import audio, logmel, patches
 from mcl.models import encoders, musicnn_checkpoint
 from mcl.models import inputs as model_inputs
@@ -164,21 +167,29 @@ class _Continual:
         f"--task={task}: the checkpoint after task {self.checkpoint} has "
         f"heads 0..{self.checkpoint}"
       )
-    if config.method not in registry.METHODS:
-      raise errors.UserError(
-        f"{workdir} was trained by method {config.method!r}, not registered "
-        "in this process; register_method it before predicting"
-      )
-    method = registry.METHODS[config.method].from_config(
-      config, tuple(metadata["input_shape"])
+    self.class_names = list(tasks.task_groups(config))
+    # An unregistered method is a UserError naming it.
+    method = registry.method_class(config).from_config(
+      config,
+      tuple(metadata["input_shape"]),
+      tuple(len(group) for group in self.class_names),
     )
     checkpoints = checkpointing.TaskCheckpoints(
       os.path.join(workdir, "checkpoints")
     )
     state = checkpoints.state(self.checkpoint)
     checkpoints.close()
+    self.seen = scoring.class_scorer(
+      method, params, state, self.checkpoint + 1
+    )
+    if method.scenario == scoring.CLASS_INCREMENTAL:
+      if task is not None:
+        raise errors.UserError(
+          f"--task={task}: {workdir} is a class-incremental run, one head "
+          "over every class seen; it answers among them all"
+        )
+      heads = ()
     self.networks = [method.network(params, state, j) for j in heads]
-    self.class_names = [tuple(group) for group in config.tasks]
     self.heads = list(heads) if task is None else [task]
     self.features = audio.FeatureConfig(**config.features)
     self.chunk_length = from_config.chunk_frames(config)
@@ -217,10 +228,9 @@ class _Continual:
       )
       out[f"task{j}"] = Scores(self.class_names[j], np.exp(log_p[0]))
     seen = tuple(
-      c for group in self.class_names[: len(self.networks)] for c in group
+      c for group in self.class_names[: self.checkpoint + 1] for c in group
     )
-    p = scoring.class_incremental_probabilities(self.networks, inputs)
-    out[ALL] = Scores(seen, p[0])
+    out[ALL] = Scores(seen, self.seen(inputs)[0])
     return out
 
 
