@@ -246,6 +246,17 @@ class ClassIncremental(method.Method):
       **kwargs,
     )
 
+  def distillation(self, params, task) -> train.Term:
+    """`old_class_distillation` from `params` of the classes before
+    `task`, at the settings' `strength` and `temperature` (LwF, iCaRL)."""
+    return old_class_distillation(
+      self.model(params),
+      params,
+      self.seen_classes(task.index - 1),
+      self.settings.strength,
+      self.settings.temperature,
+    )
+
   def class_probabilities(self, params, state, seen: int, inputs) -> np.ndarray:
     """Clip probabilities among the `seen` classes, task id withheld.
 

@@ -155,13 +155,7 @@ class ICaRL(Replay):
   section, settings_class = "icarl", ICaRLSettings
 
   def penalty(self, params, task):
-    return head.old_class_distillation(
-      self.model(params),
-      params,
-      self.seen_classes(task.index - 1),
-      self.settings.strength,
-      self.settings.temperature,
-    )
+    return self.distillation(params, task)
 
   def order(self, params, inputs, labels, rng):
     """Herding within each class, classes in ascending order."""

@@ -72,13 +72,7 @@ class LwF(FineTune):
 
   def penalty(self, params, state, task):
     del state
-    return head.old_class_distillation(
-      self.model(params),
-      params,
-      self.seen_classes(task.index - 1),
-      self.settings.strength,
-      self.settings.temperature,
-    )
+    return self.distillation(params, task)
 
 
 class EWC(FineTune):
