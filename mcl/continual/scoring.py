@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mcl.continual import method
+from mcl.continual.class_incremental import head
 from mcl.datasets import tasks
 from mcl.trainer import evaluation, metrics
 
@@ -85,7 +86,7 @@ def class_incremental_probabilities(
   return (p / p.sum(axis=-1, keepdims=True)).mean(axis=1)
 
 
-CLASS_INCREMENTAL = "class_incremental"
+CLASS_INCREMENTAL = head.SCENARIO
 
 
 def class_scorer(method_, params, state, tasks_seen: int):

@@ -179,9 +179,7 @@ class _Continual:
     )
     state = checkpoints.state(self.checkpoint)
     checkpoints.close()
-    self.seen = scoring.class_scorer(
-      method, params, state, self.checkpoint + 1
-    )
+    self.seen = scoring.class_scorer(method, params, state, self.checkpoint + 1)
     if method.scenario == scoring.CLASS_INCREMENTAL:
       if task is not None:
         raise errors.UserError(

@@ -125,6 +125,7 @@ class ClassIncremental(method.Method):
 
   @property
   def num_classes(self) -> int:
+    """C: every class of the run (the head's rows)."""
     return int(self.offsets[-1])
 
   def seen_classes(self, task: int) -> int:
@@ -214,7 +215,7 @@ class ClassIncremental(method.Method):
 
     return evaluate
 
-  def train(
+  def train_phase(
     self,
     context,
     params,

@@ -135,7 +135,7 @@ class Replay(head.ClassIncremental):
   def learn_task(self, context, params, state, task, rng):
     penalty = self.penalty(params, task) if task.index else None
     kwargs = {} if penalty is None else {"penalty": penalty}
-    result = self.train(
+    result = self.train_phase(
       context,
       params,
       task,

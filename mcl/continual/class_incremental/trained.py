@@ -38,7 +38,7 @@ class FineTune(head.ClassIncremental):
     stream = self.stream(
       context.batches(task.index), self.seen_classes(task.index)
     )
-    result = self.train(context, params, task, "train", stream, **kwargs)
+    result = self.train_phase(context, params, task, "train", stream, **kwargs)
     return result.params, state, method.phase_record(train=result)
 
 
@@ -50,7 +50,7 @@ class Joint(head.ClassIncremental):
   def learn_task(self, context, params, state, task, rng):
     del rng
     tasks = tuple(range(task.index + 1))
-    result = self.train(
+    result = self.train_phase(
       context,
       params,
       task,
