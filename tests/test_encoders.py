@@ -2,7 +2,6 @@
 clips, and every continual method on an MLP over them (real GTZAN audio,
 the musicnn package's MSD_musicnn checkpoint)."""
 
-import collections
 import json
 import os
 import subprocess
@@ -217,38 +216,27 @@ def test_every_method_learns_on_embeddings(
 
 
 def test_den_on_the_mlp_compiles_each_phase_kind_once(
-  gtzan_dir, tiny_data_dir, tmp_path
+  gtzan_dir, tiny_data_dir, tmp_path, compilations
 ):
-  # The five genre pairs, 3 clips per genre in 3 folds.
-  for genre in os.listdir(gtzan_dir):
-    if os.path.isdir(os.path.join(gtzan_dir, genre)):
-      os.makedirs(tmp_path / "audio" / genre)
-      for i in range(3):
-        name = f"{genre}.{i:05d}.wav"
-        source = os.path.join(gtzan_dir, genre, name)
-        os.symlink(source, tmp_path / "audio" / genre / name)
+  # Three of the five genre pairs, 3 clips per genre in 3 folds.
+  pairs = gtzan_musicnn.get_config().tasks[:3]
+  for genre in (g for pair in pairs for g in pair):
+    os.makedirs(tmp_path / "audio" / genre)
+    for i in range(3):
+      name = f"{genre}.{i:05d}.wav"
+      source = os.path.join(gtzan_dir, genre, name)
+      os.symlink(source, tmp_path / "audio" / genre / name)
   config = tiny_encoder_config(str(tmp_path / "audio"), tiny_data_dir)
-  config.tasks = gtzan_musicnn.get_config().tasks
+  config.tasks = pairs
   config.data.num_folds = 3
   config.den.tau = 0.0  # Every task expands (its loss is above 0) ...
   config.den.split_top_k = 1  # ... and splits a unit per layer.
   config.den.capacity = 4.0
-  counts = collections.Counter()
-
-  def listen(event, duration, **kwargs):
-    del duration
-    if event == "/jax/core/compile/backend_compile_duration":
-      counts[kwargs.get("fun_name")] += 1
-
   jax.clear_caches()
-  jax.monitoring.register_event_duration_secs_listener(listen)
-  try:
-    results = experiments.run(config, str(tmp_path / "run"))
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listen)
+  results = experiments.run(config, str(tmp_path / "run"))
   assert all(r["expanded"] for r in results["task_records"][1:])
   # One trace per phase kind: sparse, head, selective, expand, split.
-  assert 1 <= counts["jit(train_step)"] <= 5, counts
+  assert 1 <= compilations["jit(train_step)"] <= 5, compilations
 
 
 def test_predict_equals_the_encoder_runs_evaluation(encoder_run):
