@@ -54,8 +54,8 @@ from mcl.runtime import errors
 MIN_FOLDS = 3
 
 
-# Methods that join `<section>.batch_size` memory chunks to every batch.
-_REHEARSING = {"replay": "replay", "icarl": "icarl", "derpp": "derpp"}
+# Methods that join `<method>.batch_size` memory chunks to every batch.
+_REHEARSING = ("replay", "icarl", "derpp")
 # Class-incremental methods solved on a frozen input.
 _CLOSED_FORM = ("ncm", "ranpac")
 # Sources whose records are log-mel chunks unless data.encoder is set.
@@ -96,8 +96,8 @@ def _closed_form_input(config: ml_collections.ConfigDict) -> str | None:
 def _replayed_batches(config: ml_collections.ConfigDict) -> str | None:
   """A rehearsing method joins `<method>.batch_size` memory chunks to
   every batch of `train.batch_size`; the sum is split over the devices."""
-  section = _REHEARSING.get(lookup(config, "method"))
-  if section is None:
+  section = lookup(config, "method")
+  if section not in _REHEARSING:
     return None
   size = lookup(config, "train.batch_size")
   extra = lookup(config, f"{section}.batch_size")

@@ -94,10 +94,9 @@ def clip_features(model: nn.Module, params: dict, inputs) -> np.ndarray:
   Returns:
     float64 [clips, F].
   """
-  x = np.asarray(inputs, np.float32)
-  flat = x.reshape((-1,) + x.shape[2:])
-  f = np.asarray(_chunk_features(model, params, flat), np.float64)
-  f = f.reshape(x.shape[0], x.shape[1], -1).mean(axis=1)
+  clips, chunks = inputs.shape[:2]
+  f = chunk_features(model, params, inputs)
+  f = f.reshape(clips, chunks, -1).mean(axis=1)
   return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
 

@@ -148,7 +148,7 @@ class _Run:
     and in the class-incremental scenario) and validation loss (the bar
     a learnt task must get under)."""
     accuracy = None
-    if task.index and self.method.scenario == "task_incremental":
+    if task.index and self.method.scenario != scoring.CLASS_INCREMENTAL:
       network = self.method.scoring_network(params, state, task.index)
       accuracy = scoring.evaluate(network, self.test_sets[task.index]).accuracy
     return {
@@ -192,7 +192,7 @@ class _Run:
     if (
       not task.index
       or self.method.joint
-      or self.method.scenario != "task_incremental"
+      or self.method.scenario == scoring.CLASS_INCREMENTAL
     ):
       return None
     network = self.method.random_init_network(
