@@ -103,6 +103,7 @@ def fit_phase(
   proximal: train.Term | None = None,
   loss: Callable | None = None,
   evaluate: Callable[[dict], fit.Evaluation] | None = None,
+  fitter: Callable[..., fit.FitResult] = fit.fit,
   **kwargs,
 ) -> fit.FitResult:
   """One phase: a one-stage Adam fit under a mask, early-stopped on the
@@ -125,6 +126,8 @@ def fit_phase(
     evaluate: variables -> `fit.Evaluation` of a validation pass; None:
       the mean over `validation`'s heads (class-incremental methods score
       among all seen classes instead).
+    fitter: `fit.fit`, or a callable of its signature that trains the
+      phase with other runs' (`mcl.experiments.continual.replica_group`).
     **kwargs: `fit.fit`'s writer, step_offset and name.
 
   Returns:
@@ -149,7 +152,7 @@ def fit_phase(
   stream = input_pipeline.process_rows(
     batches, jax.process_index(), jax.process_count()
   )
-  return fit.fit(
+  return fitter(
     model,
     {"params": params},
     lambda _: stream,

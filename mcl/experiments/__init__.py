@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -20,10 +20,10 @@ import tensorflow as tf
 from absl import logging
 
 from mcl.experiments import config_checks, feature_dnn, tagging
-from mcl.experiments.continual import runner
+from mcl.experiments.continual import replica_group, runner
 from mcl.runtime import errors, logs
 from mcl.runtime import workdir as run_folder
-from mcl.trainer import parallel
+from mcl.trainer import fit, parallel
 
 EXPERIMENTS = {
   "continual": runner.run,
@@ -106,6 +106,7 @@ def run(
   workdir: str,
   fresh: bool = False,
   data=None,
+  fitter: Callable[..., fit.FitResult] = fit.fit,
 ) -> dict:
   """Runs `config.experiment` in `workdir`; returns its results.json.
 
@@ -123,6 +124,8 @@ def run(
       `config.data`'s: `mcl.datasets.arrays.from_arrays(...)` (with
       `config.data.source = "arrays"`), drawn in `config.train`'s batch
       sizes.
+    fitter: a continual experiment's phase trainer (`run_replicas`);
+      `mcl.trainer.fit.fit` by default.
 
   Raises:
     mcl.runtime.errors.UserError: a setting out of its range or an unknown name
@@ -139,5 +142,38 @@ def run(
   with run_folder.open_run(config, workdir, fresh=fresh):
     if data is not None:
       batches = config.train.batch_size, config.train.eval_batch_size
-      return runner.run(config, workdir, data=data.with_batches(*batches))
+      data = data.with_batches(*batches)
+      return runner.run(config, workdir, data=data, fitter=fitter)
+    if config.experiment == "continual":
+      return runner.run(config, workdir, fitter=fitter)
     return EXPERIMENTS[config.experiment](config, workdir)
+
+
+def run_replicas(
+  configs: Sequence[ml_collections.ConfigDict],
+  workdirs: Sequence[str],
+  strategy: str | None = None,
+) -> list:
+  """Continual runs that differ only in seed and fold, as one replica
+  group (`mcl.experiments.continual.replica_group`): each run's
+  results.json equals the run done alone by `run` (float rounding).
+
+  Args:
+    configs: continual experiment configs, equal but for
+      `replica_group.REPLICA_KEYS`.
+    workdirs: one folder per config; each run resumes in it as `run`'s.
+    strategy: `mcl.trainer.replicas.STRATEGIES`, or None for the
+      backend's default.
+
+  Returns:
+    Per run, in order: its results.json, or the exception it raised.
+
+  Raises:
+    mcl.runtime.errors.UserError: configs that differ in other settings.
+  """
+  return replica_group.run_group(
+    lambda config, workdir, fitter: run(config, workdir, fitter=fitter),
+    configs,
+    workdirs,
+    strategy,
+  )

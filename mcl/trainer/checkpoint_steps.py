@@ -12,9 +12,15 @@ A fit's checkpoints (`mcl.trainer.checkpointing.RunCheckpoints`, the
 non-finite state) are each a pair of items, a pytree `tree`
 (`StandardSave`) and JSON `metadata` (`JsonSave`): `save_tree` and
 `restore_tree`.
+
+Orbax's save machinery is process-global (operation ids, signalling
+threads): two saves from two threads at once, as the runs of a replica
+group make (`mcl.experiments.continual.replica_group`), remove each
+other's temporary folders. Writes and reads hold one process-wide lock.
 """
 
 import os
+import threading
 from collections.abc import Sequence
 
 import jax
@@ -26,6 +32,8 @@ from mcl.trainer import checkpoint_seals as seals
 Tree = dict
 # The items of a fit's checkpoint.
 TREE_ITEMS = ("tree", "metadata")
+# Held by every write and read (module docstring).
+_ORBAX = threading.RLock()
 
 
 def manager(
@@ -65,14 +73,15 @@ def write(
     OSError, seals.CheckpointError: it could not be written; a full or
       unwritable disk as one line naming the folder (`seals.write_error`).
   """
-  try:
-    manager.save(step, args=ocp.args.Composite(**items), force=True)
-    manager.wait_until_finished()
-  except (OSError, ValueError) as e:
-    error = seals.write_error(folder(manager, step), e)
-    if error is e:
-      raise
-    raise error from e
+  with _ORBAX:
+    try:
+      manager.save(step, args=ocp.args.Composite(**items), force=True)
+      manager.wait_until_finished()
+    except (OSError, ValueError) as e:
+      error = seals.write_error(folder(manager, step), e)
+      if error is e:
+        raise
+      raise error from e
   seals.seal(folder(manager, step))
 
 
@@ -86,11 +95,12 @@ def read(
     seals.CheckpointError: the library cannot read them (`what` names
       them in the message).
   """
-  return seals.read(
-    folder(manager, step),
-    what,
-    lambda: manager.restore(step, args=ocp.args.Composite(**items)),
-  )
+  with _ORBAX:
+    return seals.read(
+      folder(manager, step),
+      what,
+      lambda: manager.restore(step, args=ocp.args.Composite(**items)),
+    )
 
 
 def save_tree(

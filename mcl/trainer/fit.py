@@ -206,10 +206,10 @@ def fit(
   finally:
     if checkpoints:
       checkpoints.close()
-  return _result(name, progress, best, int(state.step))
+  return outcome(name, progress, best, int(state.step))
 
 
-def _result(name, progress: schedule.Progress, best, steps) -> FitResult:
+def outcome(name, progress: schedule.Progress, best, steps) -> FitResult:
   """The fit's outcome, logged: the best variables as numpy."""
   logging.info(
     "%s: %d passes, %d steps; best pass %d: validation loss %.4f %s",
@@ -244,7 +244,7 @@ class _Passes:
   mesh: jax.sharding.Mesh
   report: Callable[[int], None]
   workdir: str | None
-  log: tuple  # (name, writer, step_offset) of `_log_pass`.
+  log: tuple  # (name, writer, step_offset) of `log_pass`.
 
   def run(self, state, progress: schedule.Progress):
     """Trains one pass and scores it; returns the state and its record."""
@@ -277,7 +277,7 @@ class _Passes:
       scores=dict(result.scores),
       improved=result.loss < progress.best_loss,
     )
-    _log_pass(record, *self.log)
+    log_pass(record, *self.log)
     return state, record
 
 
@@ -303,7 +303,7 @@ def _next_stage(model, state, best, recipe, progress, mesh, name):
   )
 
 
-def _log_pass(record: schedule.PassRecord, name, writer, step_offset) -> None:
+def log_pass(record: schedule.PassRecord, name, writer, step_offset) -> None:
   logging.info(
     "%s: pass %d (stage %d, lr %g), step %d: train loss %.4f, validation "
     "loss %.4f %s%s",

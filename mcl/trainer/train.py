@@ -299,3 +299,8 @@ def train_step(
     opt_state=opt_state,
   )
   return new_state, {"loss": loss, "data_loss": data_loss}
+
+
+# Not jitted: `mcl.trainer.replicas` maps it over a replica axis in a jit
+# of its own.
+step = train_step.__wrapped__

@@ -37,6 +37,8 @@ class TaskContext:
     step_offset: the run's optimizer steps before this task.
     on_diverge: called with (task index, phase tag, error) before a
       `NonFiniteLossError` propagates (saves the diverged parameters).
+    fitter: trains a phase: `mcl.trainer.fit.fit`, or a replica group's
+      (`mcl.experiments.continual.replica_group`).
     steps: optimizer steps of this task's phases so far.
   """
 
@@ -50,6 +52,7 @@ class TaskContext:
   seed: int
   step_offset: int
   on_diverge: Callable[[int, str, train.NonFiniteLossError], None]
+  fitter: Callable[..., fit.FitResult] = fit.fit
   steps: int = 0
   stream: Iterator[dict[str, np.ndarray]] = dataclasses.field(init=False)
 
@@ -94,7 +97,7 @@ class TaskContext:
         validation or {index: self.validation_sets[index]},
         fit_config,
         writer=self.writer, step_offset=self.global_step, name=tag,
-        on_step=on_step, **kwargs,
+        on_step=on_step, fitter=self.fitter, **kwargs,
       )  # fmt: skip
     except train.NonFiniteLossError as e:
       self.on_diverge(index, tag, e)

@@ -26,6 +26,7 @@ beside results.json
 
 import os
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -40,13 +41,15 @@ from mcl.experiments.continual import results
 from mcl.experiments.continual.context import TaskContext
 from mcl.experiments.continual.record import TaskRecord
 from mcl.runtime import errors
-from mcl.trainer import checkpointing, evaluation, progress
+from mcl.trainer import checkpointing, evaluation, fit, progress
 
 
 class _Run:
   """One run's data, method, evaluation sets, checkpoints and records."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str, data):
+  def __init__(
+    self, config: ml_collections.ConfigDict, workdir: str, data, fitter
+  ):
     method_class = registry.method_class(config)
     self.config = config
     self.workdir = workdir
@@ -76,6 +79,7 @@ class _Run:
     # Every finished task's record: results.json is assembled from them.
     self.finished: dict[int, TaskRecord] = {}
     self.writer = outputs.writer(workdir, config)
+    self.fitter = fitter
     self.global_step = 0
     self.progress = progress.RunProgress(len(self.tasks))
 
@@ -92,6 +96,7 @@ class _Run:
       seed=self.config.seed,
       step_offset=self.global_step,
       on_diverge=self.save_diverged,
+      fitter=self.fitter,
     )
 
   def save_diverged(self, task: int, tag: str, error):
@@ -273,7 +278,12 @@ class _Run:
     return out
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
+def run(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  data=None,
+  fitter: Callable[..., fit.FitResult] = fit.fit,
+) -> dict:
   """Learns the task sequence of `config` in `workdir`, resuming if possible.
 
   Args:
@@ -283,6 +293,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
     workdir: output folder: checkpoints/, TensorBoard events, results.json.
     data: a `mcl.datasets.task_data.TaskData` to learn instead of
       `config.data`'s (e.g. `mcl.datasets.arrays.from_arrays`).
+    fitter: trains each phase: `mcl.trainer.fit.fit`, or a replica
+      group's, which trains it with the other runs of the group
+      (`mcl.experiments.continual.replica_group`).
 
   Returns:
     The content of `<workdir>/results.json`.
@@ -294,7 +307,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
       is saved under `<workdir>/nonfinite`.
   """
   os.makedirs(workdir, exist_ok=True)
-  experiment = _Run(config, workdir, data)
+  experiment = _Run(config, workdir, data, fitter)
   learner = experiment.method
   params, state, start = experiment.initial_state()
   last = experiment.tasks[-1]
