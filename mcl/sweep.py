@@ -59,6 +59,13 @@ _SEEDS = flags.DEFINE_list(
   None,
   "Seeds (get_sweep/get_protocol(seeds=...)); default: the file's.",
 )
+_REPLICAS = flags.DEFINE_integer(
+  "replicas",
+  0,
+  "Runs per replica group: the runs of a grid point (seeds x folds) "
+  "trained as one program (mcl.experiments.run_replicas); 0: all of a "
+  "grid point, 1: each run alone.",
+)
 _THREADS = flags.DEFINE_integer(
   "threads", 1, "CPU threads per run (XLA and TensorFlow); 0: library default."
 )
@@ -114,16 +121,17 @@ RUNS_PER_WORKER = 12
 
 
 def _worker_loop(index, queue, config, root, env, report_done) -> None:
-  """One `mcl.analysis.sweep_worker` process at a time, fed runs from
-  `queue` until it is empty, replaced after RUNS_PER_WORKER runs.
+  """One `mcl.analysis.sweep_worker` process at a time, fed replica
+  groups from `queue` until it is empty, replaced after RUNS_PER_WORKER
+  runs.
 
-  A worker that dies fails its current run (which resumes from its last
-  task checkpoint on the next sweep) and is replaced.
+  A worker that dies fails its current group (whose runs resume from
+  their last task checkpoints on the next sweep) and is replaced.
   """
   worker, served = None, 0
   while True:
     try:
-      run = queue.get_nowait()
+      group = queue.get_nowait()
     except _queue.Empty:
       break
     if worker is not None and served >= RUNS_PER_WORKER:
@@ -144,38 +152,47 @@ def _worker_loop(index, queue, config, root, env, report_done) -> None:
       log.close()  # The worker holds its own copy.
     request = {
       "config": config,
-      "overrides": dict(run.overrides),
-      "workdir": sweep.workdir(root, run),
+      "runs": [
+        {"overrides": dict(run.overrides), "workdir": sweep.workdir(root, run)}
+        for run in group
+      ],
     }
     worker.stdin.write(json.dumps(request) + "\n")
     worker.stdin.flush()
     answer = worker.stdout.readline()
-    served += 1
-    if not answer:  # The worker died: reap it, start a new one next run.
+    served += len(group)
+    if not answer:  # The worker died: reap it, start a new one next group.
       worker.wait()
       worker = None
-    report_done(run, bool(answer) and json.loads(answer)["ok"])
+    ok = json.loads(answer)["ok"] if answer else [False] * len(group)
+    for run, done in zip(group, ok, strict=True):
+      report_done(run, done)
   if worker is not None and worker.poll() is None:
     worker.stdin.close()
     worker.wait()
 
 
-def run_all(runs, config: str, root: str, parallel: int, env) -> int:
+def run_all(
+  runs, config: str, root: str, parallel: int, env, replicas: int = 1
+) -> int:
   """Runs the unfinished `runs` of base config `config` on `parallel`
-  worker processes (each runs one run after another, `sweep_worker.py`);
+  worker processes (each runs one replica group after another,
+  `sweep_worker.py`; `replicas` runs per group, 0: a grid point's);
   returns failures."""
   pending = [r for r in runs if not sweep.finished(root, r)]
+  groups = sweep.replica_groups(pending, replicas)
   logging.info(
-    "%d runs, %d finished, %d to run, %d workers",
+    "%d runs, %d finished, %d to run in %d groups, %d workers",
     len(runs),
     len(runs) - len(pending),
     len(pending),
+    len(groups),
     parallel,
   )
   os.makedirs(root, exist_ok=True)
   queue = _queue.Queue()
-  for run in pending:
-    queue.put(run)
+  for group in groups:
+    queue.put(group)
   lock, start, counts = threading.Lock(), time.time(), {"done": 0, "failed": 0}
 
   def report_done(run, ok):
@@ -193,7 +210,7 @@ def run_all(runs, config: str, root: str, parallel: int, env) -> int:
       target=_worker_loop,
       args=(i, queue, config, root, env, report_done),
     )
-    for i in range(min(parallel, len(pending)))
+    for i in range(min(parallel, len(groups)))
   ]
   for thread in threads:
     thread.start()
@@ -228,7 +245,12 @@ def run_sweep(path: str, seeds, root: str) -> int:
   if not _AGGREGATE_ONLY.value:
     env = environment(_THREADS.value, root)
     failures = run_all(
-      definition.runs, definition.config, root, _PARALLEL.value, env
+      definition.runs,
+      definition.config,
+      root,
+      _PARALLEL.value,
+      env,
+      _REPLICAS.value,
     )
   _report(root, list(dict.fromkeys(r.label for r in definition.runs)), root)
   return failures
@@ -254,7 +276,9 @@ def run_protocol(path: str, seeds, root: str) -> int:
     selection, failures = protocol.run(
       definition,
       root,
-      lambda runs: run_all(runs, definition.config, root, _PARALLEL.value, env),
+      lambda runs: run_all(
+        runs, definition.config, root, _PARALLEL.value, env, _REPLICAS.value
+      ),
     )
     if selection is None:
       return failures

@@ -1,6 +1,11 @@
-"""The figures of one continual run, written beside its results.json."""
+"""The figures of one continual run, written beside its results.json.
+
+pyplot's figures are process-global state: the runs of a replica group
+plot from their own threads, one at a time (`_PYPLOT`).
+"""
 
 import os
+import threading
 
 import numpy as np
 
@@ -29,6 +34,9 @@ def plot_confusion(results: dict, path: str) -> None:
   plt.close(fig)
 
 
+_PYPLOT = threading.Lock()
+
+
 def plot_run(results: dict, out_dir: str) -> list[str]:
   """One run's figures beside its results.json; returns their paths.
 
@@ -39,6 +47,11 @@ def plot_run(results: dict, out_dir: str) -> list[str]:
   - `confusion_matrix.png`: the last task's class-incremental confusion
     matrix (`plot_confusion`), when results.json has one.
   """
+  with _PYPLOT:
+    return _plot_run(results, out_dir)
+
+
+def _plot_run(results: dict, out_dir: str) -> list[str]:
   paths = [os.path.join(out_dir, "accuracy_matrix.png")]
   report.plot_matrix(
     report.mean_matrix({"run": results}), f"{results['method']}", paths[0]

@@ -61,6 +61,37 @@ def grid(
   ]
 
 
+# The overrides in which the runs of one replica group may differ
+# (`mcl.experiments.continual.replica_group.REPLICA_KEYS`).
+REPLICA_OVERRIDES = ("seed", "data.fold")
+
+
+def replica_groups(runs: Sequence[Run], size: int) -> list[list[Run]]:
+  """The runs as replica groups: runs of one label and one grid point
+  (equal overrides but for `REPLICA_OVERRIDES`), `size` at most per group
+  (0: all of a grid point), in the order of their first run.
+
+  Raises:
+    ValueError: a negative size.
+  """
+  if size < 0:
+    raise ValueError(f"replica group size {size} < 0")
+  points: dict = {}
+  for run in runs:
+    rest = sorted(
+      (k, repr(v))
+      for k, v in run.overrides.items()
+      if k not in REPLICA_OVERRIDES
+    )
+    points.setdefault((run.label, tuple(rest)), []).append(run)
+  groups = []
+  for members in points.values():
+    step = size or len(members)
+    groups += [members[i : i + step] for i in range(0, len(members), step)]
+  first = {(run.label, run.name): i for i, run in enumerate(runs)}
+  return sorted(groups, key=lambda g: first[g[0].label, g[0].name])
+
+
 def workdir(root: str, run: Run) -> str:
   """The run's output folder, `<root>/<label>/<name>`."""
   return os.path.join(root, run.label, run.name)

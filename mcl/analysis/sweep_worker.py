@@ -1,17 +1,19 @@
 """Runs sweep runs one after another in one process (`mcl.sweep`).
 
-  python -m mcl.analysis.sweep_worker < runs.jsonl
+  python -m mcl.analysis.sweep_worker < requests.jsonl
 
-Reads one JSON object per line from stdin, {"config": file, "overrides":
-{dotted key: value}, "workdir": dir}, runs it (`mcl.experiments.run`,
-logging to `<workdir>/log.txt`) and answers one JSON line on stdout,
-{"workdir": dir, "ok": bool}. Imports, the records' metadata, the
-evaluation sets' compiled functions and every compiled step stay in the
-process for the next run: a GTZAN run started in a fresh process spends
-about 9 s importing and 6 s on its evaluation sets before its first step.
-A run that raises is logged with its traceback (a
-`mcl.runtime.errors.UserError`, e.g. a setting out of range, as its one line)
-and answered ok=false; the worker goes on with the next.
+Reads one JSON object per line from stdin, {"config": file, "runs":
+[{"overrides": {dotted key: value}, "workdir": dir}, ...]}: one run, or a
+replica group (runs that differ only in seed and fold), run as one program
+by `mcl.experiments.run_replicas`. Each run logs to `<workdir>/log.txt`
+(a group's runs each from their own thread) and the worker answers one
+JSON line on stdout, {"ok": [bool per run]}. Imports, the records'
+metadata, the evaluation sets' compiled functions and every compiled step
+stay in the process for the next request: a GTZAN run started in a fresh
+process spends about 9 s importing and 6 s on its evaluation sets before
+its first step. A run that raises is logged with its traceback (a
+`mcl.runtime.errors.UserError`, e.g. a setting out of range, as its one
+line) and answered false; the worker goes on with the next.
 """
 
 import json
@@ -23,11 +25,49 @@ import traceback
 from absl import logging
 
 from mcl import experiments
+from mcl.experiments.continual import replica_group
 from mcl.runtime import errors
 
 
+def _log_file(workdir: str, thread: str | None) -> pylogging.Handler:
+  """A handler writing to `<workdir>/log.txt` the records of `thread`
+  (None: of every thread)."""
+  os.makedirs(workdir, exist_ok=True)
+  handler = pylogging.FileHandler(os.path.join(workdir, "log.txt"))
+  handler.setFormatter(logging.PythonFormatter())
+  if thread is not None:
+    handler.addFilter(lambda record: record.threadName == thread)
+  logging.get_absl_logger().addHandler(handler)
+  return handler
+
+
+def _outcomes(request) -> list:
+  """Each run's results.json or exception."""
+  runs = request["runs"]
+  configs = [
+    experiments.load_config(request["config"], run["overrides"]) for run in runs
+  ]
+  workdirs = [run["workdir"] for run in runs]
+  if len(runs) == 1:
+    try:
+      return [experiments.run(configs[0], workdirs[0])]
+    except Exception as error:  # A failed run must not end the sweep.
+      return [error]
+  return experiments.run_replicas(configs, workdirs)
+
+
+def _report(workdir: str, outcome) -> bool:
+  """Logs a failed run's error; True for a finished run."""
+  if isinstance(outcome, errors.UserError):  # A setting: no traceback.
+    logging.error("run %s failed: error: %s", workdir, outcome)
+  elif isinstance(outcome, BaseException):
+    trace = traceback.format_exception(outcome)
+    logging.error("run %s failed:\n%s", workdir, "".join(trace))
+  return not isinstance(outcome, BaseException)
+
+
 def main():
-  """Answers every run request of stdin (see the module docstring)."""
+  """Answers every request of stdin (see the module docstring)."""
   answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
   sys.stdout = sys.stderr  # Only answers go to the protocol stream.
   logging.use_absl_handler()
@@ -35,25 +75,28 @@ def main():
   experiments.start_process()
   for line in sys.stdin:
     request = json.loads(line)
-    workdir = request["workdir"]
-    os.makedirs(workdir, exist_ok=True)
-    handler = pylogging.FileHandler(os.path.join(workdir, "log.txt"))
-    handler.setFormatter(logging.PythonFormatter())
-    logging.get_absl_logger().addHandler(handler)
+    workdirs = [run["workdir"] for run in request["runs"]]
+    grouped = len(workdirs) > 1
+    handlers = [
+      _log_file(w, replica_group.thread_name(i) if grouped else None)
+      for i, w in enumerate(workdirs)
+    ]
     try:
-      config = experiments.load_config(request["config"], request["overrides"])
-      experiments.run(config, workdir)
-      ok = True
-    except errors.UserError as error:  # A setting to change: no traceback.
-      logging.error("run %s failed: error: %s", workdir, error)
-      ok = False
-    except Exception:  # A failed run must not end the sweep.
-      logging.error("run %s failed:\n%s", workdir, traceback.format_exc())
-      ok = False
+      try:
+        outcomes = _outcomes(request)
+      except errors.UserError as error:  # E.g. a group of other settings.
+        outcomes = [error] * len(workdirs)
+      ok = []
+      for workdir, outcome, handler in zip(
+        workdirs, outcomes, handlers, strict=True
+      ):
+        handler.filters.clear()  # The error is logged from this thread.
+        ok.append(_report(workdir, outcome))
     finally:
-      logging.get_absl_logger().removeHandler(handler)
-      handler.close()
-    answers.write(json.dumps({"workdir": workdir, "ok": ok}) + "\n")
+      for handler in handlers:
+        logging.get_absl_logger().removeHandler(handler)
+        handler.close()
+    answers.write(json.dumps({"ok": ok}) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,13 +22,18 @@ compilation and one dispatch per step.
   one program (XLA:CPU runs grouped convolutions about 4x slower than R
   plain ones, BUILD_NOTES "Replicas"). `default_strategy` picks by backend.
 - Validation passes stay per replica (each call's `evaluate`), on the
-  replica's slice of the stack.
+  replica's slice of the stack. A call's "thread" names the thread whose
+  log records a replica's pass lines should look like (a replica group's
+  run logs its own thread's records to its log.txt); the calling thread
+  takes that name while it scores the replica.
 
 Limits: one-stage recipes (a continual phase), no per-pass workdir (runs
 resume per task), one device (the replica axis is not sharded).
 """
 
+import contextlib
 import functools
+import threading
 from collections.abc import Sequence
 
 import jax
@@ -99,6 +104,17 @@ class _Replica:
     self.log = (call.get("name", "fit"), call.get("writer"))
     self.offset = call.get("step_offset", 0)
 
+  @contextlib.contextmanager
+  def named(self):
+    """The calling thread under the call's "thread" name (log records)."""
+    thread = threading.current_thread()
+    own = thread.name
+    thread.name = self.call.get("thread") or own
+    try:
+      yield
+    finally:
+      thread.name = own
+
   def running(self, step: int) -> bool:
     return self.error is None and schedule.running(
       self.progress, step, self.call["recipe"]
@@ -150,8 +166,9 @@ def fit_replicas(
     calls: `fit.fit`'s arguments as dicts (model, variables,
       train_batches, evaluate, recipe, loss, rng, and optionally
       trainable, penalty, proximal, score_initial, writer, step_offset,
-      name, on_step); every call's network, mask and terms of one shape,
-      one loss and one recipe.
+      name, on_step, and "thread", see the module docstring); every
+      call's network, mask and terms of one shape, one loss and one
+      recipe.
     size: R, the stack's size (default len(calls)); slots beyond the
       calls are padding, inactive throughout, so that groups of fewer
       calls reuse the compiled step of R.
@@ -177,7 +194,8 @@ def fit_replicas(
       call, *resume.start(call["model"], call["variables"], recipe, None, mesh)
     )
     if call.get("score_initial"):
-      result = call["evaluate"](replica.state.variables)
+      with replica.named():
+        result = call["evaluate"](replica.state.variables)
       replica.progress = replica.progress.scored_initial(
         result.loss, result.scores
       )
@@ -198,12 +216,19 @@ def fit_replicas(
     for index, (replica, ran) in enumerate(zip(replicas, live, strict=True)):
       if ran:
         loss = float(losses[index]) / count
-        _score_pass(replica, unstack(states, index), loss)
+        with replica.named():
+          _score_pass(replica, unstack(states, index), loss)
   steps = jax.device_get(states.step)
-  return [
-    r.error or fit.outcome(r.log[0], r.progress, r.best, int(steps[i]))
-    for i, r in enumerate(replicas)
-  ]
+  outcomes = []
+  for replica, steps_done in zip(replicas, steps[: len(replicas)], strict=True):
+    with replica.named():
+      outcomes.append(
+        replica.error
+        or fit.outcome(
+          replica.log[0], replica.progress, replica.best, int(steps_done)
+        )  # fmt: skip
+      )
+  return outcomes
 
 
 def _train_pass(states, replicas, live, phases, rngs, size, step, recipe, how):

@@ -32,6 +32,11 @@ from mcl.trainer import replicas
 REPLICA_KEYS = ("seed", "data.fold")
 
 
+def thread_name(index: int) -> str:
+  """The thread of the group's run `index` (its log records carry it)."""
+  return f"replica{index}"
+
+
 def check_group(configs: Sequence[ml_collections.ConfigDict]) -> None:
   """Raises `mcl.runtime.errors.UserError` unless the configs differ only
   in `REPLICA_KEYS` and are continual experiments."""
@@ -94,7 +99,8 @@ class _Barrier:
 
     def fit_in_group(model, variables, train_batches, evaluate, recipe, **kw):
       call = dict(kw, model=model, variables=variables, recipe=recipe,
-                  train_batches=train_batches, evaluate=evaluate)  # fmt: skip
+                  train_batches=train_batches, evaluate=evaluate,
+                  thread=thread_name(replica))  # fmt: skip
       with self.condition:
         self.waiting[replica] = call
         self.condition.notify_all()
@@ -177,7 +183,9 @@ def run_group(run_one, configs, workdirs, strategy: str | None = None) -> list:
   # Daemons: an interrupted group does not wait for runs blocked at
   # the barrier.
   threads = [
-    threading.Thread(target=replica, args=(i,), name=f"replica{i}", daemon=True)
+    threading.Thread(
+      target=replica, args=(i,), name=thread_name(i), daemon=True
+    )
     for i in range(len(configs))
   ]
   for thread in threads:

@@ -25,6 +25,7 @@ beside results.json
 """
 
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -43,6 +44,11 @@ from mcl.experiments.continual.record import TaskRecord
 from mcl.runtime import errors
 from mcl.trainer import checkpointing, evaluation, fit, progress
 
+# The runs of a replica group start in threads of one process; records
+# are built (or found built) by one at a time, so two folds of one
+# dataset never write its records at once.
+_BUILDING = threading.Lock()
+
 
 class _Run:
   """One run's data, method, evaluation sets, checkpoints and records."""
@@ -53,7 +59,10 @@ class _Run:
     method_class = registry.method_class(config)
     self.config = config
     self.workdir = workdir
-    self.data = from_config.build(config) if data is None else data
+    if data is None:
+      with _BUILDING:
+        data = from_config.build(config)
+    self.data = data
     self.tasks = self.data.tasks
     # Which records the run reads (audio sources, arrays): their name holds
     # the data's content key, so changed data is not resumed on.
