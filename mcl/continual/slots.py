@@ -30,6 +30,7 @@ of its growth, not with its tasks.
 
 import dataclasses
 import math
+import threading
 from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
@@ -252,13 +253,40 @@ def timestamped(padded: Params, keep: Mapping[str, np.ndarray]) -> Params:
   return out
 
 
+class Floor:
+  """Capacities shared by the runs of a replica group
+  (`mcl.experiments.continual.replica_group`): every phase's slots are
+  raised to the largest any run of the group has needed, so the runs'
+  phases keep one shape and a run's overflow re-allocates the others at
+  their next phase instead of compiling a step per capacity per run.
+  Free slots add exact zeros, so the results do not change (up to the
+  order of float summation over them)."""
+
+  def __init__(self):
+    self._units: dict[tuple[str, ...], tuple[int, ...]] = {}
+    self._lock = threading.Lock()
+
+  def raise_to(self, slots: Slots) -> Slots:
+    """`slots` with every layer at least the group's capacity."""
+    with self._lock:
+      units = tuple(
+        max(a, b)
+        for a, b in zip(
+          slots.units, self._units.get(slots.layers, slots.units), strict=True
+        )
+      )
+      self._units[slots.layers] = units
+    return dataclasses.replace(slots, units=units)
+
+
 class PaddedContext:
   """A `phase.Context` whose phases train the tree in its slots.
 
   `phase` pads the parameters, the trainable mask (free slots 0) and the
   terms, trains every head's loss (`Slots.heads`), and returns the result
   with the live part of the trained tree; everything else is the wrapped
-  context's.
+  context's. When the context's fitter is a replica group's, its
+  `slot_floor` (a `Floor`) raises the slots to the group's.
   """
 
   def __init__(self, context, slots_of):
@@ -273,6 +301,10 @@ class PaddedContext:
             heads=None, **kwargs):  # fmt: skip
     del heads  # Every head's loss: ids without examples add zero.
     slots = self._slots_of(params)
+    fitter = getattr(self._context, "fitter", None)
+    floor = getattr(fitter, "slot_floor", None)
+    if floor is not None:
+      slots = floor.raise_to(slots)
     result = self._context.phase(
       pad(params, slots),
       pad(trainable, slots),

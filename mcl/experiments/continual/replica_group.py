@@ -25,6 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from mcl.continual import slots
 from mcl.runtime import errors
 from mcl.trainer import replicas
 
@@ -76,7 +77,7 @@ def _kind(call: dict):
   arrays = (call["variables"], call.get("trainable"), call.get("penalty"),
             call.get("proximal"))  # fmt: skip
   shapes = tuple(
-    (np.shape(a), np.result_type(a)) for a in jax.tree.leaves(arrays)
+    (np.shape(a), np.asarray(a).dtype) for a in jax.tree.leaves(arrays)
   )
   return (jax.tree.structure(arrays), shapes, call["model"], call["loss"],
           call["recipe"])  # fmt: skip
@@ -92,25 +93,23 @@ class _Barrier:
     self.waiting: dict[int, dict] = {}
     self.done: dict[int, object] = {}
     self.condition = threading.Condition()
-    self.kinds: list = []  # Every kind trained so far, in order.
+    # Capacity slots of growing methods, shared (`slots.Floor`).
+    self.slot_floor = slots.Floor()
 
-  def fitter(self, replica: int):
+  def fitter(self, replica: int) -> "_Fitter":
     """`fit.fit`'s signature: replica `replica`'s phases go to the group."""
+    return _Fitter(self, replica)
 
-    def fit_in_group(model, variables, train_batches, evaluate, recipe, **kw):
-      call = dict(kw, model=model, variables=variables, recipe=recipe,
-                  train_batches=train_batches, evaluate=evaluate,
-                  thread=thread_name(replica))  # fmt: skip
-      with self.condition:
-        self.waiting[replica] = call
-        self.condition.notify_all()
-        self.condition.wait_for(lambda: replica in self.done)
-        outcome = self.done.pop(replica)
-      if isinstance(outcome, BaseException):
-        raise outcome
-      return outcome
-
-    return fit_in_group
+  def fit(self, replica: int, call: dict):
+    """Waits until replica `replica`'s phase `call` has been trained."""
+    with self.condition:
+      self.waiting[replica] = call
+      self.condition.notify_all()
+      self.condition.wait_for(lambda: replica in self.done)
+      outcome = self.done.pop(replica)
+    if isinstance(outcome, BaseException):
+      raise outcome
+    return outcome
 
   def leave(self) -> None:
     """A run has ended (finished or failed)."""
@@ -131,13 +130,28 @@ class _Barrier:
       groups: dict = {}
       for replica, call in sorted(calls.items()):
         groups.setdefault(_kind(call), []).append(replica)
-      for kind, members in groups.items():
-        self.kinds.append(kind)
+      for members in groups.values():
         results = _fit([calls[m] for m in members], self.size, self.strategy)
         outcomes.update(zip(members, results, strict=True))
       with self.condition:
         self.done.update(outcomes)
         self.condition.notify_all()
+
+
+class _Fitter:
+  """A run's phase trainer in a group: `fit.fit`'s signature, and the
+  group's `slot_floor` for `mcl.continual.slots.PaddedContext`."""
+
+  def __init__(self, barrier: _Barrier, replica: int):
+    self.barrier = barrier
+    self.replica = replica
+    self.slot_floor = barrier.slot_floor
+
+  def __call__(self, model, variables, train_batches, evaluate, recipe, **kw):
+    call = dict(kw, model=model, variables=variables, recipe=recipe,
+                train_batches=train_batches, evaluate=evaluate,
+                thread=thread_name(self.replica))  # fmt: skip
+    return self.barrier.fit(self.replica, call)
 
 
 def _fit(calls, size, strategy) -> list:
