@@ -4,7 +4,7 @@ their command lines, then aggregates the finished runs into tables and plots.
   mcl-sweep --sweep=permuted_digits ...   (installed; a built-in sweep)
   .venv/bin/python launch/sweep.py --sweep=configs/sweeps/permuted_digits.py \
       [--root=runs/comparison] [--parallel=2] [--seeds=0,1,2] \
-      [--print_only] [--aggregate_only]
+      [--replicas=N] [--print_only] [--aggregate_only]
   .venv/bin/python launch/sweep.py --protocol=configs/sweeps/gtzan_protocol.py \
       --budget=cpu --seeds=0,1 --root=runs/protocol_cpu [--print_only]
 
@@ -20,9 +20,15 @@ Finished runs (complete results.json) are skipped, so an interrupted sweep
 or protocol continues where it stopped (each run also resumes from its
 last task checkpoint). `--parallel` worker processes
 (`mcl.analysis.sweep_worker`)
-each run one run after another, so imports and compilations are paid once
-per worker, not once per run; every worker also shares one persistent XLA
-compilation cache under `<root>/jax_cache`. Each run logs to
+each run one replica group after another, so imports and compilations are
+paid once per worker, not once per run; every worker also shares one
+persistent XLA compilation cache under `<root>/jax_cache`. A replica
+group (`--replicas`, `mcl.analysis.sweep.replica_groups`) is up to N runs
+of one grid point (the same label and overrides but for seed and fold),
+trained as one program (`mcl.experiments.run_replicas`); the default,
+0, groups all of a grid point on a GPU or TPU and runs them one after
+another on a CPU, where a group is no faster (BUILD_NOTES "Performance
+figures"; the worker decides, as only it initialises JAX). Each run logs to
 `<root>/<label>/<name>/log.txt`, each worker to `<root>/worker<i>.log`.
 """
 
@@ -63,8 +69,9 @@ _REPLICAS = flags.DEFINE_integer(
   "replicas",
   0,
   "Runs per replica group: the runs of a grid point (seeds x folds) "
-  "trained as one program (mcl.experiments.run_replicas); 0: all of a "
-  "grid point, 1: each run alone.",
+  "trained as one program (mcl.experiments.run_replicas); 0: automatic, "
+  "all of a grid point on a GPU or TPU, one at a time on a CPU; 1: each "
+  "run alone.",
 )
 _THREADS = flags.DEFINE_integer(
   "threads", 1, "CPU threads per run (XLA and TensorFlow); 0: library default."
@@ -120,7 +127,9 @@ def environment(threads: int, root: str) -> dict:
 RUNS_PER_WORKER = 12
 
 
-def _worker_loop(index, queue, config, root, env, report_done) -> None:
+def _worker_loop(
+  index, queue, config, root, env, report_done, replicas
+) -> None:
   """One `mcl.analysis.sweep_worker` process at a time, fed replica
   groups from `queue` until it is empty, replaced after RUNS_PER_WORKER
   runs.
@@ -152,6 +161,7 @@ def _worker_loop(index, queue, config, root, env, report_done) -> None:
       log.close()  # The worker holds its own copy.
     request = {
       "config": config,
+      "replicas": replicas,
       "runs": [
         {"overrides": dict(run.overrides), "workdir": sweep.workdir(root, run)}
         for run in group
@@ -177,8 +187,8 @@ def run_all(
 ) -> int:
   """Runs the unfinished `runs` of base config `config` on `parallel`
   worker processes (each runs one replica group after another,
-  `sweep_worker.py`; `replicas` runs per group, 0: a grid point's);
-  returns failures."""
+  `sweep_worker.py`; `replicas` runs per group, 0: a grid point's,
+  grouped on accelerators only); returns failures."""
   pending = [r for r in runs if not sweep.finished(root, r)]
   groups = sweep.replica_groups(pending, replicas)
   logging.info(
@@ -208,7 +218,7 @@ def run_all(
   threads = [
     threading.Thread(
       target=_worker_loop,
-      args=(i, queue, config, root, env, report_done),
+      args=(i, queue, config, root, env, report_done, replicas),
     )
     for i in range(min(parallel, len(groups)))
   ]

@@ -280,16 +280,21 @@ def test_replica_groups_are_the_seeds_and_folds_of_a_grid_point():
   assert [len(g) for g in sweep.replica_groups(runs, 1)] == [1] * 12
 
 
-def test_a_sweep_runs_a_grid_point_as_one_group_with_a_log_per_run(tmp_path):
+@pytest.mark.parametrize("replicas", [2, 0])
+def test_a_sweep_groups_a_grid_point_on_request_with_a_log_per_run(
+  tmp_path, replicas
+):
   tiny = {"method": "finetune", "data.num_tasks": 2,
           "train.fit.max_steps": 10, "train.fit.eval_every": 5}  # fmt: skip
   runs = sweep.grid({"finetune": tiny}, None, (0, 1))
   root = str(tmp_path)
   env = sweep_cli.environment(1, root)
-  assert sweep_cli.run_all(runs, "permuted_digits", root, 1, env, 0) == 0
+  assert sweep_cli.run_all(runs, "permuted_digits", root, 1, env, replicas) == 0
   for run in runs:
     assert sweep.finished(root, run)
     with open(os.path.join(sweep.workdir(root, run), "log.txt")) as f:
       log = f.read()
     # Its own pass lines, not the other run's.
     assert log.count("task0/train: pass 0 ") == 1, log
+    # --replicas=0 (automatic) runs them one after another on a CPU.
+    assert ("in a stack of 2" in log) == (replicas == 2), log

@@ -3,17 +3,19 @@
   python -m mcl.analysis.sweep_worker < requests.jsonl
 
 Reads one JSON object per line from stdin, {"config": file, "runs":
-[{"overrides": {dotted key: value}, "workdir": dir}, ...]}: one run, or a
-replica group (runs that differ only in seed and fold), run as one program
-by `mcl.experiments.run_replicas`. Each run logs to `<workdir>/log.txt`
-(a group's runs each from their own thread) and the worker answers one
-JSON line on stdout, {"ok": [bool per run]}. Imports, the records'
-metadata, the evaluation sets' compiled functions and every compiled step
-stay in the process for the next request: a GTZAN run started in a fresh
-process spends about 9 s importing and 6 s on its evaluation sets before
-its first step. A run that raises is logged with its traceback (a
-`mcl.runtime.errors.UserError`, e.g. a setting out of range, as its one
-line) and answered false; the worker goes on with the next.
+[{"overrides": {dotted key: value}, "workdir": dir}, ...], "replicas": N}:
+one run, or a replica group (runs that differ only in seed and fold), run
+as one program by `mcl.experiments.run_replicas` (with N = 0, automatic:
+on a CPU one after another instead, `serve`). Each run logs to
+`<workdir>/log.txt` (a group's runs each from their own thread) and the
+worker answers one JSON line on stdout, {"ok": [bool per run]}. Imports,
+the records' metadata, the evaluation sets' compiled functions and every
+compiled step stay in the process for the next request: a GTZAN run
+started in a fresh process spends about 9 s importing and 6 s on its
+evaluation sets before its first step. A run that raises is logged with
+its traceback (a `mcl.runtime.errors.UserError`, e.g. a setting out of
+range, as its one line) and answered false; the worker goes on with the
+next.
 """
 
 import json
@@ -22,6 +24,7 @@ import os
 import sys
 import traceback
 
+import jax
 from absl import logging
 
 from mcl import experiments
@@ -41,21 +44,6 @@ def _log_file(workdir: str, thread: str | None) -> pylogging.Handler:
   return handler
 
 
-def _outcomes(request) -> list:
-  """Each run's results.json or exception."""
-  runs = request["runs"]
-  configs = [
-    experiments.load_config(request["config"], run["overrides"]) for run in runs
-  ]
-  workdirs = [run["workdir"] for run in runs]
-  if len(runs) == 1:
-    try:
-      return [experiments.run(configs[0], workdirs[0])]
-    except Exception as error:  # A failed run must not end the sweep.
-      return [error]
-  return experiments.run_replicas(configs, workdirs)
-
-
 def _report(workdir: str, outcome) -> bool:
   """Logs a failed run's error; True for a finished run."""
   if isinstance(outcome, errors.UserError):  # A setting: no traceback.
@@ -66,6 +54,62 @@ def _report(workdir: str, outcome) -> bool:
   return not isinstance(outcome, BaseException)
 
 
+def _close(handler: pylogging.Handler) -> None:
+  logging.get_absl_logger().removeHandler(handler)
+  handler.close()
+
+
+def _alone(config_file: str, run: dict) -> bool:
+  """One run (`mcl.experiments.run`); True when it finished."""
+  handler = _log_file(run["workdir"], None)
+  try:
+    config = experiments.load_config(config_file, run["overrides"])
+    outcome = experiments.run(config, run["workdir"])
+  except Exception as error:  # A failed run must not end the sweep.
+    outcome = error
+  try:
+    return _report(run["workdir"], outcome)
+  finally:
+    _close(handler)
+
+
+def _group(config_file: str, runs: list[dict]) -> list[bool]:
+  """Runs as one replica group (`mcl.experiments.run_replicas`)."""
+  workdirs = [run["workdir"] for run in runs]
+  handlers = [
+    _log_file(w, replica_group.thread_name(i)) for i, w in enumerate(workdirs)
+  ]
+  try:
+    try:
+      configs = [
+        experiments.load_config(config_file, run["overrides"]) for run in runs
+      ]
+      outcomes = experiments.run_replicas(configs, workdirs)
+    except errors.UserError as error:  # E.g. runs of other settings.
+      outcomes = [error] * len(runs)
+    ok = []
+    for workdir, outcome, handler in zip(
+      workdirs, outcomes, handlers, strict=True
+    ):
+      handler.filters.clear()  # The error is logged from this thread.
+      ok.append(_report(workdir, outcome))
+    return ok
+  finally:
+    for handler in handlers:
+      _close(handler)
+
+
+def serve(request: dict) -> list[bool]:
+  """A request's runs: alone, or as one replica group unless
+  `request["replicas"]` is 0 (automatic) and the backend is the CPU,
+  where a group is no faster than its runs one after another."""
+  runs = request["runs"]
+  automatic = request.get("replicas") == 0
+  if len(runs) == 1 or (automatic and jax.default_backend() == "cpu"):
+    return [_alone(request["config"], run) for run in runs]
+  return _group(request["config"], runs)
+
+
 def main():
   """Answers every request of stdin (see the module docstring)."""
   answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
@@ -74,29 +118,7 @@ def main():
   logging.set_verbosity(logging.INFO)
   experiments.start_process()
   for line in sys.stdin:
-    request = json.loads(line)
-    workdirs = [run["workdir"] for run in request["runs"]]
-    grouped = len(workdirs) > 1
-    handlers = [
-      _log_file(w, replica_group.thread_name(i) if grouped else None)
-      for i, w in enumerate(workdirs)
-    ]
-    try:
-      try:
-        outcomes = _outcomes(request)
-      except errors.UserError as error:  # E.g. a group of other settings.
-        outcomes = [error] * len(workdirs)
-      ok = []
-      for workdir, outcome, handler in zip(
-        workdirs, outcomes, handlers, strict=True
-      ):
-        handler.filters.clear()  # The error is logged from this thread.
-        ok.append(_report(workdir, outcome))
-    finally:
-      for handler in handlers:
-        logging.get_absl_logger().removeHandler(handler)
-        handler.close()
-    answers.write(json.dumps({"ok": ok}) + "\n")
+    answers.write(json.dumps({"ok": serve(json.loads(line))}) + "\n")
 
 
 if __name__ == "__main__":

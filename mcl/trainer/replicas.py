@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from mcl.trainer import fit, parallel, resume, schedule, train
 
@@ -220,8 +221,14 @@ def fit_replicas(
           _score_pass(replica, unstack(states, index), loss)
   steps = jax.device_get(states.step)
   outcomes = []
-  for replica, steps_done in zip(replicas, steps[: len(replicas)], strict=True):
+  for index, (replica, steps_done) in enumerate(
+    zip(replicas, steps[: len(replicas)], strict=True)
+  ):
     with replica.named():
+      logging.info(
+        "%s: replica %d of %d in a stack of %d (%s)",
+        replica.log[0], index, len(replicas), size, strategy,
+      )  # fmt: skip
       outcomes.append(
         replica.error
         or fit.outcome(
