@@ -15,12 +15,15 @@ phase's optimizer steps x batch size, from the results.json task
 records), examples/s, XLA compilations of `train_step` and
 `replica_step` and their seconds (jax's backend-compile events, as
 `JAX_LOG_COMPILES=1` lists them), and the group's examples/s over the
-sequential runs'. A warm-up run (2-step phases) first pays the imports,
-the records and the lone step's compilation, so the sequential runs start
-warm and the group pays its own step's compilation.
+sequential runs', and the largest difference between a run's two
+results.json (`results.largest_difference`). A warm-up run (2-step
+phases) first pays the imports, the records and the lone step's
+compilation, so the sequential runs start warm and the group pays its
+own step's compilation.
 """
 
 import collections
+import json
 import os
 import shutil
 import sys
@@ -33,6 +36,7 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 
 from mcl import experiments  # noqa: E402
+from mcl.experiments.continual import results  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/gtzan.py")
 _METHODS = flags.DEFINE_list("methods", ["stl", "finetune", "den"], "Methods.")
@@ -99,6 +103,11 @@ def _time(mode: str, configs, root: str) -> dict:
   }
 
 
+def _read(root: str, mode: str, index: int) -> dict:
+  with open(os.path.join(root, mode, f"run{index}", "results.json")) as f:
+    return json.load(f)
+
+
 def main(argv):
   del argv
   jax.monitoring.register_event_duration_secs_listener(_listen)
@@ -123,6 +132,16 @@ def main(argv):
           flush=True,
         )
       if len(figures) == 2:
+        difference = max(
+          results.largest_difference(
+            *(_read(_ROOT.value, m, i) for m in _MODES.value)
+          )
+          for i in range(size)
+        )
+        print(
+          f"{method} R={size}: largest |group - sequential| over every "
+          f"number of results.json: {difference:.2g}"
+        )
         ratio = (
           figures["group"]["examples_per_s"]
           / figures["sequential"]["examples_per_s"]

@@ -16,14 +16,12 @@ from mcl.configs import arrays as arrays_config
 from mcl.configs import permuted_digits
 from mcl.continual import phase
 from mcl.datasets import arrays
-from mcl.experiments.continual import replica_group
+from mcl.experiments.continual import replica_group, results
 from mcl.models import conv_classifier
 from mcl.runtime import errors
 from mcl.trainer import fit, optimizer, replicas, train
 
 DIM, PER_SPLIT = 12, (24, 8, 8)
-# Timings, provenance and the config's seed are not the run's figures.
-_NOT_FIGURES = {"seconds_per_task", "seconds", "provenance", "config"}
 
 
 def _data(tasks: int):
@@ -73,27 +71,6 @@ def _group(method, seeds, root, tasks=3, fitter=None, strategy=None):
     [os.path.join(root, f"group{s}") for s in seeds],
     strategy,
   )
-
-
-def _max_difference(lone, grouped, path="results") -> float:
-  """Largest |difference| over the numbers of two results.json trees;
-  fails on any other difference."""
-  if isinstance(lone, dict):
-    assert lone.keys() == grouped.keys(), path
-    keys = [k for k in lone if k not in _NOT_FIGURES]
-    pairs = [(lone[k], grouped[k], f"{path}.{k}") for k in keys]
-  elif isinstance(lone, list):
-    assert len(lone) == len(grouped), path
-    pairs = [
-      (a, b, f"{path}[{i}]")
-      for i, (a, b) in enumerate(zip(lone, grouped, strict=True))
-    ]
-  elif isinstance(lone, float | int) and not isinstance(lone, bool):
-    return abs(lone - grouped)
-  else:
-    assert lone == grouped, (path, lone, grouped)
-    return 0.0
-  return max([_max_difference(*p) for p in pairs], default=0.0)
 
 
 def _tiny_state(seed: int):
@@ -199,7 +176,7 @@ def test_a_replica_groups_results_equal_the_runs_done_alone(tmp_path, method):
   grouped = _group(method, seeds, str(tmp_path))
   for a, g in zip(lone, grouped, strict=True):
     assert not isinstance(g, BaseException), g
-    assert _max_difference(a, g) <= 1e-5
+    assert results.largest_difference(a, g) <= 1e-5
     assert g["config"]["seed"] == a["config"]["seed"]
 
 
@@ -225,7 +202,7 @@ def test_den_replicas_compile_each_phase_kind_once_per_group(
   assert compilations["jit(replica_step)"] == len(kinds), compilations
   for a, g in zip(lone, grouped, strict=True):
     assert not isinstance(g, BaseException), g
-    assert _max_difference(a, g) <= 1e-5
+    assert results.largest_difference(a, g) <= 1e-5
 
 
 class _Killed(Exception):
@@ -261,7 +238,7 @@ def test_a_killed_group_resumes_from_its_task_checkpoints(tmp_path):
   assert sorted(phases) == [0, 1]
   lone = _lone("finetune", (0, 1), root)
   for a, r in zip(lone, resumed, strict=True):
-    assert _max_difference(a, r) <= 1e-5
+    assert results.largest_difference(a, r) <= 1e-5
 
 
 def test_a_group_refuses_runs_of_other_settings(tmp_path):

@@ -207,3 +207,38 @@ def summarise(
     cells = ["" if v is None else f"{v:.3f}" for v in r]
     lines.append(f"| {i} | " + " | ".join(cells) + " |")
   writer.write_texts(task, {"continual/accuracy_matrix": "\n".join(lines)})
+
+
+# What two runs of one config may differ in besides their figures.
+NOT_FIGURES = frozenset({"seconds_per_task", "seconds", "provenance", "config"})
+
+
+def largest_difference(a, b, path: str = "results") -> float:
+  """The largest |difference| between the numbers of two results.json
+  trees (a replica's against its lone run's), `NOT_FIGURES` left out.
+
+  Raises:
+    ValueError: the trees differ in anything but numbers (a key, a
+      length, a string, a None), named by its path.
+  """
+  if isinstance(a, dict) and isinstance(b, dict):
+    if a.keys() != b.keys():
+      raise ValueError(f"{path}: keys {sorted(a)} against {sorted(b)}")
+    pairs = [(a[k], b[k], f"{path}.{k}") for k in a if k not in NOT_FIGURES]
+  elif isinstance(a, list) and isinstance(b, list):
+    if len(a) != len(b):
+      raise ValueError(f"{path}: {len(a)} entries against {len(b)}")
+    pairs = [
+      (x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b, strict=True))
+    ]
+  elif _number(a) and _number(b):
+    return abs(a - b)
+  elif a == b:
+    return 0.0
+  else:
+    raise ValueError(f"{path}: {a!r} against {b!r}")
+  return max((largest_difference(*p) for p in pairs), default=0.0)
+
+
+def _number(x) -> bool:
+  return isinstance(x, int | float) and not isinstance(x, bool)
