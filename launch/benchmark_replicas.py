@@ -1,7 +1,8 @@
 """Replica groups against the same runs one after another, in one process.
 
   .venv/bin/python launch/benchmark_replicas.py --config=configs/gtzan.py \
-    --methods=stl,finetune,den --replicas=1,5,15 [--strategy=unroll]
+    --methods=stl,finetune,den --replicas=1,5,15 [--strategy=unroll] \
+    [--rounds=2]
 
 For every method and R: the first R runs of folds 0-4 x seeds 0, 1, 2
 (fold-major: R=5 is the five folds of seed 0) at the config's budget
@@ -30,6 +31,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -44,6 +46,9 @@ _REPLICAS = flags.DEFINE_list("replicas", ["1", "5", "15"], "Group sizes R.")
 _MODES = flags.DEFINE_list("modes", ["sequential", "group"], "What to time.")
 _STRATEGY = flags.DEFINE_string("strategy", None, "vmap or unroll.")
 _ROOT = flags.DEFINE_string("root", "/tmp/benchmark_replicas", "Wiped.")
+_ROUNDS = flags.DEFINE_integer(
+  "rounds", 1, "Alternating rounds of the modes; the ratio is their median's."
+)
 
 _STEPS = ("jit(train_step)", "jit(replica_step)")
 _COMPILES = collections.Counter()
@@ -118,35 +123,41 @@ def main(argv):
     warm.train.fit.max_steps = 2
     experiments.run(warm, os.path.join(_ROOT.value, "warm"), fresh=True)
     for size in map(int, _REPLICAS.value):
-      configs = _configs(method, size)
-      figures = {}
-      for mode in _MODES.value:
-        figures[mode] = f = _time(
-          mode, configs, os.path.join(_ROOT.value, mode)
-        )
-        print(
-          f"{method} R={size} {mode}: {f['wall_s']:.1f} s, "
-          f"{f['examples']} examples, {f['examples_per_s']:.1f} examples/s, "
-          f"compilations {f['compiles']} ({f['compile_s']:.1f} s; all "
-          f"functions {f['all_compile_s']:.1f} s)",
-          flush=True,
-        )
-      if len(figures) == 2:
-        difference = max(
-          results.largest_difference(
-            *(_read(_ROOT.value, m, i) for m in _MODES.value)
-          )
-          for i in range(size)
-        )
-        print(
-          f"{method} R={size}: largest |group - sequential| over every "
-          f"number of results.json: {difference:.2g}"
-        )
-        ratio = (
-          figures["group"]["examples_per_s"]
-          / figures["sequential"]["examples_per_s"]
-        )
-        print(f"{method} R={size}: group/sequential examples/s {ratio:.2f}x")
+      _measure(method, size)
+
+
+def _measure(method: str, size: int) -> None:
+  """Every mode of R=`size` runs of `method`, `--rounds` times alternating;
+  prints each, the runs' largest difference and the median ratio."""
+  configs = _configs(method, size)
+  rates = {mode: [] for mode in _MODES.value}
+  for _ in range(_ROUNDS.value):
+    for mode in _MODES.value:
+      root = os.path.join(_ROOT.value, mode)
+      f = _time(mode, configs, root)
+      rates[mode].append(f["examples_per_s"])
+      print(
+        f"{method} R={size} {mode}: {f['wall_s']:.1f} s, "
+        f"{f['examples']} examples, {f['examples_per_s']:.1f} examples/s, "
+        f"compilations {f['compiles']} ({f['compile_s']:.1f} s; all "
+        f"functions {f['all_compile_s']:.1f} s)",
+        flush=True,
+      )
+  if len(rates) != 2:
+    return
+  difference = max(
+    results.largest_difference(
+      *(_read(_ROOT.value, m, i) for m in _MODES.value)
+    )
+    for i in range(size)
+  )
+  ratio = np.median(rates["group"]) / np.median(rates["sequential"])
+  print(
+    f"{method} R={size}: largest |group - sequential| over every number "
+    f"of results.json: {difference:.2g}; group/sequential examples/s "
+    f"(medians of {_ROUNDS.value}) {ratio:.2f}x",
+    flush=True,
+  )
 
 
 if __name__ == "__main__":
