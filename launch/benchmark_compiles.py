@@ -16,7 +16,6 @@ Runs `mcl.experiments.continual.runner.run` into a fresh `--workdir` and prints:
 The bare step is measured after the run, in the same process.
 """
 
-import collections
 import os
 import shutil
 import sys
@@ -33,21 +32,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 from mcl.datasets import from_config
 from mcl.experiments.continual import runner  # noqa: E402
 from mcl.models import ConvClassifier  # noqa: E402
+from mcl.runtime import compilations  # noqa: E402
 from mcl.trainer import optimizer, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/gtzan.py")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/benchmark_compiles", "Wiped.")
 _BARE_STEPS = flags.DEFINE_integer("bare_steps", 100, "Timed bare steps.")
 
-_COMPILES = collections.Counter()
-_SECONDS = collections.Counter()
-
-
-def _listen(event: str, duration: float, **kwargs) -> None:
-  if event == "/jax/core/compile/backend_compile_duration":
-    name = kwargs.get("fun_name", "?")
-    _COMPILES[name] += 1
-    _SECONDS[name] += duration
+_COMPILATIONS = compilations.Compilations()
+_COMPILES, _SECONDS = _COMPILATIONS.counts, _COMPILATIONS.seconds
 
 
 def _bare_steps_per_second(config, input_shape) -> float:
@@ -86,7 +79,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   shutil.rmtree(_WORKDIR.value, ignore_errors=True)
-  jax.monitoring.register_event_duration_secs_listener(_listen)
+  _COMPILATIONS.start()
   start = time.perf_counter()
   out = runner.run(config, _WORKDIR.value)
   wall = time.perf_counter() - start

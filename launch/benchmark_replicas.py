@@ -23,7 +23,6 @@ compilation, so the sequential runs start warm and the group pays its
 own step's compilation.
 """
 
-import collections
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 
 from mcl import experiments  # noqa: E402
 from mcl.experiments.continual import results  # noqa: E402
+from mcl.runtime import compilations  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/gtzan.py")
 _METHODS = flags.DEFINE_list("methods", ["stl", "finetune", "den"], "Methods.")
@@ -51,15 +51,8 @@ _ROUNDS = flags.DEFINE_integer(
 )
 
 _STEPS = ("jit(train_step)", "jit(replica_step)")
-_COMPILES = collections.Counter()
-_SECONDS = collections.Counter()
-
-
-def _listen(event: str, duration: float, **kwargs) -> None:
-  if event == "/jax/core/compile/backend_compile_duration":
-    name = kwargs.get("fun_name", "?")
-    _COMPILES[name] += 1
-    _SECONDS[name] += duration
+_COMPILATIONS = compilations.Compilations()
+_COMPILES, _SECONDS = _COMPILATIONS.counts, _COMPILATIONS.seconds
 
 
 def _configs(method: str, size: int):
@@ -84,8 +77,7 @@ def _examples(results: dict, batch_size: int) -> int:
 def _time(mode: str, configs, root: str) -> dict:
   shutil.rmtree(root, ignore_errors=True)
   workdirs = [os.path.join(root, f"run{i}") for i in range(len(configs))]
-  _COMPILES.clear()
-  _SECONDS.clear()
+  _COMPILATIONS.clear()
   start = time.perf_counter()
   if mode == "sequential":
     outs = [
@@ -115,7 +107,7 @@ def _read(root: str, mode: str, index: int) -> dict:
 
 def main(argv):
   del argv
-  jax.monitoring.register_event_duration_secs_listener(_listen)
+  _COMPILATIONS.start()
   experiments.start_process()
   print(f"device: {jax.devices()[0].device_kind}, strategy: {_STRATEGY.value}")
   for method in _METHODS.value:

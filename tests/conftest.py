@@ -2,7 +2,6 @@
 server; and the suite's XLA settings."""
 
 import atexit
-import collections
 import os
 import shutil
 import tempfile
@@ -29,10 +28,10 @@ _NUMBA_CACHE = tempfile.mkdtemp(prefix="mcl-numba-")
 atexit.register(shutil.rmtree, _NUMBA_CACHE, ignore_errors=True)
 os.environ["NUMBA_CACHE_DIR"] = _NUMBA_CACHE
 
-import jax  # noqa: E402
 import pytest  # noqa: E402
 
 from mcl.configs import test as test_config  # noqa: E402
+from mcl.runtime import compilations as xla_compilations  # noqa: E402
 from tests import forks  # noqa: E402
 
 SHARED_DATA = os.path.join(
@@ -161,13 +160,5 @@ def mtat_from_gtzan(gtzan_dir, tmp_path_factory):
 @pytest.fixture
 def compilations():
   """{function name: XLA compilations} while the test runs."""
-  counts = collections.Counter()
-
-  def listen(event, duration, **kwargs):
-    del duration
-    if event == "/jax/core/compile/backend_compile_duration":
-      counts[kwargs.get("fun_name")] += 1
-
-  jax.monitoring.register_event_duration_secs_listener(listen)
-  yield counts
-  jax.monitoring.unregister_event_duration_listener(listen)
+  with xla_compilations.Compilations() as counted:
+    yield counted.counts
