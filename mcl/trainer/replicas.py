@@ -15,12 +15,12 @@ compilation and one dispatch per step.
   change. Its training stream is not read again.
 - Equal to the fit done alone: the same schedule, the same stream reads,
   the same validation passes and selection; only the step's arithmetic
-  is batched (float rounding, see BUILD_NOTES "Replicas").
+  is batched (float rounding, see BUILD_NOTES "Replica groups").
 - Strategies: "vmap" maps `mcl.trainer.train.step` over the replica axis
   (a convolution with per-replica kernels becomes one grouped
   convolution: the GPU's choice); "unroll" writes R copies of the step in
   one program (XLA:CPU runs grouped convolutions about 4x slower than R
-  plain ones, BUILD_NOTES "Replicas"). `default_strategy` picks by backend.
+  plain ones, BUILD_NOTES "Replica groups"). `default_strategy` picks by backend.
 - Validation passes stay per replica (each call's `evaluate`), on the
   replica's slice of the stack. A call's "thread" names the thread whose
   log records a replica's pass lines should look like (a replica group's
