@@ -20,7 +20,8 @@ compilation and one dispatch per step.
   (a convolution with per-replica kernels becomes one grouped
   convolution: the GPU's choice); "unroll" writes R copies of the step in
   one program (XLA:CPU runs grouped convolutions about 4x slower than R
-  plain ones, BUILD_NOTES "Replica groups"). `default_strategy` picks by backend.
+  plain ones, BUILD_NOTES "Replica groups"). `default_strategy` picks by
+  backend.
 - Validation passes stay per replica (each call's `evaluate`), on the
   replica's slice of the stack. A call's "thread" names the thread whose
   log records a replica's pass lines should look like (a replica group's
