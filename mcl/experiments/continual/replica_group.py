@@ -11,8 +11,7 @@ of phase (same network, mask and term shapes, loss and recipe), each
 stacked to the group's size so that every kind compiles its step once
 however many runs share it; then it hands each run its `FitResult` (or
 its `NonFiniteLossError`) and the runs go on to their host work (DEN's
-surgery, scoring, checkpoints) until they next wait: on a CPU backend one
-run at a time (`_Barrier.host`), on accelerators all at once.
+surgery, scoring, checkpoints) until they next wait.
 
 A run that resumes (its task checkpoints, as a lone run's) may be at
 another task than the others: phases of equal shapes still train
@@ -96,13 +95,6 @@ class _Barrier:
     self.condition = threading.Condition()
     # Capacity slots of growing methods, shared (`slots.Floor`).
     self.slot_floor = slots.Floor()
-    # A run's host work (scoring, references, checkpoints, plots) between
-    # its phases: on a CPU backend one run at a time, since its XLA work
-    # already uses every core and R threads at once ran it 2.2x slower
-    # (BUILD_NOTES "Replica groups"); on accelerators in parallel.
-    self.host = threading.Semaphore(
-      1 if jax.default_backend() == "cpu" else size
-    )
 
   def fitter(self, replica: int) -> "_Fitter":
     """`fit.fit`'s signature: replica `replica`'s phases go to the group."""
@@ -110,20 +102,17 @@ class _Barrier:
 
   def fit(self, replica: int, call: dict):
     """Waits until replica `replica`'s phase `call` has been trained."""
-    self.host.release()
     with self.condition:
       self.waiting[replica] = call
       self.condition.notify_all()
       self.condition.wait_for(lambda: replica in self.done)
       outcome = self.done.pop(replica)
-    self.host.acquire()
     if isinstance(outcome, BaseException):
       raise outcome
     return outcome
 
   def leave(self) -> None:
     """A run has ended (finished or failed)."""
-    self.host.release()
     with self.condition:
       self.live -= 1
       self.condition.notify_all()
@@ -196,7 +185,6 @@ def run_group(run_one, configs, workdirs, strategy: str | None = None) -> list:
   outcomes: list = [None] * len(configs)
 
   def replica(index):
-    barrier.host.acquire()
     try:
       outcomes[index] = run_one(
         configs[index], workdirs[index], barrier.fitter(index)
