@@ -136,12 +136,11 @@ def _check(calls: Sequence[dict], size: int) -> None:
       raise ValueError("replicated fits share one recipe")
 
 
-def _phases(calls, stage, size):
+def _phases(calls, stage, size, mesh):
   """The calls' `train.Phase`s stacked, padded with the first's."""
   terms = [
     parallel.replicate(
-      (c.get("trainable"), c.get("penalty"), c.get("proximal")),
-      parallel.data_mesh(),
+      (c.get("trainable"), c.get("penalty"), c.get("proximal")), mesh
     )
     for c in calls
   ]
@@ -206,7 +205,7 @@ def fit_replicas(
   states = stack([r.state for r in replicas] + padding)
   for r in replicas:
     r.state = None
-  phases = _phases(calls, recipe.stages[0], size)
+  phases = _phases(calls, recipe.stages[0], size, mesh)
   rngs = jnp.stack([c["rng"] for c in calls] + [calls[0]["rng"]] * len(padding))
   step = 0
   while any(r.running(step) for r in replicas):

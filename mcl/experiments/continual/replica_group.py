@@ -76,8 +76,10 @@ def _kind(call: dict):
   """What must be equal for two phases to train in one stack."""
   arrays = (call["variables"], call.get("trainable"), call.get("penalty"),
             call.get("proximal"))  # fmt: skip
+  # Shapes and dtypes only: no leaf is copied off its device.
   shapes = tuple(
-    (np.shape(a), np.asarray(a).dtype) for a in jax.tree.leaves(arrays)
+    (np.shape(a), a.dtype if hasattr(a, "dtype") else np.result_type(a))
+    for a in jax.tree.leaves(arrays)
   )
   return (jax.tree.structure(arrays), shapes, call["model"], call["loss"],
           call["recipe"])  # fmt: skip
