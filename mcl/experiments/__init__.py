@@ -156,7 +156,9 @@ def run_replicas(
 ) -> list:
   """Continual runs that differ only in seed and fold, as one replica
   group (`mcl.experiments.continual.replica_group`): each run's
-  results.json equals the run done alone by `run` (float rounding).
+  results.json equals the run done alone by `run` up to float rounding,
+  which over a long sequence can flip DEN's split and expansion
+  decisions (BUILD_NOTES "Replica groups").
 
   Args:
     configs: continual experiment configs, equal but for
